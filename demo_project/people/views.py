@@ -1,0 +1,23 @@
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from .models import Person
+
+
+def people(request: HttpRequest) -> HttpResponse:
+    return render(request, "people/people.html", {"people": Person.objects.all()})
+
+
+def people_rows(request: HttpRequest) -> HttpResponse:
+    return render(request, "people/rows.html", {"people": Person.objects.all()})
+
+
+def person_row(request: HttpRequest, pk: int) -> HttpResponse:
+    person = Person.objects.filter(person_id=pk).first()
+    if person is None:
+        raise Http404("no such person")
+    return render(request, "people/row.html", {"person": person})
+
+
+def console(request: HttpRequest) -> HttpResponse:
+    return render(request, "console.html")

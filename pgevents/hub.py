@@ -1,0 +1,158 @@
+"""Per-process fan-out: one channel-layer channel per process, not one per socket.
+
+The hub joins a channel's group when its first local subscriber arrives and leaves with the
+last. Each event arrives once per process, already encoded by the listener, and the same
+frame is offered to every local subscription, so the per-socket cost is one write.
+
+When the layer fails (Redis restarts, a receive times out) the hub reconnects with backoff,
+re-joins its groups and tells every subscription to check the log, so nothing the layer
+dropped in the meantime is lost. Group memberships are refreshed periodically because
+channels-redis expires them (``group_expiry``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from . import conf
+from .backoff import Backoff
+from .envelope import Event
+from .log import Reader
+from .names import group_name
+from .subscription import Subscription
+
+logger = logging.getLogger("pgevents.hub")
+
+#: Re-add groups this often (seconds); well under channels-redis' default group_expiry (1 day).
+REFRESH_INTERVAL = 3600.0
+
+
+class Hub:
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.reader = Reader()
+        self.subscriptions: dict[str, set[Subscription]] = {}
+        self.channel_name: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._joined: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._ready = asyncio.Event()
+        self.delivered = 0
+
+    # -- membership --------------------------------------------------------------------
+    async def join(self, sub: Subscription) -> None:
+        """Register ``sub`` and make sure this process receives its channel; then start it."""
+        self._ensure_running()
+        await self._ready.wait()
+        self.subscriptions.setdefault(sub.channel, set()).add(sub)
+        async with self._locks.setdefault(sub.channel, asyncio.Lock()):
+            if sub.channel not in self._joined:
+                try:
+                    await self.layer.group_add(group_name(sub.channel), self.channel_name)
+                    self._joined.add(sub.channel)
+                except Exception as exc:  # the receive loop re-joins once the layer is back
+                    logger.warning("group_add for %r failed (%s); will retry", sub.channel, exc)
+        sub.start()  # reads the head/replay only after the group is joined: nothing slips between
+
+    async def leave(self, sub: Subscription) -> None:
+        sub.close()
+        subs = self.subscriptions.get(sub.channel)
+        if subs is None:
+            return
+        subs.discard(sub)
+        if not subs:
+            del self.subscriptions[sub.channel]
+            if sub.channel in self._joined:
+                self._joined.discard(sub.channel)
+                try:
+                    await self.layer.group_discard(group_name(sub.channel), self.channel_name)
+                except Exception as exc:
+                    logger.debug("group_discard for %r failed: %s", sub.channel, exc)
+
+    def count(self) -> dict[str, int]:
+        return {channel: len(subs) for channel, subs in self.subscriptions.items()}
+
+    # -- receiving ---------------------------------------------------------------------
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+            from . import embedded
+
+            embedded.ensure_listener(self.layer)
+
+    async def _run(self) -> None:
+        backoff = Backoff(cap=conf.get().max_backoff)
+        recovering = False
+        while True:
+            try:
+                if self.channel_name is None:
+                    self.channel_name = await self.layer.new_channel("pgevents.hub.")
+                if recovering:
+                    await self._rejoin()
+                self._ready.set()
+                loop = asyncio.get_running_loop()
+                refresh_at = loop.time() + REFRESH_INTERVAL
+                while True:
+                    message = await self.layer.receive(self.channel_name)
+                    backoff.reset()
+                    recovering = False
+                    await self._dispatch(message)
+                    if loop.time() >= refresh_at:
+                        refresh_at = loop.time() + REFRESH_INTERVAL
+                        await self._rejoin(resync=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = backoff.next()
+                logger.warning(
+                    "channel layer receive failed (%s: %s); retrying in %.2fs", type(exc).__name__, exc, delay
+                )
+                self._ready.set()  # joiners must not hang while the layer is down
+                recovering = True
+                await asyncio.sleep(delay)
+
+    async def _rejoin(self, resync: bool = True) -> None:
+        for channel in list(self.subscriptions):
+            await self.layer.group_add(group_name(channel), self.channel_name)
+            self._joined.add(channel)
+        if resync:
+            logger.info("channel layer back; re-joined %d group(s), checking the log", len(self.subscriptions))
+            for subs in self.subscriptions.values():
+                for sub in subs:
+                    sub.resync()
+
+    async def _dispatch(self, message: Event) -> None:
+        subs = self.subscriptions.get(message.get("channel", ""))
+        if not subs:
+            return
+        for sub in list(subs):
+            try:
+                await sub.offer(message)
+            except Exception:
+                logger.exception("delivery to a subscriber of %r failed", sub.channel)
+        self.delivered += len(subs)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.reader.close()
+
+
+_hubs: dict[tuple[int, str], Hub] = {}
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop (one per process and loop)."""
+    alias = conf.get().channel_layer
+    key = (id(asyncio.get_running_loop()), alias)
+    hub = _hubs.get(key)
+    if hub is None:
+        layer = get_channel_layer(alias)
+        if layer is None:
+            raise RuntimeError(f"pgevents needs a channel layer: CHANNEL_LAYERS has no {alias!r}")
+        hub = _hubs[key] = Hub(layer)
+    return hub

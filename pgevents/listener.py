@@ -1,0 +1,206 @@
+"""The LISTEN loop: one dedicated connection that sequences the log and forwards events.
+
+Order of operations on every (re)connection, which is what makes it gap-free:
+
+1. take the advisory lock (standbys wait here: exactly one listener forwards at a time);
+2. LISTEN on the internal channel and the plain-NOTIFY channels;
+3. re-send events a previous listener positioned but may not have forwarded;
+4. drain the log (position and forward everything committed meanwhile);
+5. loop: wait for notifications (at most ``poll_interval``), drain on every wake-up and on
+   every timeout. The drain is also the liveness probe of an idle connection.
+
+Any database error ends the session; the loop reconnects with jittered backoff and starts
+again at 1. A channel-layer error does the same, so events are re-sent once it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from . import conf, db, envelope, log, relay, sql
+from .backoff import Backoff
+
+logger = logging.getLogger("pgevents.listener")
+
+#: Errors after which the session is abandoned and the listener reconnects.
+RECOVERABLE: tuple[type[BaseException], ...] = (psycopg.Error, OSError, asyncio.TimeoutError, ConnectionError)
+try:  # redis-py's errors do not all derive from OSError
+    import redis.exceptions
+
+    RECOVERABLE += (redis.exceptions.RedisError,)
+except ImportError:  # pragma: no cover - redis is installed with channels-redis
+    pass
+
+
+class Listener:
+    """Forward PostgreSQL events to the channel layer until ``stop()`` is called."""
+
+    def __init__(
+        self,
+        *,
+        layer: Any = None,
+        database: str | None = None,
+        channels: Sequence[str] | None = None,
+        poll_interval: float | None = None,
+        batch_size: int | None = None,
+        use_lock: bool = True,
+        prune_interval: float = 60.0,
+        name: str = "pgevents-listener",
+    ) -> None:
+        settings = conf.get()
+        self.layer = layer
+        self.database = database or settings.database
+        self.channels = tuple(settings.listen_channels if channels is None else channels)
+        self.poll_interval = settings.poll_interval if poll_interval is None else poll_interval
+        self.batch_size = batch_size or settings.batch_size
+        self.query_timeout = settings.query_timeout
+        self.retention = settings.retention
+        self.use_lock = use_lock
+        self.prune_interval = prune_interval
+        self.name = name
+        self.backoff = Backoff(cap=settings.max_backoff)
+        self.active = False
+        self.connected = asyncio.Event()
+        self.forwarded = 0
+        self.last_forward_at: float | None = None
+        self._published = 0
+        self._stopping = False
+        self._task: asyncio.Task[Any] | None = None
+        self._last_prune = 0.0
+
+    def stop(self) -> None:
+        """Ask the loop to finish; safe from a signal handler on the loop's thread."""
+        self._stopping = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def run(self) -> None:
+        if self.layer is None:
+            from channels.layers import get_channel_layer
+
+            self.layer = get_channel_layer(conf.get().channel_layer)
+            if self.layer is None:
+                raise RuntimeError("pgevents needs a channel layer: set CHANNEL_LAYERS")
+        while not self._stopping:
+            self._task = asyncio.ensure_future(self._session())
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                if self._stopping:
+                    break
+                raise
+            except RECOVERABLE as exc:
+                delay = self.backoff.next()
+                logger.warning("listener session ended (%s: %s); reconnecting in %.2fs", type(exc).__name__, exc, delay)
+                await self._sleep(delay)
+            finally:
+                self.active = False
+                self.connected.clear()
+        logger.info("listener stopped")
+
+    async def _sleep(self, delay: float) -> None:
+        self._task = asyncio.ensure_future(asyncio.sleep(delay))
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+
+    async def _session(self) -> None:
+        conn = await asyncio.wait_for(db.connect(self.database, self.name), self.query_timeout)
+        async with conn:
+            await self._acquire_lock(conn)
+            for statement in sql.listen((envelope.INTERNAL_CHANNEL, *self.channels)):
+                await conn.execute(statement)
+            self.active = True
+            self.connected.set()
+            logger.info("listener active; LISTEN %s", ", ".join((envelope.INTERNAL_CHANNEL, *self.channels)))
+            await self._catch_up(conn)
+            self.backoff.reset()
+            while True:
+                woke = await self._wait(conn)
+                if woke:
+                    await self._drain(conn)
+                now = time.monotonic()
+                if now - self._last_prune >= self.prune_interval:
+                    self._last_prune = now
+                    removed = await log.prune(conn, self.retention)
+                    if removed:
+                        logger.info("pruned %d events older than %.0fs", removed, self.retention)
+
+    async def _acquire_lock(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if not self.use_lock:
+            return
+        waiting_logged = False
+        while True:
+            cur = await asyncio.wait_for(
+                conn.execute("SELECT pg_try_advisory_lock(%s)", (conf.get().listener_lock,)), self.query_timeout
+            )
+            row = await cur.fetchone()
+            if row and row[0]:
+                return
+            if not waiting_logged:
+                logger.info("another listener is active; standing by")
+                waiting_logged = True
+            await asyncio.sleep(self.poll_interval)
+
+    async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Re-send what a previous listener may not have forwarded, then drain the log."""
+        self._published = (await log.cursors(conn)).get("published", 0)
+        while True:
+            events = await asyncio.wait_for(
+                log.positioned_after(conn, self._published, self.batch_size), self.query_timeout
+            )
+            if not events:
+                break
+            await self._forward(events)
+        await self._drain(conn)
+
+    async def _drain(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        while True:
+            events = await asyncio.wait_for(log.assign(conn, self.batch_size, self._published), self.query_timeout)
+            if events:
+                await self._forward(events)
+            if len(events) < self.batch_size:
+                return
+
+    async def _forward(self, events: list[log.LoggedEvent]) -> None:
+        await relay.publish(self.layer, (envelope.layer_message(e.channel, e.frame, e.id, e.prev) for e in events))
+        self._published = events[-1].id
+        self._count(len(events))
+
+    def _count(self, n: int) -> None:
+        self.forwarded += n
+        self.last_forward_at = time.time()
+
+    async def _wait(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """Wait for notifications; forward plain ones. True when the log should be drained."""
+        woke = True  # a timeout doubles as the periodic poll and liveness probe
+        plain: list[envelope.Event] = []
+        async for note in conn.notifies(timeout=self.poll_interval, stop_after=1):
+            woke = self._take(note, plain)
+        async for note in conn.notifies(timeout=0.0):  # whatever else has already arrived
+            woke = self._take(note, plain) or woke
+        if plain:
+            await relay.publish(self.layer, plain)
+            self._count(len(plain))
+        return woke
+
+    def _take(self, note: psycopg.Notify, plain: list[envelope.Event]) -> bool:
+        if note.channel != envelope.INTERNAL_CHANNEL:
+            plain.append(envelope.layer_message(note.channel, envelope.plain_frame(note.channel, note.payload)))
+            return False
+        if not note.payload:
+            return True  # durable wake-up
+        decoded = envelope.trigger_frame(note.payload)
+        if decoded is None:
+            logger.warning("ignored a malformed notification on %r (%d bytes)", note.channel, len(note.payload))
+            return False
+        plain.append(envelope.layer_message(*decoded))
+        return False

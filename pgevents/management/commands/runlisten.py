@@ -1,0 +1,84 @@
+"""``manage.py runlisten``: thin arguments → ``Listener`` → ``asyncio.run``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from pgevents import conf
+from pgevents.listener import Listener
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the pgevents listener: LISTEN on PostgreSQL, sequence the event log and forward every "
+        "event to the channel layer. Run two or more for fail-over: one is active, the others wait. "
+        "Stops cleanly on SIGTERM/SIGINT."
+    )
+    listener_class = Listener
+    requires_system_checks = []  # checks run at server start; the listener must start even if a warning fires
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        settings = conf.get()
+        parser.add_argument(
+            "--database", default=settings.database, help="Django database alias to LISTEN on (default: %(default)s)."
+        )
+        parser.add_argument(
+            "--layer", default=settings.channel_layer, help="Channel layer alias to forward to (default: %(default)s)."
+        )
+        parser.add_argument(
+            "--channel",
+            action="append",
+            dest="channels",
+            metavar="NAME",
+            help="Plain-NOTIFY channel to LISTEN on; repeat for several "
+            "(default: the exact names in PGEVENTS['CHANNELS']).",
+        )
+        parser.add_argument(
+            "--poll-interval",
+            type=float,
+            default=settings.poll_interval,
+            help="Seconds between safety-net polls of the event log, which also probe the "
+            "connection (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=settings.batch_size,
+            help="Events positioned and forwarded per round trip (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--no-lock",
+            action="store_true",
+            help="Do not take the advisory lock that makes one listener active at a time.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+        layer = get_channel_layer(options["layer"])
+        if layer is None:
+            raise CommandError(f"No channel layer {options['layer']!r}: configure CHANNEL_LAYERS.")
+        if isinstance(layer, InMemoryChannelLayer):
+            raise CommandError(
+                "The in-memory channel layer cannot reach another process: use channels_redis, "
+                "or let the ASGI server run the listener itself (PGEVENTS['EMBEDDED_LISTENER'])."
+            )
+        asyncio.run(self._run(layer, options))
+
+    async def _run(self, layer: Any, options: dict[str, Any]) -> None:
+        listener = self.listener_class(
+            layer=layer,
+            database=options["database"],
+            channels=options["channels"],
+            poll_interval=options["poll_interval"],
+            batch_size=options["batch_size"],
+            use_lock=not options["no_lock"],
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, listener.stop)
+        await listener.run()

@@ -1,0 +1,46 @@
+"""Pure rules for channel names and the channel-layer groups they map to."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+
+#: PostgreSQL cuts identifiers (LISTEN channel names) at 63 bytes.
+MAX_CHANNEL_BYTES = 63
+
+_GROUP_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class BadChannel(ValueError):
+    """A channel name no subscription or trigger may use."""
+
+
+def validate_channel(name: object) -> str:
+    """Return ``name`` if it can be a PostgreSQL NOTIFY channel, else raise ``BadChannel``."""
+    if not isinstance(name, str):
+        raise BadChannel("channel must be a string")
+    if not name:
+        raise BadChannel("channel must not be empty")
+    if len(name.encode("utf-8")) > MAX_CHANNEL_BYTES:
+        raise BadChannel(f"channel is longer than {MAX_CHANNEL_BYTES} bytes")
+    if _CONTROL.search(name):
+        raise BadChannel("channel contains control characters")
+    return name
+
+
+def matches(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``name`` is one of ``patterns`` (exact names or fnmatch patterns), case-sensitive."""
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def group_name(channel: str) -> str:
+    """The channel-layer group for ``channel``.
+
+    Group names only allow ``[A-Za-z0-9_.-]`` and under 100 characters, while PostgreSQL
+    channels allow anything; names outside the safe set map to a stable hash.
+    """
+    if _GROUP_SAFE.match(channel):
+        return f"pgevents.{channel}"
+    return "pgevents.h." + hashlib.sha256(channel.encode("utf-8")).hexdigest()[:40]

@@ -1,0 +1,178 @@
+"""One client's subscription to one channel: resume, dedupe, gap repair, ordered delivery.
+
+A subscription is either *live* (events are sent as the hub offers them) or *catching up*
+(events are read from the log while live ones are buffered). Every durable event carries the
+id of the previous event on its channel (``prev``): when it is newer than the last id this
+client got, something was lost upstream (channel-layer overflow, a Redis restart) and the
+subscription catches up from the log. Ids at or below the last one sent are dropped, so the
+client sees each event once, in id order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from . import conf
+from .envelope import Event, control
+from .log import Reader
+
+logger = logging.getLogger("pgevents.subscription")
+
+#: Live events buffered while catching up; past this the buffer is dropped and re-read.
+BUFFER_LIMIT = 1000
+REPLAY_PAGE = 500
+
+
+class Sink(Protocol):
+    """Where a subscription's frames go (a WebSocket, an SSE stream)."""
+
+    async def send_event(self, frame: str, id: int | None) -> None: ...
+
+    async def send_control(self, frame: str) -> None: ...
+
+
+Filter = Callable[[Event], Awaitable[str | None]]
+
+
+class Subscription:
+    def __init__(self, channel: str, sink: Sink, reader: Reader, *, last_id: int | None = None) -> None:
+        self.channel = channel
+        #: ``subscribed`` goes out once the starting point is fixed: every event committed
+        #: after the client reads it is delivered.
+        self._announced = False
+        self.sink = sink
+        self.reader = reader
+        #: Last id delivered (or the resume point). None until the starting point is known.
+        self.last_id = last_id
+        self._catching_up = True
+        self._buffer: list[Event] = []
+        self._overflow = False
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Begin: replay after ``last_id`` (or find the current head), then go live."""
+        self._task = asyncio.ensure_future(self._catch_up())
+
+    def close(self) -> None:
+        self.closed = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def resync(self) -> None:
+        """Upstream may have lost messages (layer reconnected): check the log."""
+        if not self._catching_up and not self.closed:
+            self._catching_up = True
+            self._task = asyncio.ensure_future(self._catch_up())
+
+    # -- delivery ----------------------------------------------------------------------
+    async def offer(self, event: Event) -> None:
+        """Called by the hub, in order, for each event on the channel."""
+        if self.closed:
+            return
+        if self._catching_up:
+            self._hold(event)
+            return
+        if not await self._apply(event):
+            self._catching_up = True
+            self._buffer.append(event)
+            self._task = asyncio.ensure_future(self._catch_up())
+
+    def _hold(self, event: Event) -> None:
+        if self._overflow:
+            return
+        if len(self._buffer) >= BUFFER_LIMIT:
+            self._buffer.clear()
+            self._overflow = True
+        else:
+            self._buffer.append(event)
+
+    async def _apply(self, event: Event) -> bool:
+        """Deliver ``event`` unless already delivered. False when it reveals a gap."""
+        id_ = event["id"]
+        if id_ is None:  # plain / non-durable: nothing to order or repair
+            await self.sink.send_event(event["frame"], None)
+            return True
+        assert self.last_id is not None
+        if id_ <= self.last_id:
+            return True  # already delivered (replay overlap, or a listener re-send)
+        prev = event["prev"]
+        if prev is not None and prev > self.last_id:
+            logger.info("gap on %r after id %d (next has prev %d); catching up", self.channel, self.last_id, prev)
+            return False
+        self.last_id = id_
+        await self.sink.send_event(event["frame"], id_)
+        return True
+
+    async def _catch_up(self) -> None:
+        """The only task that reads the log for this subscription; ends live."""
+        backoff = 0.1
+        while not self.closed:
+            try:
+                await self._replay_log()
+                if await self._flush():
+                    self._catching_up = False
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("catch-up on %r failed (%s); retrying in %.1fs", self.channel, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, conf.get().max_backoff)
+
+    async def _announce(self) -> None:
+        if not self._announced:
+            self._announced = True
+            await self.sink.send_control(control("subscribed", channel=self.channel, last_event_id=self.last_id))
+
+    async def _replay_log(self) -> None:
+        if self.last_id is None:
+            self.last_id = await self.reader.last_id(self.channel)
+            await self._announce()
+            return
+        await self._announce()
+        limit = conf.get().replay_limit
+        replayed = 0
+        while True:
+            result = await self.reader.read_after(self.channel, self.last_id, REPLAY_PAGE)
+            if result.reset or replayed + len(result.events) > limit:
+                head = await self.reader.last_id(self.channel)
+                await self.sink.send_control(
+                    control(
+                        "reset",
+                        channel=self.channel,
+                        last_event_id=head,
+                        message="history is no longer available; reload the current state",
+                    )
+                )
+                self.last_id = head
+                return
+            for logged in result.events:
+                if logged.id > self.last_id:
+                    self.last_id = logged.id
+                    await self.sink.send_event(logged.frame, logged.id)
+            replayed += len(result.events)
+            if not result.more:
+                return
+
+    async def _flush(self) -> bool:
+        """Deliver what was buffered during the replay. False: read the log again first."""
+        if self._overflow:
+            self._overflow = False
+            self._buffer.clear()
+            return False
+        while self._buffer:
+            pending, self._buffer = self._buffer, []
+            for i, event in enumerate(pending):
+                if not await self._apply(event):
+                    self._buffer = pending[i:] + self._buffer
+                    return False
+        return True  # no await since the emptiness check: going live is atomic
+
+
+def describe(sub: Subscription) -> dict[str, Any]:
+    return {"channel": sub.channel, "last_id": sub.last_id, "live": not sub._catching_up}

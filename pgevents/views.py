@@ -1,0 +1,78 @@
+"""Server-Sent Events: the same subscription semantics over plain HTTP.
+
+Every event carries ``id:``; the standard ``Last-Event-ID`` header (or ``?last_event_id=``)
+resumes. Each stream has a bounded queue: a client that cannot keep up is disconnected
+and resumes from the log, rather than holding memory on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+
+from . import policy
+from .hub import get_hub
+from .protocol import ProtocolError, channel_of, parse_last_event_id
+from .subscription import Subscription
+
+QUEUE_LIMIT = 1000
+KEEPALIVE = 15.0
+_CLOSE = object()
+
+
+class _QueueSink:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+
+    def _put(self, chunk: str) -> None:
+        if self.queue.qsize() >= QUEUE_LIMIT:
+            self.queue.put_nowait(_CLOSE)  # too slow: end the stream, the client resumes
+        else:
+            self.queue.put_nowait(chunk)
+
+    async def send_event(self, frame: str, id: int | None) -> None:
+        self._put((f"id: {id}\n" if id is not None else "") + f"data: {frame}\n\n")
+
+    async def send_control(self, frame: str) -> None:
+        self._put(f"event: control\ndata: {frame}\n\n")
+
+
+async def sse(request: HttpRequest, channel: str) -> HttpResponse:
+    """``GET /pgevents/sse/<channel>/`` → ``text/event-stream``."""
+    try:
+        name = channel_of(channel)
+        last = parse_last_event_id(request.headers.get("Last-Event-ID") or request.GET.get("last_event_id"))
+    except ProtocolError as exc:
+        return JsonResponse({"type": "error", "code": exc.code, "message": exc.message}, status=400)
+    user = await request.auser()
+    denial = await policy.check(user, name, None)
+    if denial is not None:
+        status = 404 if denial.code == "unknown_channel" else 403
+        return JsonResponse({"type": "error", "code": denial.code, "message": denial.message}, status=status)
+
+    hub = get_hub()
+    sink = _QueueSink()
+    sub = Subscription(name, sink, hub.reader, last_id=last)
+
+    async def stream() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        await hub.join(sub)
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(sink.queue.get(), KEEPALIVE)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if item is _CLOSE:
+                    return
+                yield str(item)
+        finally:
+            await hub.leave(sub)
+
+    response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

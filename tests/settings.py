@@ -1,0 +1,18 @@
+"""Test settings: the demo's, on real Redis (``REDIS_URL``, default the local server)."""
+
+import os
+
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Each run gets its own Redis key prefix, so parallel runs never see each other's events.
+os.environ.setdefault("PGEVENTS_REDIS_PREFIX", f"pgevents-test-{os.getpid()}")
+
+from demo_project.settings import *  # noqa: F403
+
+PGEVENTS = {
+    "CHANNELS": ["people", "authors", "books", "demo", "chat", "Mixed Case", "sp ace", "q'uote", "ünï", "t.*"],
+    "POLL_INTERVAL": 0.5,
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if os.environ.get("PGEVENTS_TEST_LAYER") == "memory":
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

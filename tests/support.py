@@ -1,0 +1,270 @@
+"""Helpers for integration tests: real processes, a real WebSocket client, raw SQL writers."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import psycopg.sql
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    host = s["HOST"] or "127.0.0.1"
+    user = s["USER"] or "postgres"
+    port = s["PORT"] or "5432"
+    if host.startswith("/"):
+        return f"postgresql://{user}@/{s['NAME']}?host={host}&port={port}"
+    return f"postgresql://{user}@{host}:{port}/{s['NAME']}"
+
+
+def _admin_url(url: str) -> tuple[str, str]:
+    base, _, name = url.rpartition("/")
+    name, _, query = name.partition("?")
+    return base + "/postgres" + ("?" + query if query else ""), name
+
+
+def clone_database(url: str, suffix: str) -> str:
+    """``CREATE DATABASE <name>_<suffix> TEMPLATE <name>``; returns the new database's URL."""
+    admin, name = _admin_url(url)
+    new = f"{name}_{suffix}"[:63]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(new)))
+        conn.execute(
+            psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                psycopg.sql.Identifier(new), psycopg.sql.Identifier(name)
+            )
+        )
+    return url.replace(f"/{name}", f"/{new}", 1)
+
+
+def drop_database(url: str) -> None:
+    admin, name = _admin_url(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+_children: list[Process] = []
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """However a run ends, no server it started outlives it."""
+    for child in _children:
+        if child.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.proc.pid, signal.SIGKILL)
+
+
+class Process:
+    """A child process with its output in a file (read it when a test fails)."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}-{time.monotonic_ns()}.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        _children.append(self)
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self._log.closed:
+            return self.proc.returncode
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            return self.proc.wait(5)
+        finally:
+            self._log.close()
+
+
+def base_env(db_url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+class Stack:
+    """daphne (+ runlisten unless ``listener=False``) on free ports, against ``db_url``."""
+
+    def __init__(
+        self, db_url: str, *, listener: bool = True, env: dict[str, str] | None = None, log_dir: Path | None = None
+    ) -> None:
+        self.db_url = db_url
+        self.port = free_port()
+        # Its own Redis key prefix: stacks on other databases must never share groups.
+        self.env = base_env(db_url, PGEVENTS_REDIS_PREFIX=f"pgevents-test-{os.getpid()}-{self.port}", **(env or {}))
+        self.log_dir = log_dir or ROOT / ".pgevents" / "test-logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.want_listener = listener
+        self.daphne: Process | None = None
+        self.listeners: list[Process] = []
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Stack:
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _start(self) -> Stack:
+        self.daphne = Process(
+            "daphne",
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "demo_project.asgi:application"],
+            self.env,
+            self.log_dir,
+        )
+        if self.want_listener:
+            self.start_listener()
+        wait_until(self._port_open, 30, what=f"daphne on port {self.port}:\n{self.daphne.output()}")
+        return self
+
+    def start_listener(self, *args: str) -> Process:
+        proc = Process("runlisten", [sys.executable, "manage.py", "runlisten", *args], self.env, self.log_dir)
+        self.listeners.append(proc)
+        self.wait_active(proc)
+        return proc
+
+    def wait_active(self, proc: Process, count: int = 1) -> None:
+        wait_until(
+            lambda: proc.output().count("listener active") >= count or not proc.alive(),
+            30,
+            what="the listener to become active",
+        )
+        assert proc.alive(), proc.output()
+
+    def _port_open(self) -> bool:
+        assert self.daphne is not None and self.daphne.alive(), self.daphne.output() if self.daphne else ""
+        with contextlib.closing(socket.socket()) as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.listeners:
+            proc.stop()
+        if self.daphne is not None:
+            self.daphne.stop()
+
+
+class Client:
+    """A real WebSocket client speaking the contract."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, url: str, origin: str | None = None) -> Any:
+        origin = origin or url.replace("ws://", "http://").split("/ws/")[0]
+        async with websockets.connect(url, origin=origin, max_size=None, open_timeout=20) as ws:
+            yield cls(ws)
+
+    async def send(self, message: Any) -> None:
+        await self.ws.send(message if isinstance(message, str | bytes) else json.dumps(message))
+
+    async def recv(self, timeout: float = 15.0) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        return dict(json.loads(raw))
+
+    async def expect(self, type_: str, timeout: float = 15.0) -> dict[str, Any]:
+        msg = await self.recv(timeout)
+        assert msg["type"] == type_, msg
+        return msg
+
+    async def events(self, n: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The next ``n`` event messages (control messages in between are not allowed)."""
+        out = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(out) < n:
+            remaining = deadline - asyncio.get_running_loop().time()
+            msg = await self.recv(max(remaining, 0.01))
+            assert msg["type"] == "event", msg
+            out.append(msg)
+        return out
+
+    async def silent(self, seconds: float = 1.0) -> None:
+        """Assert nothing arrives for ``seconds``."""
+        try:
+            msg = await asyncio.wait_for(self.ws.recv(), seconds)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected message: {msg}")
+
+    async def subscribe(self, channel: str, **fields: Any) -> dict[str, Any]:
+        await self.send({"type": "subscribe", "channel": channel, **fields})
+        return await self.expect("subscribed")
+
+
+def execute(db_url: str, *statements: str, params: Any = None) -> None:
+    """Run statements in one transaction on a fresh connection, like an outside writer."""
+    with psycopg.connect(db_url) as conn:
+        for statement in statements:
+            conn.execute(statement, params)  # type: ignore[arg-type]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@contextlib.contextmanager
+def temp_table(db_url: str, ddl: str, name: str) -> Iterator[None]:
+    execute(db_url, ddl)
+    try:
+        yield
+    finally:
+        execute(db_url, f"DROP TABLE IF EXISTS {name}")

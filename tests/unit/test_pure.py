@@ -1,0 +1,103 @@
+"""Pure modules: names, protocol parsing, settings, SQL rendering (no network)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from pgevents import conf, envelope, names, protocol, sql
+
+
+def test_group_names_are_valid_for_any_channel() -> None:
+    assert names.group_name("people") == "pgevents.people"
+    for hostile in ["sp ace", "q'uote", "ünï", "a" * 63, "x;DROP TABLE people"]:
+        group = names.group_name(hostile)
+        assert len(group) < 100 and all(c.isalnum() or c in "_.-" for c in group)
+    assert names.group_name("sp ace") != names.group_name("sp_ace")
+
+
+@pytest.mark.parametrize("bad", ["", "a" * 64, "é" * 32, "nul\x00", 5, None, ["people"]])
+def test_invalid_channel_names_are_refused(bad: object) -> None:
+    with pytest.raises(names.BadChannel):
+        names.validate_channel(bad)
+
+
+def test_channel_patterns() -> None:
+    assert names.matches("orders.eu", ("orders.*",))
+    assert not names.matches("Orders.eu", ("orders.*",))
+    assert names.matches("people", ("people",)) and not names.matches("peoplex", ("people",))
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("{", "bad_request"),
+        ("null", "bad_request"),
+        ('{"type": 1}', "bad_request"),
+        ('{"type": "subscribe", "channel": "p", "last_event_id": true}', "bad_request"),
+        ('{"type": "subscribe", "channel": "p", "last_event_id": "12a"}', "bad_request"),
+        ('{"type": "subscribe", "channel": "p", "filter": []}', "bad_request"),
+        ('{"type": "what"}', "bad_request"),
+        ("x" * 100, "too_large"),
+    ],
+)
+def test_protocol_errors(text: str, code: str) -> None:
+    with pytest.raises(protocol.ProtocolError) as err:
+        protocol.parse(text, max_bytes=64)
+    assert err.value.code == code
+
+
+def test_protocol_commands() -> None:
+    cmd = protocol.parse('{"type": "subscribe", "channel": "people", "last_event_id": "7"}', 1000)
+    assert cmd == protocol.Subscribe("people", 7, None)
+    assert protocol.parse('{"type": "unsubscribe", "channel": "people"}', 1000) == protocol.Unsubscribe("people")
+    assert protocol.parse('{"type": "ping"}', 1000) == protocol.Ping()
+
+
+def test_unknown_settings_keys_are_an_error() -> None:
+    with override_settings(PGEVENTS={"CHANELS": ["people"]}), pytest.raises(ImproperlyConfigured, match="CHANELS"):
+        conf.get()
+
+
+def test_settings_defaults_and_reset_on_override() -> None:
+    with override_settings(PGEVENTS={}):
+        assert conf.get().channels == () and conf.get().durable is True
+    with override_settings(PGEVENTS={"CHANNELS": ["a", "b.*"], "RETENTION": 60}):
+        assert conf.get().channels == ("a", "b.*")
+        assert conf.get().exact_channels == ("a",)
+        assert conf.get().retention == 60
+
+
+def test_trigger_sql_quotes_every_identifier() -> None:
+    spec = sql.TriggerSpec(table='we"ird table', schema="my schema", channel="it's")
+    text = sql.render(spec.create_statements())
+    assert '"my schema"."we""ird table"' in text
+    assert '\'{"channel": "it\'\'s"' in text  # the JSON argument is a quoted literal
+    assert all(len(name.encode()) <= 63 for name in spec.trigger_names())
+
+
+def test_trigger_spec_rejects_bad_events_and_overlap() -> None:
+    with pytest.raises(ValueError):
+        sql.TriggerSpec(table="t", channel="c", events=("UPSERT",))
+    with pytest.raises(ValueError):
+        sql.TriggerSpec(table="t", channel="c", include=("a",), exclude=("a",))
+
+
+def test_digest_changes_with_the_definition() -> None:
+    a = sql.TriggerSpec(table="t", channel="c")
+    assert a.digest == sql.TriggerSpec(table="t", channel="c").digest
+    assert a.digest != sql.TriggerSpec(table="t", channel="c", exclude=("x",)).digest
+
+
+def test_plain_frame_keeps_the_payload_raw() -> None:
+    frame = json.loads(envelope.plain_frame("people", '{"a":1}'))
+    assert frame["payload"] == '{"a":1}' and frame["id"] is None and frame["at"].endswith("Z")
+
+
+def test_malformed_trigger_notifications_are_ignored() -> None:
+    assert envelope.trigger_frame("not json") is None
+    assert envelope.trigger_frame('{"no": "channel"}') is None
+    assert envelope.trigger_frame('{"channel": "c", "op": "INSERT", "row": {"a": 1}}') is not None
