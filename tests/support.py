@@ -268,3 +268,97 @@ def temp_table(db_url: str, ddl: str, name: str) -> Iterator[None]:
         yield
     finally:
         execute(db_url, f"DROP TABLE IF EXISTS {name}")
+
+
+class Recorder:
+    """Collects everything a client receives, in the background, while a test writes."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.events: list[dict[str, Any]] = []
+        self.controls: list[dict[str, Any]] = []
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            msg = await self.client.recv(timeout=3600)
+            (self.events if msg["type"] == "event" else self.controls).append(msg)
+
+    def names(self) -> list[str]:
+        return [e["row"]["name"] for e in self.events if e.get("row")]
+
+    async def wait_for(self, names: set[str], timeout: float = 60.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not names <= set(self.names()):
+            if self._task.done():
+                self._task.result()  # re-raise what ended the client
+            if asyncio.get_running_loop().time() > deadline:
+                missing = sorted(names - set(self.names()))
+                raise AssertionError(f"{len(missing)} event(s) never arrived, e.g. {missing[:5]}")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+
+def write_rows(
+    url: str, tag: str, count: int, *, threads: int = 4, progress: Any = None, tolerate_outage: bool = False
+) -> None:
+    """Insert ``count`` people named ``<tag>-<n>``, one row per transaction, from several
+    connections at once. With ``tolerate_outage`` a failed attempt is retried under a new
+    name (``-r<k>``): which attempts committed is read back from the table afterwards."""
+    import threading
+
+    done = [0]
+    lock = threading.Lock()
+
+    def worker(start: int) -> None:
+        conn: psycopg.Connection | None = None
+        for i in range(start, count, threads):
+            attempt = 0
+            while True:
+                name = f"{tag}-{i}" if attempt == 0 else f"{tag}-{i}-r{attempt}"
+                try:
+                    if conn is None or conn.closed:
+                        conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
+                    conn.execute("INSERT INTO people (name) VALUES (%s)", (name,))
+                    break
+                except psycopg.OperationalError:
+                    if not tolerate_outage:
+                        raise
+                    attempt += 1
+                    with contextlib.suppress(Exception):
+                        if conn is not None:
+                            conn.close()
+                    conn = None
+                    time.sleep(0.2)
+            with lock:
+                done[0] += 1
+                if progress is not None:
+                    progress(done[0])
+        if conn is not None:
+            conn.close()
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+
+def committed_names(url: str, tag: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT name FROM people WHERE name LIKE %s", (f"{tag}-%",)).fetchall()
+    return {row[0] for row in rows}
+
+
+def assert_exactly_once_in_order(events: list[dict[str, Any]], expected: set[str]) -> None:
+    names = [e["row"]["name"] for e in events if e.get("row")]
+    ids = [e["id"] for e in events]
+    assert len(names) == len(set(names)), "duplicates: " + str(sorted({n for n in names if names.count(n) > 1})[:5])
+    assert set(names) == expected, (
+        f"missing {sorted(expected - set(names))[:5]}, extra {sorted(set(names) - expected)[:5]}"
+    )
+    assert ids == sorted(ids) and len(ids) == len(set(ids)), "ids are not strictly increasing"
