@@ -73,7 +73,9 @@ ensure_postgres() {
     return 0
   fi
   local local_url="postgresql://postgres@127.0.0.1:5432/postgres"
-  if pg_reachable "$local_url" || start_local_postgres "$local_url"; then
+  if [ "${PGEVENTS_EMBEDDED:-0}" = 1 ] && [ "$mode" = embedded ]; then
+    : # forced: skip the local server
+  elif pg_reachable "$local_url" || start_local_postgres "$local_url"; then
     export DATABASE_URL="postgresql://postgres@127.0.0.1:5432/${PGEVENTS_DB:-pgevents}"
     "$PYBIN" - "$local_url" "${PGEVENTS_DB:-pgevents}" <<'PY' || die "could not create the database."
 import sys, psycopg
@@ -85,7 +87,7 @@ PY
     return 0
   fi
   if [ "$mode" = embedded ]; then
-    say "no PostgreSQL server on 127.0.0.1:5432; starting an embedded one (pgserver) in .pgevents/pgdata"
+    say "starting an embedded PostgreSQL (pgserver) in .pgevents/pgdata"
     DATABASE_URL="$("$PYBIN" -m demo_project.embedded_pg "$ROOT/.pgevents/pgdata")" ||
       die "the embedded PostgreSQL (pgserver) did not start."
     export DATABASE_URL
@@ -110,6 +112,7 @@ ensure_redis() {
     redis_reachable "$REDIS_URL" || die "REDIS_URL=$REDIS_URL is not reachable."
     return 0
   fi
+  if [ "$mode" = optional ] && [ "${PGEVENTS_EMBEDDED:-0}" = 1 ]; then return 0; fi
   local url="redis://127.0.0.1:6379/0"
   if ! redis_reachable "$url" && command -v redis-server >/dev/null 2>&1; then
     say "starting redis-server on 127.0.0.1:6379"
