@@ -73,6 +73,9 @@ class Listener:
         self._stopping = False
         self._task: asyncio.Task[Any] | None = None
         self._last_prune = 0.0
+        #: Backend of a session that stopped answering: it may still hold the advisory lock.
+        self._stale_backend: int | None = None
+        self._backend_pid: int | None = None
 
     def stop(self) -> None:
         """Ask the loop to finish; safe from a signal handler on the loop's thread."""
@@ -96,6 +99,8 @@ class Listener:
                     break
                 raise
             except RECOVERABLE as exc:
+                if isinstance(exc, asyncio.TimeoutError) and self._backend_pid is not None:
+                    self._stale_backend = self._backend_pid
                 delay = self.backoff.next()
                 logger.warning("listener session ended (%s: %s); reconnecting in %.2fs", type(exc).__name__, exc, delay)
                 await self._sleep(delay)
@@ -113,8 +118,11 @@ class Listener:
                 raise
 
     async def _session(self) -> None:
+        self._backend_pid = None
         conn = await asyncio.wait_for(db.connect(self.database, self.name), self.query_timeout)
         async with conn:
+            await self._end_stale_backend(conn)
+            self._backend_pid = conn.info.backend_pid
             await self._acquire_lock(conn)
             for statement in sql.listen((envelope.INTERNAL_CHANNEL, *self.channels)):
                 await conn.execute(statement)
@@ -133,6 +141,19 @@ class Listener:
                     removed = await log.prune(conn, self.retention)
                     if removed:
                         logger.info("pruned %d events older than %.0fs", removed, self.retention)
+
+    async def _end_stale_backend(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Terminate our previous backend if it stopped answering (a hung or half-dead
+        connection), so its advisory lock does not keep every listener standing by until
+        the server's TCP keepalive notices."""
+        if self._stale_backend is None:
+            return
+        pid, self._stale_backend = self._stale_backend, None
+        try:
+            await asyncio.wait_for(conn.execute("SELECT pg_terminate_backend(%s)", (pid,)), self.query_timeout)
+            logger.info("terminated the unresponsive previous listener backend (pid %d)", pid)
+        except psycopg.Error as exc:
+            logger.warning("could not terminate the previous listener backend (pid %d): %s", pid, exc)
 
     async def _acquire_lock(self, conn: psycopg.AsyncConnection[Any]) -> None:
         if not self.use_lock:

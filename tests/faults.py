@@ -154,3 +154,57 @@ class PrivateRedis:
         self.stop()
         time.sleep(down_for)
         self.start()
+
+
+class BlackholeProxy:
+    """A TCP proxy to PostgreSQL that can silently stop forwarding on its current
+    connections (a network partition: nothing is closed, nothing gets through)."""
+
+    def __init__(self, target_port: int = 5432) -> None:
+        import asyncio
+        import threading
+
+        self.target_port = target_port
+        self.port = free_port()
+        self._dead: set[object] = set()
+        self._pairs: list[object] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _serve(self) -> None:
+        import asyncio
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pair: object) -> None:
+            try:
+                while data := await reader.read(65536):
+                    if pair in self._dead:
+                        continue  # swallowed: the peer never hears back
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                if pair not in self._dead:
+                    writer.close()
+
+        async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+            server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+            pair = object()
+            self._pairs.append(pair)
+            await asyncio.gather(pipe(client_r, server_w, pair), pipe(server_r, client_w, pair))
+
+        async def main() -> None:
+            await asyncio.start_server(handle, "127.0.0.1", self.port)
+            self._ready.set()
+            await asyncio.Event().wait()
+
+        self._loop.run_until_complete(main())
+
+    def blackhole_existing(self) -> None:
+        self._loop.call_soon_threadsafe(lambda: self._dead.update(self._pairs))
+
+    def url(self, db_url: str) -> str:
+        return db_url.replace("127.0.0.1:5432", f"127.0.0.1:{self.port}")

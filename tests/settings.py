@@ -12,6 +12,7 @@ PGEVENTS = {
     "CHANNELS": ["people", "authors", "books", "demo", "chat", "Mixed Case", "sp ace", "q'uote", "ünï", "t.*"],
     "POLL_INTERVAL": 0.5,
     "MAX_BACKOFF": 2.0,
+    "QUERY_TIMEOUT": 3.0,
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -175,8 +175,10 @@ class Stack:
         wait_until(self._port_open, 30, what=f"daphne on port {self.port}:\n{self.daphne.output()}")
         return self
 
-    def start_listener(self, *args: str) -> Process:
-        proc = Process("runlisten", [sys.executable, "manage.py", "runlisten", *args], self.env, self.log_dir)
+    def start_listener(self, *args: str, env: dict[str, str] | None = None) -> Process:
+        proc = Process(
+            "runlisten", [sys.executable, "manage.py", "runlisten", *args], {**self.env, **(env or {})}, self.log_dir
+        )
         self.listeners.append(proc)
         self.wait_active(proc)
         return proc

@@ -252,3 +252,27 @@ def test_embedded_topology_runs_the_listener_in_the_server(isolated_db: str, iso
             assert sorted(e["row"]["name"] if e["row"] else e["payload"] for e in got) == ["embedded", "embedded plain"]
 
         run(scenario())
+
+
+def test_listener_detects_a_silently_dead_connection(isolated_db: str, iso_pg: psycopg.Connection) -> None:
+    """The network between the listener and PostgreSQL stops passing packets, without any
+    connection being closed: the idle probe times out, the listener reconnects, ends its old
+    backend (which still holds the advisory lock) and carries on."""
+    from tests.faults import BlackholeProxy
+
+    proxy = BlackholeProxy()
+    with Stack(isolated_db, listener=False) as stack:
+        listener = stack.start_listener(env={"DATABASE_URL": proxy.url(isolated_db)})
+
+        async def scenario() -> None:
+            async with Client.connect(f"{stack.ws}/ws/pgevents/people/") as client:
+                await client.expect("subscribed")
+                proxy.blackhole_existing()
+                iso_pg.execute("INSERT INTO people (name) VALUES ('during the partition')")
+                (event,) = await client.events(1, timeout=60)
+            assert event["row"]["name"] == "during the partition"
+
+        run(scenario())
+        out = listener.output()
+    assert "TimeoutError" in out
+    assert "terminated the unresponsive previous listener backend" in out
