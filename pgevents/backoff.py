@@ -15,9 +15,9 @@ class Backoff:
         self.base, self.cap, self.attempts = base, cap, 0
 
     def next(self) -> float:
-        delay = min(self.cap, self.base * (2**self.attempts))
+        delay: float = min(self.cap, self.base * (2.0**self.attempts))
         self.attempts = min(self.attempts + 1, 30)
-        return delay * random.uniform(0.5, 1.0)
+        return float(delay * random.uniform(0.5, 1.0))
 
     def reset(self) -> None:
         self.attempts = 0

@@ -105,7 +105,7 @@ def get() -> Settings:
     return _cached
 
 
-@receiver(setting_changed)
+@receiver(setting_changed)  # type: ignore[untyped-decorator]
 def _reset(*, setting: str, **kwargs: Any) -> None:
     global _cached
     if setting == "PGEVENTS":

@@ -232,6 +232,7 @@ class TriggerSpec:
                 )
             )
         if "UPDATE" in self.events:
+            changed: sql.Composable
             if self.update_columns:
                 changed = sql.SQL(" OR ").join(
                     sql.SQL("OLD.{c} IS DISTINCT FROM NEW.{c}").format(c=sql.Identifier(c)) for c in self.update_columns
