@@ -138,7 +138,7 @@
       this.state = null;
       this.closed = false;
       this._open();
-      window.addEventListener("online", () => this.reconnect());
+      window.addEventListener("online", () => { if (!this.connected) this.reconnect(); });
       window.addEventListener("offline", () => this._setState("offline"));
     }
 
