@@ -118,13 +118,14 @@ def test_renaming_an_author_updates_the_books_page(
     page.screenshot(path=screenshots / "books.png")
 
 
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
 def test_the_page_reconnects_by_itself_and_catches_up(
-    fresh_stack: Stack, iso_pg: psycopg.Connection, page: Page
+    fresh_stack: Stack, iso_pg: psycopg.Connection, page: Page, transport: str
 ) -> None:
     stack, pg = fresh_stack, iso_pg
     kept = insert_person(pg, "Kept", 1)
     gone = insert_person(pg, "Gone", 2)
-    open_live(page, stack.http + "/")
+    open_live(page, f"{stack.http}/?transport={transport}")
     expect(person_row(page, gone)).to_have_count(1)
 
     assert stack.daphne is not None

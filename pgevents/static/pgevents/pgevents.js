@@ -110,7 +110,9 @@
     _report() {
       let open = true;
       this.sources.forEach((s) => { open = open && s.readyState === EventSource.OPEN; });
-      this.client._setState(open ? "live" : "reconnecting");
+      if (open) this.client._setState("live");
+      else if (this.client.state === "live") this.client._setState("reconnecting"); // the browser retries
+      // otherwise: still "connecting" (first attempt) or what the client's backoff said
     }
     close() {
       this.sources.forEach((s) => s.close());
