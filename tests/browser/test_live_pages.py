@@ -75,6 +75,44 @@ def test_two_pages_open_at_once_both_update(stack: Stack, pg: psycopg.Connection
         expect(person_row(page, pk).locator(".name")).to_have_text("Twins")
 
 
+def test_dom_events_per_channel_and_operation_without_duplicates(
+    stack: Stack, pg: psycopg.Connection, page: Page
+) -> None:
+    """What htmx (`hx-trigger="pgevents:people from:body"`), Alpine or plain JS listen to."""
+    open_live(page, stack.http + "/")
+    page.evaluate(
+        """() => {
+          window.__seen = [];
+          for (const name of ["pgevents:event", "pgevents:people", "pgevents:people:insert",
+                              "pgevents:people:update", "pgevents:people:delete"]) {
+            document.body.addEventListener(name, (e) => window.__seen.push([name, e.detail.op, e.detail.id]));
+          }
+        }"""
+    )
+    pk = insert_person(pg, "Evented", 9)
+    pg.execute("UPDATE people SET age = 10 WHERE pk = %s", (pk,))
+    pg.execute("DELETE FROM people WHERE pk = %s", (pk,))
+    page.wait_for_function("() => window.__seen.length >= 9")
+    seen = page.evaluate("window.__seen")
+    names = [name for name, _, _ in seen]
+    assert names == [
+        *("pgevents:event", "pgevents:people", "pgevents:people:insert"),
+        *("pgevents:event", "pgevents:people", "pgevents:people:update"),
+        *("pgevents:event", "pgevents:people", "pgevents:people:delete"),
+    ]
+    ids = [event_id for _, _, event_id in seen]
+    assert ids[0] < ids[3] < ids[6]
+    # The same event again (as after a reconnect overlapping what was seen): dropped.
+    page.evaluate(
+        "(id) => PgEvents.client._receive(JSON.stringify({type: 'event', channel: 'people', id: id, op: 'DELETE',"
+        " row: null, old: {pk: 0}}))",
+        ids[6],
+    )
+    pg.execute("NOTIFY people, 'after the duplicate'")
+    page.wait_for_function("() => window.__seen.length >= 11")
+    assert [name for name, _, _ in page.evaluate("window.__seen")[9:]] == ["pgevents:event", "pgevents:people"]
+
+
 def test_a_burst_reloads_the_region_once_and_misses_nothing(stack: Stack, pg: psycopg.Connection, page: Page) -> None:
     open_live(page, stack.http + "/")
     reloads = page.evaluate_handle(
