@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "channels",
     "pgevents",
     "demo_project.people",
+    "demo_project.library",
 ]
 
 MIDDLEWARE = [

@@ -6,11 +6,11 @@ unless the watch lists them in ``include``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from . import conf
-from .sql import ALL_EVENTS, TriggerSpec
+from . import conf, references
+from .sql import ALL_EVENTS, Reference, TriggerSpec
 
 Status = Literal["installed", "outdated", "missing"]
 
@@ -47,8 +47,12 @@ def build_spec(
     durable: bool | None = None,
     notify: bool = True,
     update_columns: Sequence[str] = (),
+    notify_referencing: Sequence[str | Mapping[str, Any]] = (),
 ) -> TriggerSpec:
-    """A ``TriggerSpec`` checked against the real table, with sensitive columns excluded."""
+    """A ``TriggerSpec`` checked against the real table, with sensitive columns excluded.
+
+    ``notify_referencing`` names tables referencing this one (see :mod:`pgevents.references`).
+    """
     from .names import BadChannel, validate_channel
 
     try:
@@ -62,17 +66,52 @@ def build_spec(
     if unknown:
         raise WatchError(f"table {schema}.{table} has no column(s) {', '.join(unknown)}")
     hidden = [c for c in columns if is_sensitive(c) and c not in include and c not in exclude]
-    return TriggerSpec(
-        table=table,
-        channel=channel,
-        schema=schema,
-        events=tuple(e.upper() for e in events),
-        include=tuple(include),
-        exclude=tuple(exclude) + tuple(hidden),
-        durable=conf.get().durable if durable is None else durable,
-        notify=notify,
-        update_columns=tuple(update_columns),
-    )
+    refs = _references(cursor, notify_referencing, schema, table, columns, (*exclude, *hidden))
+    try:
+        return TriggerSpec(
+            table=table,
+            channel=channel,
+            schema=schema,
+            events=tuple(e.upper() for e in events),
+            include=tuple(include),
+            exclude=tuple(exclude) + tuple(hidden),
+            durable=conf.get().durable if durable is None else durable,
+            notify=notify,
+            update_columns=tuple(update_columns),
+            referencing=refs,
+        )
+    except ValueError as exc:
+        raise WatchError(str(exc)) from None
+
+
+def _references(
+    cursor: Any,
+    entries: Sequence[str | Mapping[str, Any]],
+    schema: str,
+    table: str,
+    columns: list[str],
+    hidden: Sequence[str],
+) -> tuple[Reference, ...]:
+    """Resolved references, checked: real columns, valid channels, no hidden column as a key."""
+    from .names import BadChannel, validate_channel
+
+    try:
+        refs = references.resolve_all(cursor, entries, schema=schema, table=table)
+    except ValueError as exc:
+        raise WatchError(str(exc)) from None
+    for ref in refs:
+        try:
+            validate_channel(ref.channel)
+        except BadChannel as exc:
+            raise WatchError(f"invalid channel {ref.channel!r}: {exc}") from None
+        ref_columns = table_columns(cursor, ref.schema, ref.table)
+        missing = [c for c in ref.columns if c not in ref_columns] + [k for k in ref.keys if k not in columns]
+        if not ref_columns or missing:
+            raise WatchError(f"reference {ref.schema}.{ref.table}: no column(s) {', '.join(missing) or '(no table)'}")
+        secret = [k for k in ref.keys if k in hidden]
+        if secret:
+            raise WatchError(f"reference {ref.schema}.{ref.table} would send excluded column(s) {', '.join(secret)}")
+    return refs
 
 
 def install(cursor: Any, spec: TriggerSpec) -> None:

@@ -3,12 +3,13 @@
 operations = [
     pgevents.operations.Watch(table="people", channel="people"),
     pgevents.operations.Watch(model="shop.Order", channel="orders", exclude=["card_token"]),
+    pgevents.operations.Watch(table="authors", channel="authors", notify_referencing=["books"]),
 ]
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db.migrations.operations.base import Operation
@@ -37,12 +38,14 @@ class Watch(Operation):
         durable: bool | None = None,
         notify: bool = True,
         update_columns: Sequence[str] = (),
+        notify_referencing: Sequence[str | Mapping[str, Any]] = (),
     ) -> None:
         if (table is None) == (model is None):
             raise ValueError("Watch needs exactly one of table= or model=")
         self.channel, self.table, self.model, self.schema = channel, table, model, schema
         self.events, self.include, self.exclude = list(events), list(include), list(exclude)
         self.durable, self.notify, self.update_columns = durable, notify, list(update_columns)
+        self.notify_referencing = [r if isinstance(r, str) else dict(r) for r in notify_referencing]
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         kwargs: dict[str, Any] = {"channel": self.channel}
@@ -56,6 +59,7 @@ class Watch(Operation):
             ("durable", None),
             ("notify", True),
             ("update_columns", []),
+            ("notify_referencing", []),
         ):
             value = getattr(self, name)
             if value != default:
@@ -85,6 +89,7 @@ class Watch(Operation):
                 durable=self.durable,
                 notify=self.notify,
                 update_columns=self.update_columns,
+                notify_referencing=self.notify_referencing,
             )
 
     def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:

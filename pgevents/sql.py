@@ -16,7 +16,7 @@ from psycopg import sql
 
 from .envelope import INTERNAL_CHANNEL
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 ROW_EVENTS = ("INSERT", "UPDATE", "DELETE")
 ALL_EVENTS = (*ROW_EVENTS, "TRUNCATE")
@@ -56,7 +56,14 @@ DROP TABLE IF EXISTS pgevents_event;
 """
 
 # The one trigger function. Its single argument is the watch's JSON configuration:
-# {"channel", "durable", "notify", "include", "exclude"}.
+# {"channel", "durable", "notify", "include", "exclude", "referencing"}.
+# "referencing" (v2) lists tables whose foreign keys point at the watched table:
+# [{"channel", "schema", "table", "columns": [...], "keys": [...]}]. An UPDATE of a watched
+# row then also emits, on each of those channels, one UPDATE event for the referencing table
+# whose "row" holds only the foreign-key columns and the watched row's key values
+# ({"author_id": 7}) and whose "old" is null: ids, never the child rows themselves, so
+# renaming a parent costs one small event per referencing channel however many children it has.
+# Schema and table names are data here (JSON values), never spliced into SQL.
 CREATE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION pgevents_notify() RETURNS trigger
 LANGUAGE plpgsql AS $pgevents$
@@ -66,10 +73,14 @@ DECLARE
     old_row jsonb;
     cols text[];
     msg text;
+    ref jsonb;
+    ref_row jsonb;
+    full_row jsonb;
 BEGIN
     IF TG_LEVEL = 'ROW' THEN
         IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
         IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
+        full_row := new_row;
         IF cfg ? 'include' THEN
             cols := ARRAY(SELECT jsonb_array_elements_text(cfg->'include'));
             IF new_row IS NOT NULL THEN
@@ -104,6 +115,22 @@ BEGIN
                                       'at', clock_timestamp(), 'truncated', true)::text;
         END IF;
         PERFORM pg_notify('{INTERNAL_CHANNEL}', msg);
+    END IF;
+    IF TG_OP = 'UPDATE' AND jsonb_typeof(cfg->'referencing') = 'array' THEN
+        FOR ref IN SELECT jsonb_array_elements(cfg->'referencing') LOOP
+            SELECT jsonb_object_agg(c.col, full_row->k.key)
+              INTO ref_row
+              FROM jsonb_array_elements_text(ref->'columns') WITH ORDINALITY AS c(col, n)
+              JOIN jsonb_array_elements_text(ref->'keys') WITH ORDINALITY AS k(key, n) USING (n);
+            IF coalesce((cfg->>'durable')::boolean, true) THEN
+                INSERT INTO pgevents_event (channel, op, schema_name, table_name, "row", old)
+                VALUES (ref->>'channel', 'UPDATE', ref->>'schema', ref->>'table', ref_row, NULL);
+            ELSE
+                PERFORM pg_notify('{INTERNAL_CHANNEL}', jsonb_build_object(
+                    'channel', ref->>'channel', 'op', 'UPDATE', 'schema', ref->>'schema',
+                    'table', ref->>'table', 'row', ref_row, 'old', NULL, 'at', clock_timestamp())::text);
+            END IF;
+        END LOOP;
     END IF;
     RETURN NULL;
 END
@@ -169,6 +196,34 @@ UNINSTALL = DROP_FUNCTION + DROP_LOG
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A table whose foreign key points at the watched table, and the channel told about it.
+
+    ``columns`` (on the referencing table) pair up with ``keys`` (on the watched table), in
+    foreign-key order.
+    """
+
+    channel: str
+    table: str
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+    schema: str = "public"
+
+    def __post_init__(self) -> None:
+        if not self.columns or len(self.columns) != len(self.keys):
+            raise ValueError(f"a reference needs as many columns as keys, got {self.columns!r} and {self.keys!r}")
+
+    def config(self) -> dict[str, object]:
+        return {
+            "channel": self.channel,
+            "schema": self.schema,
+            "table": self.table,
+            "columns": list(self.columns),
+            "keys": list(self.keys),
+        }
+
+
+@dataclass(frozen=True)
 class TriggerSpec:
     """Everything that defines the triggers of one watched table."""
 
@@ -182,6 +237,8 @@ class TriggerSpec:
     notify: bool = True
     #: UPDATEs fire only when one of these columns changes (empty: when any column changes).
     update_columns: tuple[str, ...] = field(default=())
+    #: Referencing tables whose channels get an ids-only event when a watched row is updated.
+    referencing: tuple[Reference, ...] = field(default=())
 
     def __post_init__(self) -> None:
         bad = [e for e in self.events if e not in ALL_EVENTS]
@@ -191,6 +248,8 @@ class TriggerSpec:
             overlap = set(self.include) & set(self.exclude)
             if overlap:
                 raise ValueError(f"columns both included and excluded: {sorted(overlap)}")
+        if self.referencing and "UPDATE" not in self.events:
+            raise ValueError("referencing tables are notified on UPDATE: the watch must include UPDATE")
 
     def config(self) -> dict[str, object]:
         cfg: dict[str, object] = {"channel": self.channel, "durable": self.durable, "notify": self.notify}
@@ -198,6 +257,8 @@ class TriggerSpec:
             cfg["include"] = list(self.include)
         if self.exclude:
             cfg["exclude"] = list(self.exclude)
+        if self.referencing:
+            cfg["referencing"] = [ref.config() for ref in self.referencing]
         return cfg
 
     @property

@@ -164,16 +164,27 @@ class Stack:
             raise
 
     def _start(self) -> Stack:
+        self.start_daphne(wait=False)
+        if self.want_listener:
+            self.start_listener()
+        self.wait_daphne()
+        return self
+
+    def start_daphne(self, wait: bool = True) -> Process:
+        """(Re)start the server on the stack's port: clients see the same address come back."""
         self.daphne = Process(
             "daphne",
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "demo_project.asgi:application"],
             self.env,
             self.log_dir,
         )
-        if self.want_listener:
-            self.start_listener()
+        if wait:
+            self.wait_daphne()
+        return self.daphne
+
+    def wait_daphne(self) -> None:
+        assert self.daphne is not None
         wait_until(self._port_open, 30, what=f"daphne on port {self.port}:\n{self.daphne.output()}")
-        return self
 
     def start_listener(self, *args: str, env: dict[str, str] | None = None) -> Process:
         proc = Process(

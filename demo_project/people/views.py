@@ -8,11 +8,8 @@ def people(request: HttpRequest) -> HttpResponse:
     return render(request, "people/people.html", {"people": Person.objects.all()})
 
 
-def people_rows(request: HttpRequest) -> HttpResponse:
-    return render(request, "people/rows.html", {"people": Person.objects.all()})
-
-
 def person_row(request: HttpRequest, pk: int) -> HttpResponse:
+    """One row, as the live region fetches it (404: the row is gone, the region drops it)."""
     person = Person.objects.filter(person_id=pk).first()
     if person is None:
         raise Http404("no such person")

@@ -1,24 +1,139 @@
-"""``{% load pgevents %}`` — ``{% pgevents_script %}`` emits the client and its configuration."""
+"""``{% load pgevents %}``: live regions without writing JavaScript or data attributes.
+
+- ``{% pgevents_script %}`` — the client; it binds every region on the page.
+- ``{% pgevents_region "people" tag="tbody" row="person-row" key="pk" %}…{% endpgevents_region %}``
+  — an element that follows a channel: rows are re-rendered by the ``row`` view, or the
+  whole region by ``src`` (default: this very page).
+- ``{% pgevents_attrs "people" … %}`` — the same, as attributes for an element you write.
+- ``{% pgevents_row book.pk sort=book.title author_id=book.author_id %}`` — marks a row of a region.
+- ``{% pgevents_status %}`` — the connection indicator (live / reconnecting / offline).
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django import template
+from django.template.base import FilterExpression, Parser, Token
 from django.templatetags.static import static
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import slugify
+
+from .. import regions
 
 register = template.Library()
 
+_REGION_OPTIONS = {"src", "row", "key", "debounce", "insert", "resume"}
+
+
+def _sse_url() -> str:
+    try:
+        return reverse("pgevents:sse", args=["_"])[:-2]
+    except NoReverseMatch:
+        return "/pgevents/sse/"
+
 
 @register.simple_tag
-def pgevents_script(channels: str = "", url: str = "/ws/pgevents/") -> str:
-    """The client script; it connects and binds every ``data-pgevents-channel`` region.
+def pgevents_script(
+    channels: str = "", url: str = "/ws/pgevents/", transport: str = "websocket", sse_url: str = ""
+) -> SafeString:
+    """The client script; it connects and binds every region on the page.
 
     ``channels`` (comma-separated) subscribes to channels without a region, for pages that
-    listen for ``pgevents:<channel>`` DOM events themselves.
+    listen for ``pgevents:<channel>`` DOM events themselves. ``transport="sse"`` uses
+    Server-Sent Events instead of the WebSocket (for proxies that refuse upgrades).
     """
     return format_html(
-        '<script src="{}" data-pgevents-url="{}" data-pgevents-channels="{}" defer></script>',
+        '<script src="{}" data-pgevents-url="{}" data-pgevents-sse-url="{}" data-pgevents-transport="{}"'
+        ' data-pgevents-channels="{}" defer></script>',
         static("pgevents/pgevents.js"),
         url,
+        sse_url or _sse_url(),
+        transport,
         channels,
     )
+
+
+@register.simple_tag
+def pgevents_attrs(channel: str, **options: Any) -> SafeString:
+    """Region attributes for an element of your own: ``<tbody id="rows" {% pgevents_attrs "people" %}>``.
+
+    Without ``src`` or ``row`` the region reloads itself from the page, so the element needs an id.
+    """
+    _check(options)
+    return regions.render(regions.attributes(channel, **options))
+
+
+@register.simple_tag
+def pgevents_row(key: Any, sort: Any = None, **fields: Any) -> SafeString:
+    """Marks a row of a region by its key, optionally the value it is sorted by, and the
+    foreign keys it shows (``author_id=book.author_id``): a change to that author then
+    re-renders this row only."""
+    attrs = {"data-pgevents-row": str(key)}
+    if sort is not None:
+        attrs["data-pgevents-sort"] = str(sort)
+    if fields:
+        attrs["data-pgevents-fields"] = json.dumps(fields, default=str)
+    return regions.render(attrs)
+
+
+@register.simple_tag
+def pgevents_status() -> SafeString:
+    return mark_safe(  # a constant: nothing to escape
+        '<span class="pgevents-status" data-pgevents-status data-state="connecting" role="status">connecting</span>'
+    )
+
+
+class RegionNode(template.Node):
+    def __init__(self, channel: FilterExpression, options: dict[str, FilterExpression], nodelist: Any) -> None:
+        self.channel, self.options, self.nodelist = channel, options, nodelist
+
+    def render(self, context: template.Context) -> SafeString:
+        channel = str(self.channel.resolve(context))
+        values = {name: expr.resolve(context) for name, expr in self.options.items()}
+        tag = str(values.pop("tag", "div"))
+        if not tag.isalnum():
+            raise template.TemplateSyntaxError(f"pgevents_region: bad tag name {tag!r}")
+        element_id = values.pop("id", None) or self._auto_id(context, channel)
+        css = values.pop("class", None)
+        _check(values)
+        # Attributes first: the rendered-at id is read before the rows' queries run.
+        attrs = {"id": str(element_id), **({"class": str(css)} if css else {})}
+        attrs.update(regions.attributes(channel, **values))
+        inner = self.nodelist.render(context)
+        return format_html("<{} {}>{}</{}>", tag, regions.render(attrs), SafeString(inner), tag)
+
+    @staticmethod
+    def _auto_id(context: template.Context, channel: str) -> str:
+        """Stable across renders of the page, so a region can reload itself from it."""
+        base = f"pgevents-{slugify(channel) or 'region'}"
+        seen = context.render_context.setdefault("pgevents_region_ids", {})
+        seen[base] = seen.get(base, 0) + 1
+        return base if seen[base] == 1 else f"{base}-{seen[base]}"
+
+
+@register.tag("pgevents_region")
+def pgevents_region(parser: Parser, token: Token) -> RegionNode:
+    """``{% pgevents_region channel [tag=… id=… class=… src=… row=… key=… debounce=… insert=… resume=…] %}``."""
+    bits = token.split_contents()
+    if len(bits) < 2:
+        raise template.TemplateSyntaxError("pgevents_region needs a channel")
+    channel = parser.compile_filter(bits[1])
+    options: dict[str, FilterExpression] = {}
+    for bit in bits[2:]:
+        name, sep, value = bit.partition("=")
+        if not sep or name not in {*_REGION_OPTIONS, "tag", "id", "class"}:
+            raise template.TemplateSyntaxError(f"pgevents_region: unknown option {bit!r}")
+        options[name] = parser.compile_filter(value)
+    nodelist = parser.parse(("endpgevents_region",))
+    parser.delete_first_token()
+    return RegionNode(channel, options, nodelist)
+
+
+def _check(options: dict[str, Any]) -> None:
+    unknown = set(options) - _REGION_OPTIONS
+    if unknown:
+        raise template.TemplateSyntaxError(f"unknown pgevents region option(s): {', '.join(sorted(unknown))}")

@@ -8,64 +8,158 @@
  *   pgevents:event            every event            detail = the server's envelope
  *   pgevents:<channel>        events of a channel
  *   pgevents:<channel>:<op>   ...and operation (insert|update|delete|truncate|notify)
+ *   pgevents:subscribed       a subscription is in place (detail.last_event_id)
  *   pgevents:reset            history was lost; regions reload themselves
  *   pgevents:status           detail.state = "connecting" | "live" | "reconnecting" | "offline"
  *   pgevents:error            detail = the server's error message
+ *   pgevents:patched          on a region, after it changed the DOM (detail.op, detail.key)
  *
- * Declarative regions (no markup in JS; the server renders every fragment):
- *   <tbody data-pgevents-channel="people" data-pgevents-src="/people/rows/">      reload, debounced
- *   <tbody data-pgevents-channel="people" data-pgevents-row-src="/people/row/{key}/"
- *          data-pgevents-key="pk" data-pgevents-row-id="person-{key}">             patch one row
- *   <span data-pgevents-status></span>                                            connection state
+ * Declarative regions (no markup in JS; the server renders every fragment). The template
+ * tags write these attributes; see docs/templates.md.
+ *   data-pgevents-channel="people"     the channel the region follows
+ *   data-pgevents-src="/people/rows/"  URL of the region's inner HTML (default: this page,
+ *                                      the element with the region's id)
+ *   data-pgevents-row-src="/people/row/{key}/"   URL of one row; with it, events patch rows
+ *   data-pgevents-key="pk"             row field holding the key (default "id")
+ *   data-pgevents-since="42"           event id the page was rendered at: resume from it
+ *   data-pgevents-debounce="50"        ms to gather a burst before touching the DOM
+ *   data-pgevents-insert="append"      where new rows go: append | prepend (rows carrying
+ *                                      data-pgevents-sort are kept in that order instead)
+ * Rows inside a region carry data-pgevents-row="<key>", optionally data-pgevents-sort (their
+ * order) and data-pgevents-fields (JSON of the foreign keys they show: an event for a
+ * referenced row, such as {"author_id": 7}, re-renders just the rows whose fields match).
+ *   <span data-pgevents-status></span> shows the connection state
  */
 (function (global) {
   "use strict";
 
-  function dispatch(name, detail) {
-    const target = document.body || document;
+  /** Most row patches one burst may cost; a bigger burst reloads the region once. */
+  const MAX_PATCHES = 20;
+
+  function dispatch(target, name, detail) {
+    target = target || document.body || document;
     target.dispatchEvent(new CustomEvent(name, { detail: detail, bubbles: true }));
   }
 
-  function defaultUrl(path) {
-    const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    return proto + "//" + location.host + path;
+  function absolute(path, ws) {
+    const url = new URL(path, location.href);
+    if (ws && url.protocol.indexOf("http") === 0) url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url.toString();
   }
 
+  /* ---- transports: one object per connection attempt, reporting to the client ------- */
+
+  class SocketTransport {
+    constructor(client) {
+      this.client = client;
+      this.ws = new WebSocket(client.url);
+      this.ws.onopen = () => client._opened(this);
+      this.ws.onmessage = (m) => client._receive(m.data);
+      this.ws.onclose = () => client._lost(this);
+      this.ws.onerror = () => {}; // onclose follows
+    }
+    subscribe(channel, sub) {
+      const msg = { type: "subscribe", channel: channel };
+      if (sub.lastEventId !== null) msg.last_event_id = sub.lastEventId;
+      if (sub.filter) msg.filter = sub.filter;
+      this._send(msg);
+    }
+    unsubscribe(channel) {
+      this._send({ type: "unsubscribe", channel: channel });
+    }
+    _send(msg) {
+      if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+    }
+    close() {
+      this.ws.onclose = null;
+      this.ws.close();
+    }
+  }
+
+  /* Server-Sent Events: one EventSource per channel. The browser's own retry resends the
+     last id it saw (Last-Event-ID); when the server refuses, the client backs off itself. */
+  class SseTransport {
+    constructor(client) {
+      this.client = client;
+      this.sources = new Map(); // nothing to open before the first subscription
+    }
+    subscribe(channel, sub) {
+      this.unsubscribe(channel);
+      let url = this.client.sseUrl + encodeURIComponent(channel) + "/";
+      if (sub.lastEventId !== null) url += "?last_event_id=" + encodeURIComponent(sub.lastEventId);
+      const source = new EventSource(url, { withCredentials: true });
+      this.sources.set(channel, source);
+      source.onmessage = (m) => this.client._receive(m.data);
+      source.addEventListener("control", (m) => this.client._receive(m.data));
+      source.onopen = () => this._report();
+      this._report();
+      source.onerror = () => {
+        if (source.readyState === EventSource.CLOSED) {
+          this.close();
+          this.client._lost(this);
+        } else {
+          this._report();
+        }
+      };
+    }
+    unsubscribe(channel) {
+      const source = this.sources.get(channel);
+      if (source) source.close();
+      this.sources.delete(channel);
+    }
+    _report() {
+      let open = true;
+      this.sources.forEach((s) => { open = open && s.readyState === EventSource.OPEN; });
+      if (open) this.client._setState("live");
+      else if (this.client.state === "live") this.client._setState("reconnecting"); // the browser retries
+      // otherwise: still "connecting" (first attempt) or what the client's backoff said
+    }
+    close() {
+      this.sources.forEach((s) => s.close());
+      this.sources.clear();
+    }
+  }
+
+  /* ---- the client ---------------------------------------------------------------------- */
+
   class Client {
+    /** options: url (WebSocket), transport ("websocket" | "sse"), sseUrl, minDelay, maxDelay,
+        offlineAfter (failed attempts before the state says "offline"; retries go on). */
     constructor(options) {
       options = options || {};
-      this.url = options.url || defaultUrl("/ws/pgevents/");
+      this.url = absolute(options.url || "/ws/pgevents/", true);
+      this.sseUrl = absolute(options.sseUrl || "/pgevents/sse/", false);
+      this.transportName = options.transport === "sse" ? "sse" : "websocket";
       this.minDelay = options.minDelay || 250;
       this.maxDelay = options.maxDelay || 10000;
+      this.offlineAfter = options.offlineAfter || 5;
       this.channels = new Map(); // channel -> {lastEventId, filter}
-      this.ws = null;
+      this.transport = null;
+      this.connected = false;
       this.attempt = 0;
-      this.state = "offline";
+      this.state = null;
       this.closed = false;
       this._open();
-      window.addEventListener("online", () => this._reconnectNow());
+      window.addEventListener("online", () => { if (!this.connected) this.reconnect(); });
+      window.addEventListener("offline", () => this._setState("offline"));
     }
 
     subscribe(channel, opts) {
       opts = opts || {};
-      const known = this.channels.get(channel);
-      const sub = known || { lastEventId: null, filter: null };
-      if (opts.lastEventId !== undefined) sub.lastEventId = opts.lastEventId;
+      const sub = this.channels.get(channel) || { lastEventId: null, filter: null };
+      if (opts.lastEventId !== undefined && opts.lastEventId !== null) {
+        // Several regions rendered at different ids: the oldest one wins (patches are idempotent).
+        sub.lastEventId = sub.lastEventId === null ? opts.lastEventId : Math.min(sub.lastEventId, opts.lastEventId);
+      }
       if (opts.filter !== undefined) sub.filter = opts.filter;
       this.channels.set(channel, sub);
-      this._sendSubscribe(channel, sub);
+      if (this.connected) this.transport.subscribe(channel, sub);
       return this;
     }
 
     unsubscribe(channel) {
       this.channels.delete(channel);
-      this._send({ type: "unsubscribe", channel: channel });
-    }
-
-    close() {
-      this.closed = true;
-      if (this.ws) this.ws.close();
-      this._setState("offline");
+      if (this.connected) this.transport.unsubscribe(channel);
     }
 
     lastEventId(channel) {
@@ -73,65 +167,73 @@
       return sub ? sub.lastEventId : null;
     }
 
-    _sendSubscribe(channel, sub) {
-      const msg = { type: "subscribe", channel: channel };
-      if (sub.lastEventId !== null) msg.last_event_id = sub.lastEventId;
-      if (sub.filter) msg.filter = sub.filter;
-      this._send(msg);
+    close() {
+      this.closed = true;
+      clearTimeout(this._timer);
+      if (this.transport) this.transport.close();
+      this.transport = null;
+      this.connected = false;
+      this._setState("offline");
     }
 
-    _send(msg) {
-      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+    /** Drop the connection and open a new one now (also when the browser comes back online). */
+    reconnect() {
+      if (this.closed) return;
+      clearTimeout(this._timer);
+      if (this.transport) this.transport.close();
+      this.transport = null;
+      this.connected = false;
+      this._open();
     }
 
     _setState(state) {
       if (state === this.state) return;
       this.state = state;
-      dispatch("pgevents:status", { state: state });
       document.querySelectorAll("[data-pgevents-status]").forEach((el) => {
         el.textContent = state;
         el.dataset.state = state;
       });
+      dispatch(null, "pgevents:status", { state: state });
     }
 
     _open() {
       if (this.closed) return;
-      this._setState(this.attempt ? "reconnecting" : "connecting");
-      let ws;
+      this._setState(this.attempt === 0 ? "connecting" : this._waitingState());
       try {
-        ws = new WebSocket(this.url);
+        if (this.transportName === "sse") {
+          this.transport = new SseTransport(this);
+          this._opened(this.transport);
+        } else {
+          this.transport = new SocketTransport(this);
+        }
       } catch (err) {
-        this._schedule();
-        return;
+        this._lost(null);
       }
-      this.ws = ws;
-      ws.onopen = () => {
-        this.attempt = 0;
-        this._setState("live");
-        this.channels.forEach((sub, channel) => this._sendSubscribe(channel, sub));
-      };
-      ws.onmessage = (m) => this._receive(m.data);
-      ws.onclose = () => {
-        if (this.ws === ws) this.ws = null;
-        if (!this.closed) this._schedule();
-      };
-      ws.onerror = () => {}; // onclose follows
     }
 
-    _schedule() {
-      this._setState(navigator.onLine === false ? "offline" : "reconnecting");
-      const cap = Math.min(this.maxDelay, this.minDelay * Math.pow(2, this.attempt));
-      this.attempt = Math.min(this.attempt + 1, 20);
-      const delay = cap / 2 + Math.random() * cap / 2; // jitter: no thundering herd
+    _waitingState() {
+      return navigator.onLine === false || this.attempt >= this.offlineAfter ? "offline" : "reconnecting";
+    }
+
+    _opened(transport) {
+      if (transport !== this.transport) return;
+      this.connected = true;
+      this.attempt = 0;
+      if (transport instanceof SocketTransport) this._setState("live"); // SSE reports per source
+      this.channels.forEach((sub, channel) => transport.subscribe(channel, sub));
+    }
+
+    _lost(transport) {
+      if (transport !== this.transport || this.closed) return;
+      this.transport = null;
+      this.connected = false;
+      this.attempt = Math.min(this.attempt + 1, 30);
+      this._setState(this._waitingState());
+      // Capped exponential backoff with jitter: a restarted server is not hit by every page at once.
+      const cap = Math.min(this.maxDelay, this.minDelay * Math.pow(2, this.attempt - 1));
+      const delay = cap / 2 + (Math.random() * cap) / 2;
       clearTimeout(this._timer);
       this._timer = setTimeout(() => this._open(), delay);
-    }
-
-    _reconnectNow() {
-      if (!this.ws && !this.closed) {
-        clearTimeout(this._timer);
-        this._open();
-      }
     }
 
     _receive(text) {
@@ -144,52 +246,70 @@
       const sub = this.channels.get(msg.channel);
       if (msg.type === "event") {
         if (msg.id !== null && msg.id !== undefined && sub) {
-          if (sub.lastEventId !== null && msg.id <= sub.lastEventId) return; // duplicate
+          if (sub.lastEventId !== null && msg.id <= sub.lastEventId) return; // seen already
           sub.lastEventId = msg.id;
         }
         const op = (msg.op || "notify").toLowerCase();
-        dispatch("pgevents:event", msg);
-        dispatch("pgevents:" + msg.channel, msg);
-        dispatch("pgevents:" + msg.channel + ":" + op, msg);
+        dispatch(null, "pgevents:event", msg);
+        dispatch(null, "pgevents:" + msg.channel, msg);
+        dispatch(null, "pgevents:" + msg.channel + ":" + op, msg);
       } else if (msg.type === "reset") {
         if (sub) sub.lastEventId = msg.last_event_id;
-        dispatch("pgevents:reset", msg);
-      } else if (msg.type === "error") {
-        dispatch("pgevents:error", msg);
+        dispatch(null, "pgevents:reset", msg);
       } else if (msg.type === "subscribed") {
-        dispatch("pgevents:subscribed", msg);
+        if (sub && sub.lastEventId === null) sub.lastEventId = msg.last_event_id;
+        dispatch(null, "pgevents:subscribed", msg);
+      } else if (msg.type === "error") {
+        dispatch(null, "pgevents:error", msg);
       }
     }
   }
 
-  /* ---- declarative regions ---------------------------------------------------------- */
+  /* ---- declarative regions --------------------------------------------------------------- */
 
   function fill(template, key) {
     return template.split("{key}").join(encodeURIComponent(String(key)));
   }
 
   async function fetchHtml(url) {
-    const r = await fetch(url, { headers: { "X-Requested-With": "pgevents" }, credentials: "same-origin" });
-    if (r.status === 404) return null;
+    const r = await fetch(url, {
+      headers: { "X-Requested-With": "pgevents" },
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+    if (r.status === 404 || r.status === 410) return null;
     if (!r.ok) throw new Error("fetch " + url + ": " + r.status);
     return r.text();
   }
 
-  function fragment(html) {
+  function firstElement(html) {
     const t = document.createElement("template");
-    t.innerHTML = html.trim();
+    t.innerHTML = html.trim(); // our own server's template output, escaped by Django
     return t.content.firstElementChild;
+  }
+
+  function compare(a, b) {
+    const x = Number(a);
+    const y = Number(b);
+    if (a !== "" && b !== "" && !isNaN(x) && !isNaN(y)) return x - y;
+    return String(a).localeCompare(String(b));
   }
 
   class Region {
     constructor(el) {
       this.el = el;
-      this.channel = el.dataset.pgeventsChannel;
-      this.src = el.dataset.pgeventsSrc || null;
-      this.rowSrc = el.dataset.pgeventsRowSrc || null;
-      this.keyName = el.dataset.pgeventsKey || "id";
-      this.rowId = el.dataset.pgeventsRowId || null;
-      this.delay = parseInt(el.dataset.pgeventsDebounce || "50", 10);
+      const d = el.dataset;
+      this.channel = d.pgeventsChannel;
+      this.src = d.pgeventsSrc || null; // null: this page, the element with the same id
+      this.rowSrc = d.pgeventsRowSrc || null;
+      this.keyName = d.pgeventsKey || "id";
+      this.rowId = d.pgeventsRowId || null; // legacy: rows found by a DOM id template
+      this.insert = d.pgeventsInsert === "prepend" ? "prepend" : "append";
+      this.delay = parseInt(d.pgeventsDebounce || "50", 10);
+      this.since = d.pgeventsSince ? parseInt(d.pgeventsSince, 10) : null;
+      this.pending = new Map(); // key -> op, gathered during the debounce window
+      this.reloadWanted = false;
+      this.running = Promise.resolve();
       this._timer = null;
       document.body.addEventListener("pgevents:" + this.channel, (e) => this.onEvent(e.detail));
       document.body.addEventListener("pgevents:reset", (e) => {
@@ -199,61 +319,150 @@
 
     onEvent(msg) {
       const row = msg.row || msg.old;
-      if (this.rowSrc && this.rowId && row && row[this.keyName] !== undefined && msg.op !== "TRUNCATE") {
-        this.patch(msg.op, row[this.keyName]).catch(() => this.reload());
+      const key = row ? row[this.keyName] : undefined;
+      const canPatch = this.rowSrc && msg.op && msg.op !== "TRUNCATE" && row;
+      if (canPatch && key !== undefined && key !== null) {
+        this.pending.set(String(key), msg.op);
+      } else if (canPatch && this._matching(row)) {
+        // A referenced row changed ({"author_id": 7}): re-render the rows that show it.
+        this._matching(row).forEach((k) => { if (!this.pending.has(k)) this.pending.set(k, "UPDATE"); });
       } else {
-        this.reload();
+        this.reloadWanted = true; // TRUNCATE, a plain NOTIFY, rows that do not say what they show
       }
+      this._schedule();
     }
 
-    async patch(op, key) {
-      const id = fill(this.rowId, key);
-      const current = document.getElementById(decodeURIComponent(id));
-      if (op === "DELETE") {
-        if (current) current.remove();
-        this.el.dispatchEvent(new CustomEvent("pgevents:patched", { detail: { op: op, key: key }, bubbles: true }));
+    /** Keys of the rows whose data-pgevents-fields match every field of `row`; null when no
+        row declares those fields (then nothing says which rows are concerned: reload). */
+    _matching(row) {
+      const keys = [];
+      let declared = false; // some row says it shows these fields
+      for (const child of this.el.children) {
+        if (child.dataset.pgeventsFields === undefined) continue;
+        let fields;
+        try {
+          fields = JSON.parse(child.dataset.pgeventsFields);
+        } catch (err) {
+          return null;
+        }
+        if (!Object.keys(row).every((f) => f in fields)) continue;
+        declared = true;
+        if (Object.keys(row).every((f) => String(fields[f]) === String(row[f]))) keys.push(child.dataset.pgeventsRow);
+      }
+      return declared ? keys : null;
+    }
+
+    /** Reload the whole region (debounced), e.g. after `reset`. */
+    reload() {
+      this.reloadWanted = true;
+      this._schedule();
+    }
+
+    _schedule() {
+      clearTimeout(this._timer);
+      this._timer = setTimeout(() => {
+        // One flush at a time, in event order: an older fetch never overwrites a newer one.
+        this.running = this.running.then(() => this._flush()).catch((err) => {
+          dispatch(this.el, "pgevents:error", { code: "region", message: String(err) });
+        });
+      }, this.delay);
+    }
+
+    async _flush() {
+      const pending = this.pending;
+      const reload = this.reloadWanted || pending.size > MAX_PATCHES;
+      this.pending = new Map();
+      this.reloadWanted = false;
+      if (reload) {
+        await this._reloadNow();
         return;
       }
-      const html = await fetchHtml(fill(this.rowSrc, key));
-      if (html === null) {
-        if (current) current.remove();
-      } else {
-        const node = fragment(html);
-        if (current) current.replaceWith(node);
-        else this.el.appendChild(node);
+      for (const [key, op] of pending) {
+        try {
+          await this._patch(op, key);
+        } catch (err) {
+          await this._reloadNow();
+          return;
+        }
       }
-      this.el.dispatchEvent(new CustomEvent("pgevents:patched", { detail: { op: op, key: key }, bubbles: true }));
     }
 
-    reload() {
-      if (!this.src) return;
-      clearTimeout(this._timer);
-      this._timer = setTimeout(async () => {
-        const html = await fetchHtml(this.src);
-        if (html !== null) {
-          this.el.innerHTML = html; // our own server's escaped template output
-          this.el.dispatchEvent(new CustomEvent("pgevents:patched", { detail: { op: "reload" }, bubbles: true }));
+    _find(key) {
+      if (this.rowId) return document.getElementById(decodeURIComponent(fill(this.rowId, key)));
+      for (const child of this.el.children) {
+        if (child.dataset.pgeventsRow === key) return child;
+      }
+      return null;
+    }
+
+    async _patch(op, key) {
+      const current = this._find(key);
+      const html = op === "DELETE" ? null : await fetchHtml(fill(this.rowSrc, key));
+      const node = html === null ? null : firstElement(html);
+      if (!node) {
+        if (current) current.remove();
+      } else if (current) {
+        current.replaceWith(node);
+        if (node.dataset.pgeventsSort !== undefined && current.dataset.pgeventsSort !== node.dataset.pgeventsSort) {
+          node.remove();
+          this._place(node);
         }
-      }, this.delay);
+      } else {
+        this._place(node);
+      }
+      dispatch(this.el, "pgevents:patched", { op: op, key: key });
+    }
+
+    _place(node) {
+      const sort = node.dataset.pgeventsSort;
+      if (sort !== undefined) {
+        for (const child of this.el.children) {
+          if (child.dataset.pgeventsSort !== undefined && compare(child.dataset.pgeventsSort, sort) > 0) {
+            this.el.insertBefore(node, child);
+            return;
+          }
+        }
+      }
+      if (this.insert === "prepend") this.el.prepend(node);
+      else this.el.appendChild(node);
+    }
+
+    async _reloadNow() {
+      let html;
+      if (this.src) {
+        html = await fetchHtml(this.src);
+      } else {
+        if (!this.el.id) throw new Error("a region without src needs an id to reload from the page");
+        const page = await fetchHtml(location.href);
+        const doc = page === null ? null : new DOMParser().parseFromString(page, "text/html");
+        const fresh = doc && this.el.id ? doc.getElementById(this.el.id) : null;
+        html = fresh ? fresh.innerHTML : null;
+      }
+      if (html === null) return;
+      this.el.innerHTML = html; // our own server's escaped template output
+      dispatch(this.el, "pgevents:patched", { op: "reload", key: null });
     }
   }
 
   function boot() {
     const script = document.querySelector("script[data-pgevents-url]");
     if (!script || global.PgEvents.client) return;
-    const client = new Client({ url: defaultUrl(script.dataset.pgeventsUrl) });
+    const d = script.dataset;
+    const client = new Client({ url: d.pgeventsUrl, sseUrl: d.pgeventsSseUrl, transport: d.pgeventsTransport });
     global.PgEvents.client = client;
     document.querySelectorAll("[data-pgevents-channel]").forEach((el) => {
       const region = new Region(el);
-      client.subscribe(region.channel);
+      global.PgEvents.regions.push(region);
+      client.subscribe(region.channel, { lastEventId: region.since });
     });
-    (script.dataset.pgeventsChannels || "").split(",").filter(Boolean).forEach((c) => client.subscribe(c));
+    (d.pgeventsChannels || "").split(",").filter(Boolean).forEach((c) => client.subscribe(c));
   }
 
   global.PgEvents = {
     Client: Client,
     Region: Region,
     client: null,
+    regions: [],
     connect: (options) => new Client(options),
   };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);

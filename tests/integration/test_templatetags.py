@@ -1,0 +1,78 @@
+"""``{% load pgevents %}``: the markup the tags write, against the real test database."""
+
+from __future__ import annotations
+
+import html
+import json
+
+import psycopg
+import pytest
+from django.template import Context, Template, TemplateSyntaxError
+
+pytestmark = pytest.mark.django_db
+
+
+def render(text: str, **context: object) -> str:
+    return Template("{% load pgevents %}" + text).render(Context(context))
+
+
+def head(pg: psycopg.Connection, channel: str) -> int:
+    row = pg.execute("SELECT coalesce(max(id), 0) FROM pgevents_event WHERE channel = %s", (channel,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_region_tag_wraps_rows_with_everything_the_client_needs(pg: psycopg.Connection) -> None:
+    out = render(
+        '{% pgevents_region "people" tag="tbody" row="person-row" key="pk" debounce=80 %}'
+        "{% for p in people %}<tr {% pgevents_row p sort=p %}></tr>{% endfor %}{% endpgevents_region %}"
+        '{% pgevents_region "people" %}{% endpgevents_region %}',
+        people=[1, 2],
+    )
+    assert out.startswith('<tbody id="pgevents-people" data-pgevents-channel="people"')
+    assert 'data-pgevents-row-src="/people/row/{key}/" data-pgevents-key="pk"' in out
+    assert 'data-pgevents-debounce="80"' in out
+    assert f'data-pgevents-since="{head(pg, "people")}"' in out
+    assert '<tr data-pgevents-row="1" data-pgevents-sort="1"></tr>' in out and out.count("</tbody>") == 1
+    assert '<div id="pgevents-people-2" data-pgevents-channel="people"' in out  # ids stay unique
+
+
+def test_attributes_and_rows_escape_what_they_are_given() -> None:
+    hostile = '"><script>alert(1)</script>'
+    out = render("<ul {% pgevents_attrs channel resume=False src='/x/' %}>", channel=hostile)
+    assert "<script>" not in out and html.escape(hostile, quote=True) in out
+    assert 'data-pgevents-src="/x/"' in out and "since" not in out
+    row = render("{% pgevents_row key author_id=a %}", key=hostile, a=hostile)
+    assert "<script>" not in row
+    fields = html.unescape(row.split('data-pgevents-fields="')[1].split('"')[0])
+    assert json.loads(fields) == {"author_id": hostile}
+
+
+def test_row_urls_by_name_for_int_and_str_converters() -> None:
+    out = render('{% pgevents_attrs "books" row="book-row" resume=False %}')
+    assert 'data-pgevents-row-src="/books/row/{key}/"' in out
+    out = render('{% pgevents_attrs "books" row="pgevents:sse" resume=False %}')
+    assert 'data-pgevents-row-src="/pgevents/sse/{key}/"' in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{% pgevents_region "people" colour="red" %}{% endpgevents_region %}',
+        '{% pgevents_region "people" tag="td onclick=x" %}{% endpgevents_region %}',
+        '{% pgevents_attrs "people" colour="red" %}',
+        '{% pgevents_attrs "people" row="/no/placeholder/" %}',
+        '{% pgevents_attrs "people" insert="middle" %}',
+    ],
+)
+def test_bad_options_are_refused(text: str) -> None:
+    with pytest.raises((TemplateSyntaxError, ValueError)):
+        render(text)
+
+
+def test_script_and_status_tags() -> None:
+    out = render('{% pgevents_script channels="demo" transport="sse" %}{% pgevents_status %}')
+    assert 'src="/static/pgevents/pgevents.js"' in out
+    assert 'data-pgevents-url="/ws/pgevents/" data-pgevents-sse-url="/pgevents/sse/"' in out
+    assert 'data-pgevents-transport="sse" data-pgevents-channels="demo"' in out
+    assert 'data-pgevents-status data-state="connecting"' in out
