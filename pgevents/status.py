@@ -8,6 +8,7 @@ processes report their subscriptions in ``pgevents_presence`` (see ``presence.py
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import connections
@@ -21,6 +22,7 @@ LISTENER_NAMES = ("pgevents-listener", "pgevents-embedded")
 def listeners(cursor: Any) -> list[dict[str, Any]]:
     """Listener sessions on this database; ``active`` is the one holding the advisory lock."""
     key = conf.get().listener_lock
+    cursor.execute("SELECT pg_stat_clear_snapshot()")  # activity is snapshotted once per transaction
     cursor.execute(
         "SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local'), a.backend_start,"
         " EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted"
@@ -65,7 +67,11 @@ def clients(cursor: Any) -> dict[str, Any]:
         " WHERE seen > now() - make_interval(secs => %s) ORDER BY process",
         [STALE_AFTER],
     )
-    processes = [{"process": p, "channels": counts, "seen": seen} for p, counts, seen in cursor.fetchall()]
+    processes = [
+        # Django's cursors hand jsonb over as text (its JSONField decodes it), psycopg's as objects.
+        {"process": p, "channels": json.loads(counts) if isinstance(counts, str) else counts, "seen": seen}
+        for p, counts, seen in cursor.fetchall()
+    ]
     totals: dict[str, int] = {}
     for proc in processes:
         for channel, n in proc["channels"].items():

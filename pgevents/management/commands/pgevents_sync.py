@@ -60,7 +60,8 @@ class Command(BaseCommand):
         if not steps:
             self.stdout.write("No watch is configured or installed.")
         for step in steps:
-            self.stdout.write(
-                f"{step.detail:<10} {step.schema}.{step.table} → {step.channel}  [{step.source}]"
-                + (f"  (would {step.action})" if step.action in ("install", "remove") else "")
-            )
+            state = "error" if step.action == "error" else step.detail
+            note = f"  (would {step.action})" if step.action in ("install", "remove") else ""
+            if step.action == "error":
+                note = f"  ({step.detail})"
+            self.stdout.write(f"{state:<10} {step.schema}.{step.table} → {step.channel}  [{step.source}]{note}")
