@@ -254,3 +254,27 @@ def test_permissions(client: DjangoClient, django_user_model: Any, orders_table:
     page = client.get(reverse("admin:pgevents_watch_changelist")).content.decode()
     assert "install_triggers" not in page
     Watch.objects.get().delete()
+
+
+def test_test_event_of_a_non_durable_watch_and_unlisted_channel_warning(
+    admin_client: DjangoClient, stack: Stack, orders_table: str
+) -> None:
+    response = admin_client.post(reverse("admin:pgevents_watch_add"), form(channel="unlisted", durable=""), follow=True)
+    assert "not in PGEVENTS[&#x27;CHANNELS&#x27;]" in response.content.decode()
+    admin_client.post(reverse("admin:pgevents_watch_add"), form(channel="t.fleeting", durable=""))
+    watch = Watch.objects.get(channel="t.fleeting")
+    assert watch.durable is False
+
+    async def scenario() -> None:
+        async with Client.connect(f"{stack.ws}/ws/pgevents/t.fleeting/") as client:
+            await client.expect("subscribed")
+            await in_thread(
+                admin_client.post,
+                reverse("admin:pgevents_watch_changelist"),
+                {"action": "send_test_event", "_selected_action": [watch.pk]},
+            )
+            (event,) = await client.events(1)
+            assert event["id"] is None and event["op"] is None and event["table"] == TABLE
+
+    run(scenario())
+    Watch.objects.all().delete()
