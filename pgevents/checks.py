@@ -200,11 +200,11 @@ def _watches(cursor: Any, alias: str) -> Iterator[CheckMessage]:
 
     for step in sync.plan(cursor, sync.configured(alias)):
         where = f"{step.schema}.{step.table} → {step.channel} ({step.source})"
-        if step.action == "error":
-            yield Error(
+        if step.action == "error":  # a warning: `migrate` runs database checks and must not be blocked
+            yield Warning(
                 f"Watch {where} cannot be installed: {step.detail}.",
                 hint="Fix or delete the watch, or restore the table.",
-                id="pgevents.E010",
+                id="pgevents.W012",
             )
         elif step.action in ("install", "remove"):
             yield Warning(

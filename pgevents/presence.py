@@ -48,6 +48,12 @@ class Reporter:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        try:
+            await self._loop(loop)
+        finally:
+            await self._close()
+
+    async def _loop(self, loop: asyncio.AbstractEventLoop) -> None:
         last: dict[str, int] | None = None
         written_at = float("-inf")
         failing = False

@@ -63,8 +63,10 @@ def _migration_watches(alias: str) -> Iterator[Configured]:
                 if isinstance(operation, WatchOperation):
                     table = operation.table
                     if table is None:
-                        app_label, model_name = str(operation.model).split(".")
-                        table = apps.get_model(app_label, model_name)._meta.db_table
+                        try:
+                            table = apps.get_model(str(operation.model))._meta.db_table
+                        except LookupError:  # the model was deleted by a later migration
+                            table = str(operation.model)
                     yield Configured(
                         source=f"migration {node[0]}.{node[1]}",
                         options={
@@ -119,7 +121,12 @@ def plan(cursor: Any, watches: list[Configured], *, prune: bool = False) -> list
         try:
             spec = installation.build_spec(cursor, **opts)
         except installation.WatchError as exc:
-            step.action, step.detail = "error", str(exc)
+            if watch.source.startswith("migration") and not installation.table_exists(
+                cursor, opts["schema"], opts["table"]
+            ):
+                step.detail = "no table"  # history: a later migration dropped or renamed it
+            else:
+                step.action, step.detail = "error", str(exc)
             continue
         current = installation.status(cursor, spec)
         step.detail = current
