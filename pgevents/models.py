@@ -85,8 +85,8 @@ class Watch(models.Model):
     def status(self, cursor: Any) -> Status:
         try:
             spec = self.spec(cursor)
-        except installation.WatchError:
-            return "missing"
+        except installation.WatchError:  # table or column gone: whatever is installed is stale
+            return "missing" if installation.status(cursor, self.stub()) == "missing" else "outdated"
         return installation.status(cursor, spec)
 
     def save(self, *args: Any, **kwargs: Any) -> None:

@@ -71,3 +71,11 @@ def test_a_dropped_table_reads_as_missing_and_the_watch_can_still_be_deleted(tab
     assert status(watch) == "missing"
     watch.delete()
     assert not Watch.objects.exists()
+
+
+def test_a_dropped_column_makes_the_installed_trigger_outdated(tables: None) -> None:
+    watch = Watch.objects.create(table="tickets", channel="demo", update_columns=["state"])
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE tickets DROP COLUMN state CASCADE")  # takes the UPDATE trigger with it
+    assert names("tickets") == [f"{watch.stub().base_name}_r", f"{watch.stub().base_name}_t"]
+    assert status(watch) == "outdated"
