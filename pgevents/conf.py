@@ -115,7 +115,7 @@ def _typed(key: str, value: Any, hint: Any) -> Any:
         elif option is int:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
-        elif not isinstance(option, type) or isinstance(value, option):
+        elif option is Any or not isinstance(option, type) or isinstance(value, option):
             return value  # a plain class that matches, or a hint this check does not interpret
     names = {type(None): "None", str: "a string", bool: "True or False", int: "an integer", float: "a number"}
     expected = " or ".join(names.get(o, "a list of strings") for o in options)
