@@ -160,7 +160,7 @@ def _asgi_application() -> Any:
         return None
     try:
         application = import_string(path)
-    except ImportError:
+    except Exception:  # the server reports its own import errors; a check must not crash `check`
         return None
     mapping = getattr(application, "application_mapping", None)
     return mapping.get("websocket") if isinstance(mapping, dict) else None
