@@ -1,77 +1,251 @@
 """System checks: a misconfigured project is told what is wrong before nothing updates.
 
-Ids are stable; the README lists them.
+Ids are stable; the README lists them. Checks tagged ``database`` look at the database
+itself (missing tables, drift, exposed columns) and run only with ``check --database``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connections
+from django.utils.module_loading import import_string
 
 from . import conf
-from .names import MAX_CHANNEL_BYTES
+from .names import MAX_CHANNEL_BYTES, BadChannel, validate_channel
+
+IN_MEMORY = "channels.layers.InMemoryChannelLayer"
+
+
+def _settings() -> conf.Settings | None:
+    try:
+        return conf.get()
+    except ImproperlyConfigured:
+        return None
 
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    errors: list[CheckMessage] = []
     try:
         current = conf.get()
     except ImproperlyConfigured as exc:
         return [Error(str(exc), hint="See the settings table in the README.", id="pgevents.E000")]
-    databases = getattr(settings, "DATABASES", {})
-    db = databases.get(current.database)
+    return [
+        *_database(current),
+        *_layer(current),
+        *_channels(current),
+        *_notify_channels(current),
+        *_authorize(current),
+    ]
+
+
+def _database(current: conf.Settings) -> Iterator[CheckMessage]:
+    db = getattr(settings, "DATABASES", {}).get(current.database)
     if db is None:
-        errors.append(
-            Error(f"PGEVENTS['DATABASE'] is {current.database!r}, which is not in DATABASES.", id="pgevents.E001")
+        yield Error(
+            f"PGEVENTS['DATABASE'] is {current.database!r}, which is not in DATABASES.",
+            hint="Name one of the aliases in DATABASES.",
+            id="pgevents.E001",
         )
     elif "postgresql" not in db.get("ENGINE", ""):
-        errors.append(
-            Error(
-                f"Database {current.database!r} is not PostgreSQL ({db.get('ENGINE')}).",
-                hint="pgevents needs PostgreSQL's LISTEN/NOTIFY and triggers.",
-                id="pgevents.E001",
-            )
+        yield Error(
+            f"Database {current.database!r} is not PostgreSQL ({db.get('ENGINE')}).",
+            hint="pgevents needs PostgreSQL's LISTEN/NOTIFY and triggers.",
+            id="pgevents.E001",
         )
-    layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
-    layer = layers.get(current.channel_layer)
+
+
+def _layer(current: conf.Settings) -> Iterator[CheckMessage]:
+    layer = (getattr(settings, "CHANNEL_LAYERS", {}) or {}).get(current.channel_layer)
     if layer is None:
-        errors.append(
-            Error(
-                f"No channel layer {current.channel_layer!r} in CHANNEL_LAYERS.",
-                hint="Configure channels_redis.core.RedisChannelLayer (or the in-memory layer for a single process).",
-                id="pgevents.E002",
-            )
+        yield Error(
+            f"No channel layer {current.channel_layer!r} in CHANNEL_LAYERS.",
+            hint="Configure channels_redis.core.RedisChannelLayer (or the in-memory layer for a single process).",
+            id="pgevents.E002",
         )
-    elif layer.get("BACKEND", "").endswith("InMemoryChannelLayer") and current.embedded_listener is False:
-        errors.append(
-            Error(
-                "The in-memory channel layer with EMBEDDED_LISTENER off: events from a separate "
-                "runlisten process can never reach the server's clients.",
-                hint="Use channels_redis, or leave EMBEDDED_LISTENER unset.",
-                id="pgevents.E003",
-            )
+    elif layer.get("BACKEND", "") == IN_MEMORY and current.embedded_listener is False:
+        yield Error(
+            "The in-memory channel layer with EMBEDDED_LISTENER off: events from a separate "
+            "runlisten process can never reach the server's clients.",
+            hint="Use channels_redis, or leave EMBEDDED_LISTENER unset.",
+            id="pgevents.E003",
         )
+
+
+def _channels(current: conf.Settings) -> Iterator[CheckMessage]:
     for pattern in current.channels:
-        if not isinstance(pattern, str) or not pattern:
-            errors.append(Error(f"CHANNELS entry {pattern!r} is not a non-empty string.", id="pgevents.E004"))
-        elif len(pattern.encode()) > MAX_CHANNEL_BYTES:
-            errors.append(
-                Error(
-                    f"Channel {pattern!r} is longer than PostgreSQL's {MAX_CHANNEL_BYTES}-byte identifier limit.",
-                    hint="Shorten the channel name.",
-                    id="pgevents.E004",
-                )
+        try:
+            validate_channel(pattern)
+        except BadChannel as exc:
+            yield Error(
+                f"CHANNELS entry {pattern!r} is invalid: {exc}.",
+                hint=f"Channels are PostgreSQL identifiers: 1 to {MAX_CHANNEL_BYTES} bytes, no control characters.",
+                id="pgevents.E004",
             )
     if not current.channels:
-        errors.append(
-            Warning(
-                "PGEVENTS['CHANNELS'] is empty: every subscription will be refused.",
-                hint="List the channels clients may subscribe to.",
-                id="pgevents.W001",
-            )
+        yield Warning(
+            "PGEVENTS['CHANNELS'] is empty: every subscription will be refused.",
+            hint="List the channels clients may subscribe to.",
+            id="pgevents.W001",
         )
-    return errors
+
+
+def _notify_channels(current: conf.Settings) -> Iterator[CheckMessage]:
+    for name in current.notify_channels or ():
+        try:
+            validate_channel(name)
+            problem = "a pattern: LISTEN needs exact names" if any(ch in name for ch in "*?[") else ""
+        except BadChannel as exc:
+            problem = str(exc)
+        if problem:
+            yield Error(
+                f"NOTIFY_CHANNELS entry {name!r} is invalid: {problem}.",
+                hint="List the exact channel names runlisten should LISTEN on.",
+                id="pgevents.E005",
+            )
+
+
+def _authorize(current: conf.Settings) -> Iterator[CheckMessage]:
+    try:
+        hook = import_string(current.authorize)
+    except ImportError as exc:
+        yield Error(
+            f"PGEVENTS['AUTHORIZE'] {current.authorize!r} cannot be imported: {exc}.",
+            hint="A dotted path to a callable (user, channel, filter) -> bool, e.g. pgevents.policy.require_login.",
+            id="pgevents.E006",
+        )
+        return
+    if not callable(hook):
+        yield Error(
+            f"PGEVENTS['AUTHORIZE'] {current.authorize!r} is not callable.",
+            hint="A dotted path to a callable (user, channel, filter) -> bool.",
+            id="pgevents.E006",
+        )
+
+
+@register(Tags.security)
+def check_origins(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """WebSockets are not covered by CSRF or CORS: the Origin check is what stops another site's
+    page from opening a socket with the user's session cookie."""
+    if "*" in getattr(settings, "ALLOWED_HOSTS", []):
+        return [
+            Warning(
+                "ALLOWED_HOSTS contains '*': the WebSocket origin check accepts every site, so any page "
+                "a user visits can subscribe with their session.",
+                hint="List the real host names in ALLOWED_HOSTS.",
+                id="pgevents.W002",
+            )
+        ]
+    application = _asgi_application()
+    if application is not None and not _has_origin_check(application):
+        return [
+            Warning(
+                f"The WebSocket application of ASGI_APPLICATION ({settings.ASGI_APPLICATION}) has no origin check.",
+                hint="Use pgevents.routing.websocket_application(), or wrap your routes in "
+                "channels.security.websocket.AllowedHostsOriginValidator.",
+                id="pgevents.W003",
+            )
+        ]
+    return []
+
+
+def _asgi_application() -> Any:
+    """The ``websocket`` branch of ``ASGI_APPLICATION``, or None when there is none to inspect."""
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if not path:
+        return None
+    try:
+        application = import_string(path)
+    except Exception:  # the server reports its own import errors; a check must not crash `check`
+        return None
+    mapping = getattr(application, "application_mapping", None)
+    return mapping.get("websocket") if isinstance(mapping, dict) else None
+
+
+def _has_origin_check(application: Any) -> bool:
+    from channels.security.websocket import OriginValidator
+
+    for _ in range(20):  # follow the middleware chain inwards
+        if isinstance(application, OriginValidator):
+            return True
+        inner = getattr(application, "inner", None) or getattr(application, "application", None)
+        if inner is None:
+            return False
+        application = inner
+    return False
+
+
+@register(Tags.database)
+def check_database(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """What the database really has: watched tables, drift, exposed columns, listeners."""
+    current = _settings()
+    if current is None or not databases or current.database not in databases:
+        return []
+    alias = current.database
+    if connections[alias].vendor != "postgresql":
+        return []  # E001 says why
+    try:
+        with connections[alias].cursor() as cursor:
+            return [*_watches(cursor, alias), *_exposed(cursor, current), *_stray_listener(cursor, current)]
+    except DatabaseError:
+        return []  # not reachable or not migrated yet: nothing to compare with
+
+
+def _watches(cursor: Any, alias: str) -> Iterator[CheckMessage]:
+    from . import sync
+
+    for step in sync.plan(cursor, sync.configured(alias)):
+        where = f"{step.schema}.{step.table} → {step.channel} ({step.source})"
+        if step.action == "error":  # a warning: `migrate` runs database checks and must not be blocked
+            yield Warning(
+                f"Watch {where} cannot be installed: {step.detail}.",
+                hint="Fix or delete the watch, or restore the table.",
+                id="pgevents.W012",
+            )
+        elif step.action in ("install", "remove"):
+            yield Warning(
+                f"The triggers of watch {where} are {step.detail}: the database does not match the configuration.",
+                hint="Run manage.py pgevents_sync.",
+                id="pgevents.W011",
+            )
+
+
+def _exposed(cursor: Any, current: conf.Settings) -> Iterator[CheckMessage]:
+    from . import installation
+
+    for found in installation.installed(cursor):
+        include = found.config.get("include") or []
+        exclude = found.config.get("exclude") or []
+        columns = installation.table_columns(cursor, found.schema, found.table)
+        sent = [c for c in columns if c not in exclude and (not include or c in include)]
+        exposed = [c for c in sent if installation.is_sensitive(c, current.sensitive_columns)]
+        if exposed:
+            yield Warning(
+                f"The pgevents triggers on {found.schema}.{found.table} (channel {found.channel!r}) send "
+                f"sensitive-looking column(s): {', '.join(exposed)}.",
+                hint="Exclude them from the watch (or remove them from its include list), then run "
+                "manage.py pgevents_sync. Silence pgevents.W010 if they are meant to be public.",
+                id="pgevents.W010",
+            )
+
+
+def _stray_listener(cursor: Any, current: conf.Settings) -> Iterator[CheckMessage]:
+    layer = (getattr(settings, "CHANNEL_LAYERS", {}) or {}).get(current.channel_layer) or {}
+    if layer.get("BACKEND") != IN_MEMORY:
+        return
+    cursor.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name = 'pgevents-listener'"
+    )
+    if cursor.fetchone()[0]:
+        yield Warning(
+            "A separate runlisten process is connected to this database, but this project uses the "
+            "in-memory channel layer: the events it forwards never reach this server's clients.",
+            hint="Use channels_redis in both, or stop runlisten and let the server run the listener "
+            "(EMBEDDED_LISTENER).",
+            id="pgevents.W004",
+        )

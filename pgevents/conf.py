@@ -6,6 +6,8 @@ not silently ignored. The cached object is dropped when tests override ``PGEVENT
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -80,16 +82,44 @@ def _build(raw: dict[str, Any]) -> Settings:
             unknown.append(key)
             continue
         if name in _TUPLE_KEYS and value is not None:
-            if isinstance(value, str):
-                raise ImproperlyConfigured(f"PGEVENTS[{key!r}] must be a list of strings, not a string.")
+            if not isinstance(value, list | tuple | set | frozenset):
+                raise ImproperlyConfigured(f"PGEVENTS[{key!r}] must be a list of strings, not {value!r}.")
             value = tuple(value)
-        values[name] = value
+        values[name] = _typed(key, value, _hints()[name])
     if unknown:
         raise ImproperlyConfigured(
             f"Unknown PGEVENTS key(s): {', '.join(sorted(unknown))}. "
             f"Known keys: {', '.join(sorted(k.upper() for k in known))}."
         )
     return Settings(**values)
+
+
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)
+
+
+def _typed(key: str, value: Any, hint: Any) -> Any:
+    """``value`` if it fits the field's type (ints are accepted for floats), else raise."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    options = typing.get_args(hint) if union else (hint,)
+    for option in options:
+        if option is type(None):
+            if value is None:
+                return value
+        elif typing.get_origin(option) is tuple:
+            if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+                return value
+        elif option is float:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        elif option is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif option is Any or not isinstance(option, type) or isinstance(value, option):
+            return value  # a plain class that matches, or a hint this check does not interpret
+    names = {type(None): "None", str: "a string", bool: "True or False", int: "an integer", float: "a number"}
+    expected = " or ".join(names.get(o, "a list of strings") for o in options)
+    raise ImproperlyConfigured(f"PGEVENTS[{key!r}] must be {expected}, not {value!r}.")
 
 
 _cached: Settings | None = None

@@ -80,9 +80,10 @@ class Hub:
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
-            from . import embedded
+            from . import embedded, presence
 
             embedded.ensure_listener(self.layer)
+            presence.ensure_reporter(self)  # subscriptions per channel, for pgevents_status
 
     async def _run(self) -> None:
         backoff = Backoff(cap=conf.get().max_backoff)

@@ -6,8 +6,12 @@ unless the watch lists them in ``include``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
+
+from psycopg import sql
 
 from . import conf, references
 from .sql import ALL_EVENTS, Reference, TriggerSpec
@@ -28,6 +32,28 @@ def table_columns(cursor: Any, schema: str, table: str) -> list[str]:
         [schema, table],
     )
     return [row[0] for row in cursor.fetchall()]
+
+
+def table_exists(cursor: Any, schema: str, table: str) -> bool:
+    return bool(table_columns(cursor, schema, table))
+
+
+#: Tables of pgevents itself: never offered as something to watch.
+INTERNAL_TABLES = ("pgevents_event", "pgevents_cursor", "pgevents_presence", "pgevents_watch")
+
+
+def tables(cursor: Any) -> list[tuple[str, str]]:
+    """Every ordinary or partitioned table outside the system schemas, as (schema, table).
+
+    Read from ``pg_catalog``, so tables no Django model maps are included.
+    """
+    cursor.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND left(n.nspname, 3) <> 'pg_'"
+        " AND has_table_privilege(c.oid, 'SELECT') ORDER BY 1, 2"
+    )
+    return [(s, t) for s, t in cursor.fetchall() if not (s == "public" and t in INTERNAL_TABLES)]
 
 
 def is_sensitive(column: str, patterns: Iterable[str] | None = None) -> bool:
@@ -120,6 +146,9 @@ def install(cursor: Any, spec: TriggerSpec) -> None:
 
 
 def remove(cursor: Any, spec: TriggerSpec) -> None:
+    """Drop the spec's triggers; nothing to do when the table itself is gone (so are they)."""
+    if not table_exists(cursor, spec.schema, spec.table):
+        return
     for statement in spec.drop_statements():
         cursor.execute(statement.as_string(None))
 
@@ -139,3 +168,68 @@ def status(cursor: Any, spec: TriggerSpec) -> Status:
     if sorted(found) != sorted(expected) or any(found[n] != f"pgevents:{spec.digest}" for n in expected):
         return "outdated"
     return "installed"
+
+
+@dataclass(frozen=True)
+class Installed:
+    """The pgevents triggers on one table for one channel, as found in ``pg_trigger``."""
+
+    schema: str
+    table: str
+    base_name: str
+    channel: str
+    events: tuple[str, ...]
+    config: dict[str, Any]
+    digests: tuple[str, ...]
+    names: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.schema, self.table, self.base_name)
+
+    def drop_statements(self) -> list[sql.Composed]:
+        """Drop exactly these triggers, whatever definition created them."""
+        table = sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(self.table))
+        return [sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(n), table) for n in self.names]
+
+
+# pg_trigger.tgtype bits (PostgreSQL's include/catalog/pg_trigger.h).
+_TYPE_BITS = (("INSERT", 4), ("UPDATE", 16), ("DELETE", 8), ("TRUNCATE", 32))
+
+
+def installed(cursor: Any) -> list[Installed]:
+    """Every trigger calling ``pgevents_notify()`` in the database, grouped per watch.
+
+    Whoever installed them (a migration, the admin, a script), this is what really runs.
+    """
+    cursor.execute(
+        "SELECT n.nspname, c.relname, t.tgname, t.tgtype, t.tgargs, obj_description(t.oid, 'pg_trigger')"
+        " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_proc p ON p.oid = t.tgfoid WHERE p.proname = 'pgevents_notify' AND NOT t.tgisinternal"
+        " ORDER BY 1, 2, 3"
+    )
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for schema, table, name, tgtype, tgargs, comment in cursor.fetchall():
+        base = name.rsplit("_", 1)[0] if name.count("_") >= 2 else name
+        group = groups.setdefault((schema, table, base), {"events": set(), "config": {}, "digests": set(), "names": []})
+        group["names"].append(name)
+        group["events"].update(event for event, bit in _TYPE_BITS if tgtype & bit)
+        args = bytes(tgargs).split(b"\x00")
+        try:
+            group["config"] = json.loads(args[0].decode()) if args and args[0] else {}
+        except ValueError:
+            group["config"] = {}
+        group["digests"].add(str(comment or "").removeprefix("pgevents:"))
+    return [
+        Installed(
+            schema=schema,
+            table=table,
+            base_name=base,
+            channel=str(group["config"].get("channel", "")),
+            events=tuple(e for e in ALL_EVENTS if e in group["events"]),
+            config=group["config"],
+            digests=tuple(sorted(group["digests"])),
+            names=tuple(group["names"]),
+        )
+        for (schema, table, base), group in groups.items()
+    ]

@@ -76,21 +76,25 @@ class Watch(Operation):
         app_label, model_name = self.model.split(".")
         return str(state.apps.get_model(app_label, model_name)._meta.db_table)
 
+    def options(self, table: str) -> dict[str, Any]:
+        """``installation.build_spec`` keyword arguments: the one description of this watch,
+        shared by the migration itself and ``pgevents_sync``."""
+        return {
+            "table": table,
+            "channel": self.channel,
+            "schema": self.schema,
+            "events": list(self.events),
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "durable": self.durable,
+            "notify": self.notify,
+            "update_columns": list(self.update_columns),
+            "notify_referencing": list(self.notify_referencing),
+        }
+
     def _spec(self, schema_editor: Any, state: Any) -> TriggerSpec:
         with schema_editor.connection.cursor() as cursor:
-            return installation.build_spec(
-                cursor,
-                table=self._table(state),
-                channel=self.channel,
-                schema=self.schema,
-                events=self.events,
-                include=self.include,
-                exclude=self.exclude,
-                durable=self.durable,
-                notify=self.notify,
-                update_columns=self.update_columns,
-                notify_referencing=self.notify_referencing,
-            )
+            return installation.build_spec(cursor, **self.options(self._table(state)))
 
     def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
         for statement in self._spec(schema_editor, to_state).create_statements():

@@ -343,3 +343,36 @@ def listen(channels: Iterable[str]) -> list[sql.Composed]:
 def render(statements: Sequence[sql.Composable]) -> str:
     """Statements as text, for dry runs and migrations' ``sqlmigrate`` output."""
     return ";\n".join(s.as_string(None) for s in statements) + ";"
+
+
+def test_event(spec: TriggerSpec) -> list[sql.Composed]:
+    """Statements that send one test event on the spec's channel the way its trigger would:
+    through the log (durable) or as a notification (not durable). ``op`` and ``row`` are null,
+    so clients cannot mistake it for a row change."""
+    if spec.durable:
+        return [
+            sql.SQL(
+                "INSERT INTO pgevents_event (channel, op, schema_name, table_name) VALUES ({}, NULL, {}, {})"
+            ).format(sql.Literal(spec.channel), sql.Literal(spec.schema), sql.Literal(spec.table)),
+            sql.SQL("SELECT pg_notify({}, '')").format(sql.Literal(INTERNAL_CHANNEL)),
+        ]
+    message = json.dumps({"channel": spec.channel, "op": None, "schema": spec.schema, "table": spec.table})
+    return [
+        sql.SQL("SELECT pg_notify({}, ({}::jsonb || jsonb_build_object('at', clock_timestamp()))::text)").format(
+            sql.Literal(INTERNAL_CHANNEL), sql.Literal(message)
+        )
+    ]
+
+
+# Which server processes hold how many subscriptions per channel: each process's hub writes
+# its counts here (on change, and as a heartbeat) so `pgevents_status` can show them from
+# any host. A table rather than Redis: it works with every channel layer, including the
+# in-memory one, and the status tools already read this database.
+CREATE_PRESENCE = """
+CREATE TABLE IF NOT EXISTS pgevents_presence (
+    process text PRIMARY KEY,
+    counts jsonb NOT NULL,
+    seen timestamptz NOT NULL DEFAULT now()
+);
+"""
+DROP_PRESENCE = "DROP TABLE IF EXISTS pgevents_presence;"

@@ -101,3 +101,32 @@ def test_malformed_trigger_notifications_are_ignored() -> None:
     assert envelope.trigger_frame("not json") is None
     assert envelope.trigger_frame('{"no": "channel"}') is None
     assert envelope.trigger_frame('{"channel": "c", "op": "INSERT", "row": {"a": 1}}') is not None
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"DURABLE": "yes"}, "PGEVENTS['DURABLE'] must be True or False"),
+        ({"BATCH_SIZE": 1.5}, "PGEVENTS['BATCH_SIZE'] must be an integer"),
+        ({"CHANNELS": ["a", 1]}, "PGEVENTS['CHANNELS'] must be a list of strings"),
+        ({"NOTIFY_CHANNELS": 3}, "PGEVENTS['NOTIFY_CHANNELS'] must be a list of strings"),
+        ({"EMBEDDED_LISTENER": 1}, "must be True or False or None"),
+    ],
+)
+def test_settings_of_the_wrong_type_are_an_error(raw: dict[str, object], message: str) -> None:
+    with override_settings(PGEVENTS=raw), pytest.raises(ImproperlyConfigured) as err:
+        conf.get()
+    assert message in str(err.value)
+
+
+def test_settings_accept_ints_for_seconds_and_none_where_documented() -> None:
+    with override_settings(PGEVENTS={"RETENTION": 60, "EMBEDDED_LISTENER": None, "NOTIFY_CHANNELS": None}):
+        assert conf.get().retention == 60.0 and isinstance(conf.get().retention, float)
+        assert conf.get().embedded_listener is None and conf.get().notify_channels is None
+
+
+def test_test_event_statements_quote_the_channel() -> None:
+    durable = sql.render(sql.test_event(sql.TriggerSpec(table="t", channel="it's")))
+    assert "VALUES ('it''s', NULL, 'public', 't')" in durable and "pg_notify('pgevents', '')" in durable
+    fleeting = sql.render(sql.test_event(sql.TriggerSpec(table="t", channel="it's", durable=False)))
+    assert '"channel": "it\'\'s"' in fleeting and "INSERT" not in fleeting

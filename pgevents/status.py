@@ -1,0 +1,99 @@
+"""What is running and how far behind it is: for ``pgevents_status`` and the admin page.
+
+Everything is read from PostgreSQL, so it works from any host and for every topology:
+listeners are the sessions named ``pgevents-listener`` / ``pgevents-embedded`` in
+``pg_stat_activity`` (the active one holds the advisory lock, the others stand by); server
+processes report their subscriptions in ``pgevents_presence`` (see ``presence.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import connections
+
+from . import conf, sync
+from .presence import STALE_AFTER
+
+LISTENER_NAMES = ("pgevents-listener", "pgevents-embedded")
+
+
+def listeners(cursor: Any) -> list[dict[str, Any]]:
+    """Listener sessions on this database; ``active`` is the one holding the advisory lock."""
+    key = conf.get().listener_lock
+    cursor.execute("SELECT pg_stat_clear_snapshot()")  # activity is snapshotted once per transaction
+    cursor.execute(
+        "SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local'), a.backend_start,"
+        " EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted"
+        "         AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid AND l.objsubid = 1)"
+        " FROM pg_stat_activity a WHERE a.datname = current_database() AND a.application_name = ANY(%s)"
+        " ORDER BY 5 DESC, a.backend_start",
+        [key >> 32, key & 0xFFFFFFFF, list(LISTENER_NAMES)],
+    )
+    return [
+        {"pid": pid, "name": name, "client": client, "since": since, "role": "active" if active else "standby"}
+        for pid, name, client, since, active in cursor.fetchall()
+    ]
+
+
+def event_log(cursor: Any) -> dict[str, Any]:
+    """Size and age of the log, and the lag: events committed but not yet positioned and sent."""
+    cursor.execute(
+        "SELECT count(*), count(*) FILTER (WHERE id IS NULL), min(at), max(at),"
+        " extract(epoch FROM now() - min(at) FILTER (WHERE id IS NULL)),"
+        " pg_total_relation_size('pgevents_event'), pg_notification_queue_usage() FROM pgevents_event"
+    )
+    events, pending, oldest, newest, pending_age, size, queue = cursor.fetchone()
+    cursor.execute("SELECT name, value FROM pgevents_cursor")
+    cursors = dict(cursor.fetchall())
+    return {
+        "events": events,
+        "bytes": size,
+        "oldest": oldest,
+        "newest": newest,
+        "pending": pending,
+        "oldest_pending_seconds": float(pending_age) if pending_age is not None else None,
+        "unpublished": max(cursors.get("assigned", 0) - cursors.get("published", 0), 0),
+        "cursors": cursors,
+        "notify_queue_usage": float(queue),
+    }
+
+
+def clients(cursor: Any) -> dict[str, Any]:
+    """Subscriptions per channel, summed over the server processes that reported recently."""
+    cursor.execute(
+        "SELECT process, counts, seen FROM pgevents_presence"
+        " WHERE seen > now() - make_interval(secs => %s) ORDER BY process",
+        [STALE_AFTER],
+    )
+    processes = [
+        # Django's cursors hand jsonb over as text (its JSONField decodes it), psycopg's as objects.
+        {"process": p, "channels": json.loads(counts) if isinstance(counts, str) else counts, "seen": seen}
+        for p, counts, seen in cursor.fetchall()
+    ]
+    totals: dict[str, int] = {}
+    for proc in processes:
+        for channel, n in proc["channels"].items():
+            totals[channel] = totals.get(channel, 0) + int(n)
+    return {"channels": dict(sorted(totals.items())), "processes": processes}
+
+
+def triggers(cursor: Any, alias: str) -> list[dict[str, Any]]:
+    """Every configured or installed watch and whether the database matches it."""
+    return [
+        {"source": s.source, "schema": s.schema, "table": s.table, "channel": s.channel, "status": s.detail}
+        for s in sync.plan(cursor, sync.configured(alias))
+    ]
+
+
+def collect(alias: str | None = None) -> dict[str, Any]:
+    alias = alias or conf.get().database
+    with connections[alias].cursor() as cursor:
+        return {
+            "database": alias,
+            "listeners": listeners(cursor),
+            "log": event_log(cursor),
+            "clients": clients(cursor),
+            "triggers": triggers(cursor, alias),
+        }
