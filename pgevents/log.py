@@ -145,7 +145,8 @@ class Reader:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lock = asyncio.Lock()
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
+    async def run(self, fn: Any, *args: Any) -> Any:
+        """``await fn(conn, *args)`` on the shared connection, reconnecting once if it broke."""
         async with self._lock:
             for attempt in (1, 2):
                 try:
@@ -159,11 +160,11 @@ class Reader:
         raise AssertionError("unreachable")
 
     async def read_after(self, channel: str, after: int, limit: int) -> Replay:
-        result: Replay = await self._run(read_after, channel, after, limit)
+        result: Replay = await self.run(read_after, channel, after, limit)
         return result
 
     async def last_id(self, channel: str) -> int:
-        result: int = await self._run(last_id, channel)
+        result: int = await self.run(last_id, channel)
         return result
 
     async def close(self) -> None:

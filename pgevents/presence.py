@@ -4,8 +4,9 @@ The hub lives inside every daphne process, so nothing outside that process can a
 A small task per hub writes its counts to ``pgevents_presence`` when they change (checked
 once a second, a dict comparison) and as a heartbeat; ``pgevents_status`` sums the rows
 seen recently. A table rather than Redis: it works with every channel layer (also the
-in-memory one) and the status tools already read this database. It runs beside the hub,
-never on the path of an event, and failures only cost a log line.
+in-memory one) and the status tools already read this database. It writes on the hub's
+shared replay connection (no extra connection per process), runs beside the hub, never on
+the path of an event, and failures only cost a log line.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import socket
 from typing import Any
 
 import psycopg
-
-from . import conf, db
 
 logger = logging.getLogger("pgevents.presence")
 
@@ -44,14 +43,9 @@ class Reporter:
     def __init__(self, hub: Any) -> None:
         self.hub = hub
         self.process = f"{socket.gethostname()}:{os.getpid()}:{id(hub):x}"
-        self._conn: psycopg.AsyncConnection[Any] | None = None
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await self._loop(loop)
-        finally:
-            await self._close()
+        await self._loop(asyncio.get_running_loop())
 
     async def _loop(self, loop: asyncio.AbstractEventLoop) -> None:
         last: dict[str, int] | None = None
@@ -62,31 +56,21 @@ class Reporter:
             if counts != last or loop.time() - written_at >= HEARTBEAT:
                 last, written_at = counts, loop.time()
                 try:
-                    await asyncio.wait_for(self._write(counts), conf.get().query_timeout)
+                    await self.hub.reader.run(_write, self.process, counts)
                     failing = False
                 except (psycopg.Error, OSError, TimeoutError) as exc:
                     if not failing:
                         logger.warning("could not report subscriptions (%s: %s)", type(exc).__name__, exc)
                     failing = True
-                    await self._close()
             await asyncio.sleep(CHECK_INTERVAL)
 
-    async def _write(self, counts: dict[str, int]) -> None:
-        if self._conn is None or self._conn.closed:
-            self._conn = await db.connect(application_name="pgevents-presence")
-        await self._conn.execute(
-            "INSERT INTO pgevents_presence (process, counts, seen) VALUES (%s, %s::jsonb, now())"
-            " ON CONFLICT (process) DO UPDATE SET counts = excluded.counts, seen = excluded.seen",
-            (self.process, json.dumps(counts)),
-        )
-        await self._conn.execute(
-            "DELETE FROM pgevents_presence WHERE seen < now() - make_interval(secs => %s)", (STALE_AFTER * 20,)
-        )
 
-    async def _close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            try:
-                await conn.close()
-            except Exception:  # pragma: no cover - closing a broken connection
-                pass
+async def _write(conn: psycopg.AsyncConnection[Any], process: str, counts: dict[str, int]) -> None:
+    await conn.execute(
+        "INSERT INTO pgevents_presence (process, counts, seen) VALUES (%s, %s::jsonb, now())"
+        " ON CONFLICT (process) DO UPDATE SET counts = excluded.counts, seen = excluded.seen",
+        (process, json.dumps(counts)),
+    )
+    await conn.execute(
+        "DELETE FROM pgevents_presence WHERE seen < now() - make_interval(secs => %s)", (STALE_AFTER * 20,)
+    )
