@@ -166,6 +166,10 @@ class Reader:
         result: int = await self._run(last_id, channel)
         return result
 
+    async def query(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(conn, *args)`` on the shared connection (issue 6: column lookups)."""
+        return await self._run(fn, *args)
+
     async def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None

@@ -1,7 +1,9 @@
 """URL patterns and a ready-made ASGI WebSocket application.
 
 ``websocket_urlpatterns`` for projects that compose their own stack; ``websocket_application()``
-for the safe default: origin check (``ALLOWED_HOSTS``) and Django session authentication.
+for the safe default: origin check (``PGEVENTS["ALLOWED_ORIGINS"]``, else ``ALLOWED_HOSTS``)
+and Django session authentication. A handshake from another site, or without an ``Origin``
+header, is refused with HTTP 403 before any application code runs.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from typing import Any
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
+from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator
 from django.urls import re_path
 
+from . import conf
 from .consumers import EventConsumer
 
 websocket_urlpatterns = [
@@ -23,6 +26,8 @@ websocket_urlpatterns = [
 
 def websocket_application(extra_patterns: list[Any] | None = None) -> Any:
     """pgevents' WebSocket routes (plus yours) behind the origin check and auth middleware."""
-    return AllowedHostsOriginValidator(
-        AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *(extra_patterns or [])]))
-    )
+    inner = AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *(extra_patterns or [])]))
+    origins = conf.get().allowed_origins
+    if origins is None:
+        return AllowedHostsOriginValidator(inner)
+    return OriginValidator(inner, list(origins))

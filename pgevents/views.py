@@ -8,14 +8,17 @@ and resumes from the log, rather than holding memory on the server.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from . import policy
+from .columns import Source, sources
+from .gate import FilteredSink
 from .hub import get_hub
-from .protocol import ProtocolError, channel_of, parse_last_event_id
-from .subscription import Subscription
+from .protocol import ProtocolError, channel_of, parse_filter, parse_last_event_id, parse_token
+from .subscription import Sink, Subscription
 
 QUEUE_LIMIT = 1000
 KEEPALIVE = 15.0
@@ -44,17 +47,29 @@ async def sse(request: HttpRequest, channel: str) -> HttpResponse:
     try:
         name = channel_of(channel)
         last = parse_last_event_id(request.headers.get("Last-Event-ID") or request.GET.get("last_event_id"))
+        try:
+            raw = request.GET.get("filter")
+            flt = parse_filter(None if raw is None else json.loads(raw))
+        except ValueError:
+            raise ProtocolError("bad_request", "filter must be JSON") from None
+        token = parse_token(request.GET.get("token"))
     except ProtocolError as exc:
         return JsonResponse({"type": "error", "code": exc.code, "message": exc.message}, status=400)
     user = await request.auser()
-    denial = await policy.check(user, name, None)
-    if denial is not None:
-        status = 404 if denial.code == "unknown_channel" else 403
-        return JsonResponse({"type": "error", "code": denial.code, "message": denial.message}, status=status)
-
     hub = get_hub()
+
+    async def sources_of(name: str) -> list[Source]:
+        found: list[Source] = await hub.reader.query(sources, name)
+        return found
+
+    decision = await policy.authorise(user, name, flt, token=token, sources=sources_of)
+    if isinstance(decision, policy.Denial):
+        status = {"unknown_channel": 404, "forbidden": 403, "unavailable": 503}.get(decision.code, 400)
+        return JsonResponse({"type": "error", "code": decision.code, "message": decision.message}, status=status)
+
     sink = _QueueSink()
-    sub = Subscription(name, sink, hub.reader, last_id=last)
+    gated: Sink = sink if decision.filter is None else FilteredSink(sink, decision.filter)
+    sub = Subscription(name, gated, hub.reader, last_id=last)
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"

@@ -209,9 +209,13 @@ class Client:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, url: str, origin: str | None = None) -> Any:
+    async def connect(
+        cls, url: str, origin: str | None = None, headers: dict[str, str] | None = None, **options: Any
+    ) -> Any:
         origin = origin or url.replace("ws://", "http://").split("/ws/")[0]
-        async with websockets.connect(url, origin=origin, max_size=None, open_timeout=20) as ws:
+        async with websockets.connect(
+            url, origin=origin, max_size=None, open_timeout=20, additional_headers=headers, **options
+        ) as ws:
             yield cls(ws)
 
     async def send(self, message: Any) -> None:
