@@ -72,7 +72,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         self.subs: dict[str, Subscription] = {}
         self.closing = False
         self.bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
-        self.flow = Flow.attach(self.base_send)
+        self.flow = Flow.attach(self.scope.get("pgevents.server_send", self.base_send))
         self.session_task: asyncio.Task[None] | None = None
         await self.accept()
         user = self.scope.get("user")

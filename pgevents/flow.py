@@ -3,9 +3,13 @@
 ASGI's ``send`` never waits: daphne hands each frame to Twisted, which buffers it in memory
 until the kernel takes it. A client that stops reading would make that buffer grow without
 bound. The consumer's ``send`` callable is daphne's ``partial(server.handle_reply, protocol)``,
-so the protocol (and its Twisted transport) can be reached from it; ``Flow`` registers as the
+(kept in the scope by ``routing.ServerSendMiddleware``, outside the session middleware that
+wraps it), so the protocol and its Twisted transport can be reached. ``Flow`` becomes the
 transport's streaming producer, so Twisted tells it when the buffer passes its high-water
-mark (``pauseProducing``) and when it has been written out (``resumeProducing``).
+mark (``pauseProducing``) and when it has been written out (``resumeProducing``). The
+transport already has a producer after the HTTP upgrade (daphne's HTTP channel, which stops
+reading from a socket whose writes are stuck): ``Flow`` passes every call on to it, so that
+behaviour is unchanged.
 
 Under another ASGI server ``Flow.attach`` returns None and pgevents does without: a slow
 client is then bounded only by that server.
@@ -34,6 +38,7 @@ class Flow:
         self._writable = asyncio.Event()
         self._writable.set()
         self.stopped = False
+        self.previous: Any = None
 
     @classmethod
     def attach(cls, send: Any) -> Flow | None:
@@ -45,9 +50,13 @@ class Flow:
         if transport is None or not hasattr(transport, "registerProducer") or not hasattr(transport, "dataBuffer"):
             return None
         flow = cls(protocol, transport)
-        try:
+        if getattr(transport, "producer", None) is None:
             transport.registerProducer(flow, True)
-        except RuntimeError:  # someone else already streams to this transport
+        elif getattr(transport, "streamingProducer", False):
+            flow.previous, transport.producer = transport.producer, flow
+            if getattr(transport, "producerPaused", False):
+                flow._writable.clear()
+        else:  # a pull producer we cannot stand in for
             return None
         return flow
 
@@ -69,15 +78,21 @@ class Flow:
         self.stopped = True
         self._writable.set()
         if getattr(self.transport, "producer", None) is self:
-            self.transport.unregisterProducer()
+            self.transport.producer = self.previous
 
-    # -- Twisted's IPushProducer ---------------------------------------------------------
+    # -- Twisted's IPushProducer, passed on to the producer it stands in for ----------------
     def pauseProducing(self) -> None:
         self._writable.clear()
+        if self.previous is not None:
+            self.previous.pauseProducing()
 
     def resumeProducing(self) -> None:
         self._writable.set()
+        if self.previous is not None:
+            self.previous.resumeProducing()
 
     def stopProducing(self) -> None:
         self.stopped = True
         self._writable.set()
+        if self.previous is not None:
+            self.previous.stopProducing()

@@ -24,10 +24,24 @@ websocket_urlpatterns = [
 ]
 
 
+class ServerSendMiddleware:
+    """Keeps the server's own ``send`` in the scope (``"pgevents.server_send"``).
+
+    Session middleware wraps ``send``; outermost, this sees daphne's, through which
+    ``pgevents.flow`` finds the socket's write buffer to bound what a slow client holds.
+    Put it outermost when composing your own stack from ``websocket_urlpatterns``.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        return await self.app({**scope, "pgevents.server_send": send}, receive, send)
+
+
 def websocket_application(extra_patterns: list[Any] | None = None) -> Any:
     """pgevents' WebSocket routes (plus yours) behind the origin check and auth middleware."""
     inner = AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *(extra_patterns or [])]))
     origins = conf.get().allowed_origins
-    if origins is None:
-        return AllowedHostsOriginValidator(inner)
-    return OriginValidator(inner, list(origins))
+    checked = AllowedHostsOriginValidator(inner) if origins is None else OriginValidator(inner, list(origins))
+    return ServerSendMiddleware(checked)

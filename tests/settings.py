@@ -38,6 +38,4 @@ PGEVENTS.update(
 )
 # A stack started with PGEVENTS_TEST_STRICT=1 has tight limits and an explicit origin list.
 if os.environ.get("PGEVENTS_TEST_STRICT") == "1":
-    PGEVENTS.update(
-        {"ALLOWED_ORIGINS": ["http://trusted.example"], "MAX_SEND_BUFFER": 64 * 1024, "RATE_LIMIT": 5, "RATE_BURST": 10}
-    )
+    PGEVENTS.update({"ALLOWED_ORIGINS": ["http://trusted.example"], "MAX_SEND_BUFFER": 64 * 1024})

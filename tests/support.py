@@ -141,7 +141,8 @@ class Stack:
         self.db_url = db_url
         self.port = free_port()
         # Its own Redis key prefix: stacks on other databases must never share groups.
-        self.env = base_env(db_url, PGEVENTS_REDIS_PREFIX=f"pgevents-test-{os.getpid()}-{self.port}", **(env or {}))
+        # (``env`` may name the prefix to share another stack's listener.)
+        self.env = base_env(db_url, **{"PGEVENTS_REDIS_PREFIX": f"pgevents-test-{os.getpid()}-{self.port}", **(env or {})})
         self.log_dir = log_dir or ROOT / ".pgevents" / "test-logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.want_listener = listener
