@@ -66,6 +66,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="pgevents.E004",
                 )
             )
+    errors.extend(_check_security(current))  # issue 6
     if not current.channels:
         errors.append(
             Warning(
@@ -75,3 +76,36 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return errors
+
+
+def _check_security(current: conf.Settings) -> list[CheckMessage]:
+    """Hooks that cannot be imported, and an origin check that lets every site in."""
+    from django.utils.module_loading import import_string
+
+    found: list[CheckMessage] = []
+    rule = current.authorize
+    paths = [rule] if isinstance(rule, str) else list(rule.values()) if isinstance(rule, dict) else [None]
+    for name, path in [("AUTHORIZE", p) for p in paths] + [("ROW_POLICY", current.row_policy)]:
+        if name == "ROW_POLICY" and path is None:
+            continue
+        try:
+            import_string(str(path))
+        except ImportError as exc:
+            found.append(
+                Error(
+                    f"PGEVENTS[{name!r}] {path!r} cannot be imported: {exc}",
+                    hint="A dotted path to a function (AUTHORIZE may also map channel patterns to paths).",
+                    id="pgevents.E005",
+                )
+            )
+    origins = current.allowed_origins
+    hosts = getattr(settings, "ALLOWED_HOSTS", [])
+    if (origins is None and "*" in hosts) or (origins is not None and "*" in origins):
+        found.append(
+            Warning(
+                "Every Origin may open a WebSocket: any site can subscribe on behalf of a logged-in visitor.",
+                hint="List your sites in PGEVENTS['ALLOWED_ORIGINS'] (or narrow ALLOWED_HOSTS).",
+                id="pgevents.W002",
+            )
+        )
+    return found

@@ -3,9 +3,13 @@ end to end on the shared stack with real users and real Django sessions."""
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -349,3 +353,35 @@ def test_a_logged_out_session_stops_receiving(
             assert names == ["before logout", "after logout"]  # another session is untouched
 
     run(scenario())
+
+
+# -- Server-Sent Events get the same decisions ------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/pgevents/sse/sec.owned/", 403, "forbidden"),  # the row policy refuses anonymous users
+        ("/pgevents/sse/sec.signed.a/", 403, "forbidden"),
+        ("/pgevents/sse/sec.signed.a/?token=garbage", 403, "forbidden"),
+        ("/pgevents/sse/nope/", 404, "unknown_channel"),
+        ("/pgevents/sse/people/?filter=" + quote('{"nope": 1}'), 400, "unknown_column"),
+        ("/pgevents/sse/people/?filter=" + quote('{"age": {"like": 1}}'), 400, "bad_request"),
+        ("/pgevents/sse/people/?filter=notjson", 400, "bad_request"),
+    ],
+)
+def test_sse_refusals(stack: Stack, path: str, status: int, code: str) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(stack.http + path, timeout=20)
+    assert refused.value.code == status
+    assert json.loads(refused.value.read())["code"] == code
+
+
+def test_sse_stream_applies_the_filter(stack: Stack, docs: str, db_url: str) -> None:
+    query = quote('{"status": "open"}')
+    with urllib.request.urlopen(f"{stack.http}/pgevents/sse/sec.docs/?filter={query}", timeout=20) as stream:
+        lines = iter(stream)
+        assert next(lines).startswith(b"retry:")
+        while b"subscribed" not in next(lines):
+            pass
+        execute(db_url, "INSERT INTO sec_docs (status, title) VALUES ('closed', 'sse-no'), ('open', 'sse-yes')")
+        data = next(line for line in lines if line.startswith(b"data:"))
+    assert json.loads(data[5:])["row"]["title"] == "sse-yes"

@@ -8,6 +8,8 @@
  *   pgevents:event            every event            detail = the server's envelope
  *   pgevents:<channel>        events of a channel
  *   pgevents:<channel>:<op>   ...and operation (insert|update|delete|truncate|notify)
+ *   pgevents:leave            a row stopped matching a filter (also pgevents:<channel>,
+ *                             pgevents:<channel>:leave); detail.row = the old row
  *   pgevents:reset            history was lost; regions reload themselves
  *   pgevents:status           detail.state = "connecting" | "live" | "reconnecting" | "offline"
  *   pgevents:error            detail = the server's error message
@@ -17,6 +19,8 @@
  *   <tbody data-pgevents-channel="people" data-pgevents-row-src="/people/row/{key}/"
  *          data-pgevents-key="pk" data-pgevents-row-id="person-{key}">             patch one row
  *   <span data-pgevents-status></span>                                            connection state
+ *   data-pgevents-token="{% pgevents_signed 'people' %}"   signed channel token (pgevents_signing)
+ *   data-pgevents-filter='{"status": "open"}'              row filter (JSON)
  */
 (function (global) {
   "use strict";
@@ -49,9 +53,10 @@
     subscribe(channel, opts) {
       opts = opts || {};
       const known = this.channels.get(channel);
-      const sub = known || { lastEventId: null, filter: null };
+      const sub = known || { lastEventId: null, filter: null, token: null };
       if (opts.lastEventId !== undefined) sub.lastEventId = opts.lastEventId;
       if (opts.filter !== undefined) sub.filter = opts.filter;
+      if (opts.token !== undefined) sub.token = opts.token;
       this.channels.set(channel, sub);
       this._sendSubscribe(channel, sub);
       return this;
@@ -77,6 +82,7 @@
       const msg = { type: "subscribe", channel: channel };
       if (sub.lastEventId !== null) msg.last_event_id = sub.lastEventId;
       if (sub.filter) msg.filter = sub.filter;
+      if (sub.token) msg.token = sub.token;
       this._send(msg);
     }
 
@@ -142,13 +148,13 @@
         return;
       }
       const sub = this.channels.get(msg.channel);
-      if (msg.type === "event") {
+      if (msg.type === "event" || msg.type === "leave") {
         if (msg.id !== null && msg.id !== undefined && sub) {
           if (sub.lastEventId !== null && msg.id <= sub.lastEventId) return; // duplicate
           sub.lastEventId = msg.id;
         }
-        const op = (msg.op || "notify").toLowerCase();
-        dispatch("pgevents:event", msg);
+        const op = msg.type === "leave" ? "leave" : (msg.op || "notify").toLowerCase();
+        dispatch(msg.type === "leave" ? "pgevents:leave" : "pgevents:event", msg);
         dispatch("pgevents:" + msg.channel, msg);
         dispatch("pgevents:" + msg.channel + ":" + op, msg);
       } else if (msg.type === "reset") {
@@ -199,8 +205,9 @@
 
     onEvent(msg) {
       const row = msg.row || msg.old;
-      if (this.rowSrc && this.rowId && row && row[this.keyName] !== undefined && msg.op !== "TRUNCATE") {
-        this.patch(msg.op, row[this.keyName]).catch(() => this.reload());
+      const op = msg.type === "leave" ? "DELETE" : msg.op; // a row leaving a filter leaves the list
+      if (this.rowSrc && this.rowId && row && row[this.keyName] !== undefined && op !== "TRUNCATE") {
+        this.patch(op, row[this.keyName]).catch(() => this.reload());
       } else {
         this.reload();
       }
@@ -245,7 +252,10 @@
     global.PgEvents.client = client;
     document.querySelectorAll("[data-pgevents-channel]").forEach((el) => {
       const region = new Region(el);
-      client.subscribe(region.channel);
+      const opts = {};
+      if (el.dataset.pgeventsToken) opts.token = el.dataset.pgeventsToken;
+      if (el.dataset.pgeventsFilter) opts.filter = JSON.parse(el.dataset.pgeventsFilter);
+      client.subscribe(region.channel, opts);
     });
     (script.dataset.pgeventsChannels || "").split(",").filter(Boolean).forEach((c) => client.subscribe(c));
   }
