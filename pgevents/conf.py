@@ -46,7 +46,7 @@ class Settings:
     #: Client messages per second a connection may send, sustained (token bucket).
     rate_limit: float = 20.0
     #: Client messages a connection may send in a burst.
-    rate_burst: int = 60
+    rate_burst: int = 200
     #: Bytes a WebSocket may have waiting to be written before it counts as not reading.
     max_send_buffer: int = 1024 * 1024
     #: Django database alias the listener and the event log use.

@@ -4,7 +4,7 @@ Every subscription passes, in order: the ``CHANNELS`` list (else ``unknown_chann
 signed token when the channel is in ``SIGNED_CHANNELS`` or a token is given; the client's
 row filter (grammar in ``filters``); the ``AUTHORIZE`` hook; the ``ROW_POLICY`` hook; and,
 when a client filter is given, a check that its columns exist on the channel. Hooks may be
-sync (run in a thread, so they can use the ORM) or async. A hook that raises refuses the
+sync (run in a thread with ``database_sync_to_async``, so they can use the ORM) or async. A hook that raises refuses the
 subscription (and is logged); it never reaches the client as a stack trace.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.utils.module_loading import import_string
 
 from . import conf, signing
@@ -96,7 +96,7 @@ async def _call(path: str, *args: Any) -> Any:
         return await hook(*args)
     if hook in (allow_all, deny_all):
         return hook(*args)
-    return await sync_to_async(hook)(*args)
+    return await database_sync_to_async(hook)(*args)  # a thread, with Django's connection hygiene
 
 
 def _authorize_path(channel: str) -> str | None:

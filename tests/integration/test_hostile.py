@@ -169,7 +169,7 @@ def test_message_flood_is_rate_limited_and_closed_with_4429(stack: Stack) -> Non
         async with Client.connect(f"{stack.ws}/ws/pgevents/") as client:
             sent = 0
             with contextlib.suppress(websockets.ConnectionClosed):  # the server may close mid-flood
-                while sent < 200:
+                while sent < 1000:
                     await client.send({"type": "ping"})
                     sent += 1
             answers = []
@@ -178,7 +178,23 @@ def test_message_flood_is_rate_limited_and_closed_with_4429(stack: Stack) -> Non
                     answers.append(await client.recv())
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
             assert answers[-1]["type"] == "error" and answers[-1]["code"] == "rate_limited"
-            assert all(a == {"type": "pong"} for a in answers[:-1]) and len(answers) <= sent <= 200
+            assert all(a == {"type": "pong"} for a in answers[:-1]) and len(answers) <= sent <= 1000
+
+    run(scenario())
+
+
+def test_subscriptions_past_the_maximum_are_refused(stack: Stack) -> None:
+    async def scenario() -> None:
+        async with Client.connect(f"{stack.ws}/ws/pgevents/") as client:
+            for i in range(100):  # MAX_SUBSCRIPTIONS, within one burst of the rate limit
+                await client.subscribe(f"t.{i}")
+            await client.send(sub("t.100"))
+            error = await client.expect("error")
+            assert (error["code"], error["channel"]) == ("too_many_subscriptions", "t.100")
+            await client.subscribe("t.5")  # re-subscribing an existing channel is not a new one
+            await client.send({"type": "unsubscribe", "channel": "t.0"})
+            await client.expect("unsubscribed")
+            await client.subscribe("t.100")
 
     run(scenario())
 
