@@ -15,15 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from importlib import import_module
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import conf, policy
+from . import conf, policy, sessions
 from .columns import Source, sources
 from .envelope import control
 from .flow import Flow
@@ -218,23 +215,13 @@ class EventConsumer(AsyncWebsocketConsumer):
         while not self.closing:
             await asyncio.sleep(interval)
             try:
-                alive = key is not None and await _session_user_pk(key) == user.pk
+                alive = await sessions.still_logged_in(key, user)
             except Exception as exc:  # the database is down: keep serving, check again later
                 logger.warning("session check failed: %s", exc)
                 continue
             if not alive and not self.closing:
                 await self._fail("session_ended", "the session has ended; log in again", close=True)
                 return
-
-
-@database_sync_to_async
-def _session_user_pk(session_key: str) -> Any:
-    """The pk of the user logged in with ``session_key`` now (None: logged out or expired)."""
-    from django.conf import settings
-    from django.contrib.auth import get_user
-
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    return get_user(SimpleNamespace(session=store)).pk  # type: ignore[arg-type]
 
 
 class _Sink:

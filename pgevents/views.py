@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
-from . import policy
+from . import conf, policy, sessions
 from .columns import Source, sources
 from .gate import FilteredSink
 from .hub import get_hub
@@ -23,6 +23,7 @@ from .subscription import Sink, Subscription
 QUEUE_LIMIT = 1000
 KEEPALIVE = 15.0
 _CLOSE = object()
+SESSION_ENDED = '{"type":"error","code":"session_ended","message":"the session has ended; log in again"}'
 
 
 class _QueueSink:
@@ -40,6 +41,13 @@ class _QueueSink:
 
     async def send_control(self, frame: str) -> None:
         self._put(f"event: control\ndata: {frame}\n\n")
+
+
+async def _session_alive(session_key: str | None, user: object) -> bool:
+    try:
+        return await sessions.still_logged_in(session_key, user)
+    except Exception:  # the database is down: keep serving, check again later
+        return True
 
 
 async def sse(request: HttpRequest, channel: str) -> HttpResponse:
@@ -71,19 +79,36 @@ async def sse(request: HttpRequest, channel: str) -> HttpResponse:
     gated: Sink = sink if decision.filter is None else FilteredSink(sink, decision.filter)
     sub = Subscription(name, gated, hub.reader, last_id=last)
 
+    # A logged-in stream ends when its session does (logout, expiry), like a WebSocket.
+    interval = conf.get().session_check_interval if user.is_authenticated else 0
+    session_key = request.session.session_key
+
     async def stream() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         await hub.join(sub)
+        loop = asyncio.get_running_loop()
+        check_at = loop.time() + interval
+        quiet_since = loop.time()
         try:
             while True:
+                wait = KEEPALIVE if not interval else max(0.0, min(KEEPALIVE, check_at - loop.time()))
                 try:
-                    item = await asyncio.wait_for(sink.queue.get(), KEEPALIVE)
+                    item = await asyncio.wait_for(sink.queue.get(), wait)
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
+                    item = None
+                if interval and loop.time() >= check_at:
+                    check_at = loop.time() + interval
+                    if not await _session_alive(session_key, user):
+                        yield f"event: control\ndata: {SESSION_ENDED}\n\n"
+                        return
                 if item is _CLOSE:
                     return
-                yield str(item)
+                if item is not None:
+                    quiet_since = loop.time()
+                    yield str(item)
+                elif loop.time() - quiet_since >= KEEPALIVE:
+                    quiet_since = loop.time()
+                    yield ": keep-alive\n\n"
         finally:
             await hub.leave(sub)
 

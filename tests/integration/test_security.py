@@ -385,3 +385,20 @@ def test_sse_stream_applies_the_filter(stack: Stack, docs: str, db_url: str) -> 
         execute(db_url, "INSERT INTO sec_docs (status, title) VALUES ('closed', 'sse-no'), ('open', 'sse-yes')")
         data = next(line for line in lines if line.startswith(b"data:"))
     assert json.loads(data[5:])["row"]["title"] == "sse-yes"
+
+
+def test_a_logged_out_sse_stream_ends(
+    stack: Stack, db_url: str, logins: dict[str, Login], django_db_blocker: Any
+) -> None:
+    from django.contrib.auth.models import User
+
+    with django_db_blocker.unblock():
+        login = _login(User.objects.get(username="sec-plain"))
+    request = urllib.request.Request(f"{stack.http}/pgevents/sse/sec.login/", headers=login.headers)
+    with urllib.request.urlopen(request, timeout=20) as stream:
+        lines = iter(stream)
+        while b"subscribed" not in next(lines):  # sec.login requires login: the cookie worked
+            pass
+        execute(db_url, "DELETE FROM django_session WHERE session_key = %s", params=(login.session_key,))
+        rest = b"".join(lines)  # the server ends the stream
+    assert b'"code":"session_ended"' in rest
