@@ -81,7 +81,8 @@ class EventConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
 
         def arg(name: str) -> str | None:
-            return query.get(name, [None])[-1]
+            values = query.get(name)
+            return values[-1] if values else None
 
         try:
             raw_filter = arg("filter")
@@ -123,10 +124,12 @@ class EventConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
-        if getattr(self, "session_task", None) is not None:
-            self.session_task.cancel()
-        if getattr(self, "flow", None) is not None:
-            self.flow.detach()
+        task: asyncio.Task[None] | None = getattr(self, "session_task", None)
+        if task is not None:
+            task.cancel()
+        flow: Flow | None = getattr(self, "flow", None)
+        if flow is not None:
+            flow.detach()
         await self._leave_all()
 
     async def _leave_all(self) -> None:

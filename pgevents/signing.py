@@ -46,7 +46,7 @@ def sign_channel(channel: str, *, filter: dict[str, Any] | None = None, user: An
     key = _user_key(user)
     if key is not None:
         payload["u"] = key
-    return signing.dumps(payload, salt=SALT, compress=True)
+    return str(signing.dumps(payload, salt=SALT, compress=True))
 
 
 def verify(token: object, channel: str, user: Any) -> Grant:

@@ -21,6 +21,5 @@ def pgevents_signed(context: dict[str, Any], channel: str, filter: str | dict[st
     is fixed into it, so the page cannot widen its subscription."""
     request = context.get("request")
     user = getattr(request, "user", None)
-    if isinstance(filter, str):
-        filter = json.loads(filter)
-    return sign_channel(channel, filter=filter, user=user)
+    spec = json.loads(filter) if isinstance(filter, str) else filter
+    return sign_channel(channel, filter=spec, user=user)
