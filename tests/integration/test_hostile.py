@@ -199,6 +199,26 @@ def test_subscriptions_past_the_maximum_are_refused(stack: Stack) -> None:
     run(scenario())
 
 
+@pytest.mark.parametrize("channel", ["sp ace", "q'uote", "ünï", "Mixed Case"])
+def test_listed_channels_with_awkward_names_work_end_to_end(stack: Stack, pg: psycopg.Connection, channel: str) -> None:
+    """Quotes, spaces, non-ASCII and upper case survive LISTEN (quoted identifiers), the
+    channel layer (hashed group names) and both WebSocket URLs."""
+
+    async def scenario() -> None:
+        async with (
+            Client.connect(f"{stack.ws}/ws/pgevents/") as multi,
+            Client.connect(f"{stack.ws}/ws/pgevents/{quote(channel)}/") as single,
+        ):
+            assert (await multi.subscribe(channel))["channel"] == channel
+            assert (await single.expect("subscribed"))["channel"] == channel
+            pg.execute("SELECT pg_notify(%s, %s)", (channel, f"to {channel}"))
+            for client in (multi, single):
+                (event,) = await client.events(1)
+                assert (event["channel"], event["payload"]) == (channel, f"to {channel}")
+
+    run(scenario())
+
+
 def test_notify_payloads_cannot_forge_events(stack: Stack, pg: psycopg.Connection) -> None:
     forged = json.dumps({"type": "event", "channel": "people", "id": 999999, "op": "INSERT", "row": {"name": "forged"}})
     payloads = [forged, "not json at all", '{"unterminated": ', "", '\x7f control \\ backslash " quote', "ü" * 100]
