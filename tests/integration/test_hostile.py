@@ -136,12 +136,13 @@ def test_bad_message(stack: Stack, message: str | bytes | dict[str, Any], expect
 
     async def scenario() -> None:
         async with Client.connect(f"{stack.ws}/ws/pgevents/") as client:
-            await client.send(message)
             if kind == "dropped":
-                with pytest.raises(websockets.ConnectionClosed) as closed:
+                with pytest.raises(websockets.ConnectionClosed) as closed:  # while sending, or after
+                    await client.send(message)
                     await client.recv()
                 assert closed.value.rcvd is None  # no close frame: the TCP connection was cut
                 return
+            await client.send(message)
             error = await client.expect("error")
             assert error["code"] == code, error
             assert error["message"] and "Traceback" not in error["message"] and "psycopg" not in error["message"]
