@@ -110,33 +110,43 @@ def _notify_channels(current: conf.Settings) -> Iterator[CheckMessage]:
 
 
 def _authorize(current: conf.Settings) -> Iterator[CheckMessage]:
-    try:
-        hook = import_string(current.authorize)
-    except ImportError as exc:
-        yield Error(
-            f"PGEVENTS['AUTHORIZE'] {current.authorize!r} cannot be imported: {exc}.",
-            hint="A dotted path to a callable (user, channel, filter) -> bool, e.g. pgevents.policy.require_login.",
-            id="pgevents.E006",
-        )
-        return
-    if not callable(hook):
-        yield Error(
-            f"PGEVENTS['AUTHORIZE'] {current.authorize!r} is not callable.",
-            hint="A dotted path to a callable (user, channel, filter) -> bool.",
-            id="pgevents.E006",
-        )
+    """AUTHORIZE (a path, or channel patterns → paths) and ROW_POLICY must name callables."""
+    rule = current.authorize
+    hooks = [("AUTHORIZE", path) for path in ([rule] if isinstance(rule, str) else list(rule.values()))]
+    if current.row_policy is not None:
+        hooks.append(("ROW_POLICY", current.row_policy))
+    for name, path in hooks:
+        try:
+            hook = import_string(str(path))
+        except ImportError as exc:
+            yield Error(
+                f"PGEVENTS[{name!r}] {path!r} cannot be imported: {exc}.",
+                hint="A dotted path to a callable, e.g. pgevents.policy.require_login "
+                "(AUTHORIZE may also map channel patterns to paths).",
+                id="pgevents.E006",
+            )
+            continue
+        if not callable(hook):
+            yield Error(
+                f"PGEVENTS[{name!r}] {path!r} is not callable.", hint="A dotted path to a callable.", id="pgevents.E006"
+            )
 
 
 @register(Tags.security)
 def check_origins(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """WebSockets are not covered by CSRF or CORS: the Origin check is what stops another site's
     page from opening a socket with the user's session cookie."""
-    if "*" in getattr(settings, "ALLOWED_HOSTS", []):
+    try:
+        origins = conf.get().allowed_origins
+    except ImproperlyConfigured:  # reported as pgevents.E000 by check_settings
+        origins = None
+    hosts = getattr(settings, "ALLOWED_HOSTS", [])
+    if (origins is None and "*" in hosts) or (origins is not None and "*" in origins):
         return [
             Warning(
-                "ALLOWED_HOSTS contains '*': the WebSocket origin check accepts every site, so any page "
-                "a user visits can subscribe with their session.",
-                hint="List the real host names in ALLOWED_HOSTS.",
+                "The WebSocket origin check accepts every site (ALLOWED_HOSTS or PGEVENTS['ALLOWED_ORIGINS'] "
+                "contains '*'), so any page a user visits can subscribe with their session.",
+                hint="List your sites in PGEVENTS['ALLOWED_ORIGINS'] or the real host names in ALLOWED_HOSTS.",
                 id="pgevents.W002",
             )
         ]
@@ -172,7 +182,11 @@ def _has_origin_check(application: Any) -> bool:
     for _ in range(20):  # follow the middleware chain inwards
         if isinstance(application, OriginValidator):
             return True
-        inner = getattr(application, "inner", None) or getattr(application, "application", None)
+        inner = (
+            getattr(application, "inner", None)
+            or getattr(application, "application", None)
+            or getattr(application, "app", None)
+        )
         if inner is None:
             return False
         application = inner

@@ -27,8 +27,30 @@ class Settings:
     channels: tuple[str, ...] = ()
     #: Plain-NOTIFY channels ``runlisten`` LISTENs on. ``None``: every exact name in CHANNELS.
     notify_channels: tuple[str, ...] | None = None
-    #: Dotted path of ``(user, channel, filter) -> bool``; runs after the CHANNELS check.
-    authorize: str = "pgevents.policy.allow_all"
+    #: Dotted path of ``(user, channel, filter) -> bool``, or ``{pattern: dotted path}`` (first
+    #: matching pattern decides; no match: forbidden). Runs after the CHANNELS check.
+    authorize: str | dict[str, str] = "pgevents.policy.allow_all"
+    #: ``{channel pattern: permission or list of permissions}`` for ``policy.require_permission``.
+    permissions: dict[str, str | list[str]] = field(default_factory=dict)
+    #: Dotted path of ``(user, channel) -> filter dict | None | False``: a row filter applied to
+    #: every event of the user's subscriptions (and replays), on top of the client's own
+    #: filter; ``None``: no restriction; ``False``: subscription refused.
+    row_policy: str | None = None
+    #: Channel patterns that refuse subscriptions without a valid signed token.
+    signed_channels: tuple[str, ...] = ()
+    #: Seconds a signed channel token stays valid.
+    signature_max_age: float = 24 * 3600.0
+    #: WebSocket ``Origin``s accepted (``"https://example.com"``; ``"https://.example.com"`` adds subdomains);
+    #: ``None``: the hosts in ``ALLOWED_HOSTS``.
+    allowed_origins: tuple[str, ...] | None = None
+    #: Seconds between checks that a logged-in connection's session still exists (0: never).
+    session_check_interval: float = 60.0
+    #: Client messages per second a connection may send, sustained (token bucket).
+    rate_limit: float = 20.0
+    #: Client messages a connection may send in a burst.
+    rate_burst: int = 200
+    #: Bytes a WebSocket may have waiting to be written before it counts as not reading.
+    max_send_buffer: int = 1024 * 1024
     #: Django database alias the listener and the event log use.
     database: str = "default"
     #: Channels layer alias events travel through.
@@ -69,7 +91,7 @@ class Settings:
         return self.exact_channels if self.notify_channels is None else self.notify_channels
 
 
-_TUPLE_KEYS = {"channels", "notify_channels", "sensitive_columns"}
+_TUPLE_KEYS = {"channels", "notify_channels", "sensitive_columns", "signed_channels", "allowed_origins"}
 
 
 def _build(raw: dict[str, Any]) -> Settings:

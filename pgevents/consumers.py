@@ -3,26 +3,59 @@
 The consumer has no channel-layer channel of its own (``channel_layer_alias`` names no
 layer): events reach it through the process's hub, so a thousand sockets cost the channel
 layer nothing more than one.
+
+Every connection is bounded: client messages by size (``MAX_MESSAGE_BYTES``) and rate (a
+token bucket), subscriptions by count, and what the server holds for it by
+``MAX_SEND_BUFFER`` (see ``flow``). A logged-in connection whose session ends (logout,
+password change, expiry) is closed at the next ``SESSION_CHECK_INTERVAL``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import conf, policy
+from . import conf, policy, sessions
+from .columns import Source, sources
 from .envelope import control
+from .flow import Flow
+from .gate import FilteredSink
 from .hub import get_hub
-from .protocol import Command, Ping, ProtocolError, Subscribe, Unsubscribe, channel_of, parse, parse_last_event_id
+from .limits import TokenBucket
+from .protocol import (
+    Command,
+    Ping,
+    ProtocolError,
+    Subscribe,
+    Unsubscribe,
+    channel_of,
+    parse,
+    parse_filter,
+    parse_last_event_id,
+    parse_token,
+)
 from .subscription import Subscription
 
 logger = logging.getLogger("pgevents.consumers")
 
-#: Close codes for the single-channel URL, whose subscription failing ends the socket.
-CLOSE_CODES = {"bad_request": 4400, "forbidden": 4403, "unknown_channel": 4404, "too_large": 4413}
+#: Close codes. The single-channel URL closes when its subscription is refused; the others
+#: end any connection.
+CLOSE_CODES = {
+    "bad_request": 4400,
+    "unknown_column": 4400,
+    "session_ended": 4401,
+    "forbidden": 4403,
+    "unknown_channel": 4404,
+    "too_slow": 4408,
+    "too_large": 4413,
+    "rate_limited": 4429,
+    "unavailable": 4503,
+}
 
 
 class EventConsumer(AsyncWebsocketConsumer):
@@ -32,20 +65,48 @@ class EventConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "__pgevents_no_layer__"
 
     async def connect(self) -> None:
+        settings = conf.get()
         self.subs: dict[str, Subscription] = {}
+        self.closing = False
+        self.bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
+        self.flow = Flow.attach(self.scope.get("pgevents.server_send", self.base_send))
+        self.session_task: asyncio.Task[None] | None = None
         await self.accept()
+        user = self.scope.get("user")
+        if settings.session_check_interval > 0 and getattr(user, "is_authenticated", False):
+            self.session_task = asyncio.ensure_future(self._watch_session(settings.session_check_interval))
         channel = self.scope.get("url_route", {}).get("kwargs", {}).get("channel")
         if channel is None:
             return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+
+        def arg(name: str) -> str | None:
+            values = query.get(name)
+            return values[-1] if values else None
+
         try:
-            command = Subscribe(channel_of(channel), parse_last_event_id(query.get("last_event_id", [None])[-1]))
+            raw_filter = arg("filter")
+            try:
+                flt = None if raw_filter is None else json.loads(raw_filter)
+            except ValueError:
+                raise ProtocolError("bad_request", "filter must be JSON") from None
+            command = Subscribe(
+                channel_of(channel),
+                parse_last_event_id(arg("last_event_id")),
+                parse_filter(flt),
+                parse_token(arg("token")),
+            )
         except ProtocolError as exc:
             await self._fail(exc.code, exc.message, close=True)
             return
         await self._subscribe(command, close_on_error=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        if not self.bucket.take():
+            await self._fail("rate_limited", "too many messages; slow down", close=True)
+            return
         if text_data is None:
             await self._fail("bad_request", "binary frames are not supported; send JSON text")
             return
@@ -62,6 +123,16 @@ class EventConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=control("pong"))
 
     async def disconnect(self, code: int) -> None:
+        self.closing = True
+        task: asyncio.Task[None] | None = getattr(self, "session_task", None)
+        if task is not None:
+            task.cancel()
+        flow: Flow | None = getattr(self, "flow", None)
+        if flow is not None:
+            flow.detach()
+        await self._leave_all()
+
+    async def _leave_all(self) -> None:
         hub = get_hub()
         for sub in list(getattr(self, "subs", {}).values()):
             await hub.leave(sub)
@@ -74,14 +145,30 @@ class EventConsumer(AsyncWebsocketConsumer):
         if channel not in self.subs and len(self.subs) >= settings.max_subscriptions:
             await self._fail("too_many_subscriptions", f"at most {settings.max_subscriptions} subscriptions", channel)
             return
-        denial = await policy.check(self.scope.get("user"), channel, command.filter)
-        if denial is not None:
-            await self._fail(denial.code, denial.message, channel, close=close_on_error)
-            return
         hub = get_hub()
+
+        async def sources_of(name: str) -> list[Source]:
+            found: list[Source] = await hub.reader.run(sources, name)
+            return found
+
+        decision = await policy.authorise(
+            self.scope.get("user"), channel, command.filter, token=command.token, sources=sources_of
+        )
+        if isinstance(decision, policy.Denial):
+            await self._fail(decision.code, decision.message, channel, close=close_on_error)
+            return
+        if self.closing:
+            return
         if channel in self.subs:  # re-subscribing moves the resume point
             await hub.leave(self.subs.pop(channel))
-        sub = Subscription(channel, _Sink(self), hub.reader, last_id=command.last_event_id)
+        sink = _Sink(self)
+        sub = Subscription(
+            channel,
+            sink if decision.filter is None else FilteredSink(sink, decision.filter),
+            hub.reader,
+            last_id=command.last_event_id,
+        )
+        sink.sub = sub
         self.subs[channel] = sub
         await hub.join(sub)  # the subscription announces itself once its starting point is fixed
 
@@ -94,24 +181,78 @@ class EventConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=control("unsubscribed", channel=channel))
 
     async def _fail(self, code: str, message: str, channel: str | None = None, close: bool = False) -> None:
+        """Send an ``error``; with ``close``, end the connection with the code's close code."""
         fields: dict[str, Any] = {"code": code, "message": message}
         if channel is not None:
             fields["channel"] = channel
-        await self.send(text_data=control("error", **fields))
+        # ASCII-escaped: a client-supplied name in it can never make the frame unencodable.
+        await self.send(text_data=json.dumps({"type": "error", **fields}, separators=(",", ":")))
         if close:
-            await self.close(code=CLOSE_CODES.get(code, 4400))
+            await self._close(CLOSE_CODES.get(code, 4400))
+
+    async def _close(self, code: int) -> None:
+        self.closing = True
+        await self._leave_all()
+        await self.close(code=code)
+
+    # -- limits ------------------------------------------------------------------------
+    def too_slow(self) -> None:
+        """The client stopped reading: queue nothing more for it; it resumes with its last id.
+
+        Called from inside a delivery (the hub's or a replay's), so the close runs as its own
+        task: leaving the subscriptions cancels the replay that may be calling this.
+        """
+        if self.closing:
+            return
+        self.closing = True
+        logger.info("closing a WebSocket that stopped reading (%s)", self.scope.get("client"))
+        if self.flow is not None:
+            self.flow.close_grace()
+        message = "the connection fell too far behind; reconnect with last_event_id"
+        self.close_task = asyncio.ensure_future(self._fail("too_slow", message, close=True))
+
+    async def _watch_session(self, interval: float) -> None:
+        user = self.scope["user"]
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        while not self.closing:
+            await asyncio.sleep(interval)
+            try:
+                alive = await sessions.still_logged_in(key, user)
+            except Exception as exc:  # the database is down: keep serving, check again later
+                logger.warning("session check failed: %s", exc)
+                continue
+            if not alive and not self.closing:
+                await self._fail("session_ended", "the session has ended; log in again", close=True)
+                return
 
 
 class _Sink:
-    """Adapts a consumer to the subscription's sink protocol."""
+    """Adapts a consumer to the subscription's sink protocol, bounding what it queues."""
 
-    __slots__ = ("consumer",)
+    __slots__ = ("consumer", "sub")
 
     def __init__(self, consumer: EventConsumer) -> None:
         self.consumer = consumer
+        self.sub: Subscription | None = None
 
     async def send_event(self, frame: str, id: int | None) -> None:
-        await self.consumer.send(text_data=frame)
+        consumer = self.consumer
+        if consumer.closing:
+            return
+        flow = consumer.flow
+        if flow is None:
+            await consumer.send(text_data=frame)
+            return
+        if self.sub is not None and not self.sub.live:
+            await flow.writable()  # replaying: go at the client's pace (live events wait in the subscription)
+            if consumer.closing:
+                return
+        if flow.pending() > conf.get().max_send_buffer:  # the backlog before this frame
+            consumer.too_slow()
+            return
+        await consumer.send(text_data=frame)
 
     async def send_control(self, frame: str) -> None:
-        await self.consumer.send(text_data=frame)
+        if not self.consumer.closing:
+            await self.consumer.send(text_data=frame)

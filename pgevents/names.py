@@ -23,7 +23,11 @@ def validate_channel(name: object) -> str:
         raise BadChannel("channel must be a string")
     if not name:
         raise BadChannel("channel must not be empty")
-    if len(name.encode("utf-8")) > MAX_CHANNEL_BYTES:
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates: JSON allows them, PostgreSQL and UTF-8 do not
+        raise BadChannel("channel is not valid Unicode") from None
+    if size > MAX_CHANNEL_BYTES:
         raise BadChannel(f"channel is longer than {MAX_CHANNEL_BYTES} bytes")
     if _CONTROL.search(name):
         raise BadChannel("channel contains control characters")

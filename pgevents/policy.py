@@ -1,21 +1,30 @@
-"""Who may subscribe to what. Deny by default.
+"""Who may subscribe to what, and which rows they see. Deny by default.
 
-A channel must first match ``PGEVENTS["CHANNELS"]``; then the ``AUTHORIZE`` hook decides
-for this user. Hooks take ``(user, channel, filter)`` and return a bool; they may be sync
-(run in a thread, so they can use the ORM) or async.
+Every subscription passes, in order: the ``CHANNELS`` list (else ``unknown_channel``); a
+signed token when the channel is in ``SIGNED_CHANNELS`` or a token is given; the client's
+row filter (grammar in ``filters``); the ``AUTHORIZE`` hook; the ``ROW_POLICY`` hook; and,
+when a client filter is given, a check that its columns exist on the channel. Hooks may be
+sync (run in a thread with ``database_sync_to_async``, so they can use the ORM) or async. A hook that raises refuses the
+subscription (and is logged); it never reaches the client as a stack trace.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.utils.module_loading import import_string
 
-from . import conf
+from . import conf, signing
+from .columns import Source
+from .filters import FilterError, RowFilter, combine, compile_filter
 from .names import matches
+
+logger = logging.getLogger("pgevents.policy")
 
 
 @dataclass(frozen=True)
@@ -24,9 +33,22 @@ class Denial:
     message: str
 
 
+@dataclass(frozen=True)
+class Access:
+    """A granted subscription: the filter every event (live or replayed) must pass."""
+
+    filter: RowFilter | None = None
+
+
+# -- ready-made AUTHORIZE hooks -----------------------------------------------------------
 def allow_all(user: Any, channel: str, filter: dict[str, Any] | None) -> bool:
     """Every channel listed in CHANNELS, to everyone (the default)."""
     return True
+
+
+def deny_all(user: Any, channel: str, filter: dict[str, Any] | None) -> bool:
+    """Nothing (for patterns in an ``AUTHORIZE`` dict that must stay closed)."""
+    return False
 
 
 def require_login(user: Any, channel: str, filter: dict[str, Any] | None) -> bool:
@@ -39,16 +61,127 @@ def staff_only(user: Any, channel: str, filter: dict[str, Any] | None) -> bool:
     return bool(getattr(user, "is_authenticated", False) and user.is_active and user.is_staff)
 
 
-async def check(user: Any, channel: str, filter: dict[str, Any] | None) -> Denial | None:
-    """None when ``user`` may subscribe to ``channel``; otherwise why not."""
+def required_permissions(channel: str) -> list[str]:
+    """Permissions guarding ``channel``: from ``PERMISSIONS`` (first matching pattern), else
+    the ``view_`` permission of every model whose table feeds the channel. Empty: unknown."""
+    for pattern, perms in conf.get().permissions.items():
+        if matches(channel, (pattern,)):
+            return [perms] if isinstance(perms, str) else list(perms)
+    from django.apps import apps
+    from django.db import connections
+
+    with connections[conf.get().database].cursor() as cursor:
+        from .columns import sources_sync
+
+        tables = {s.table for s in sources_sync(cursor, channel)}
+    models = [m for m in apps.get_models() if m._meta.db_table in tables]
+    if not models or len(models) < len(tables):
+        return []  # a table without a model: nothing to derive a permission from
+    return [f"{m._meta.app_label}.view_{m._meta.model_name}" for m in models]
+
+
+def require_permission(user: Any, channel: str, filter: dict[str, Any] | None) -> bool:
+    """Active users holding every permission that guards ``channel`` (see
+    ``required_permissions``); a channel with no known permission is refused."""
+    if not (getattr(user, "is_authenticated", False) and user.is_active):
+        return False
+    perms = required_permissions(channel)
+    return bool(perms) and bool(user.has_perms(perms))
+
+
+# -- the checks ---------------------------------------------------------------------------
+async def _call(path: str, *args: Any) -> Any:
+    hook = import_string(path)
+    if inspect.iscoroutinefunction(hook):
+        return await hook(*args)
+    if hook in (allow_all, deny_all):
+        return hook(*args)
+    return await database_sync_to_async(hook)(*args)  # a thread, with Django's connection hygiene
+
+
+def _authorize_path(channel: str) -> str | None:
+    rule = conf.get().authorize
+    if isinstance(rule, str):
+        return rule
+    for pattern, path in rule.items():
+        if matches(channel, (pattern,)):
+            return path
+    return None
+
+
+SourcesOf = Callable[[str], Awaitable[list[Source]]]
+
+
+async def authorise(
+    user: Any,
+    channel: str,
+    filter: dict[str, Any] | None = None,
+    *,
+    token: object = None,
+    sources: SourcesOf | None = None,
+) -> Access | Denial:
+    """Decide one subscription. ``sources`` looks up the tables feeding a channel (needed
+    only to check a client filter's columns)."""
     settings = conf.get()
     if not matches(channel, settings.channels):
         return Denial("unknown_channel", "no such channel")
-    hook = import_string(settings.authorize)
-    if inspect.iscoroutinefunction(hook):
-        allowed = await hook(user, channel, filter)
-    elif hook in (allow_all,):
-        allowed = True
-    else:
-        allowed = await sync_to_async(hook)(user, channel, filter)
-    return None if allowed else Denial("forbidden", "not allowed to subscribe to this channel")
+    if token is not None or matches(channel, settings.signed_channels):
+        if token is None:
+            return Denial("forbidden", "this channel needs a signed token from the page")
+        try:
+            grant = signing.verify(token, channel, user)
+        except signing.BadToken as exc:
+            return Denial("forbidden", str(exc))
+        if grant.filter is not None:
+            if filter is not None and filter != grant.filter:
+                return Denial("forbidden", "filter differs from the one the token was signed with")
+            filter = grant.filter
+    try:
+        client_filter = None if filter is None else compile_filter(filter)
+    except FilterError as exc:
+        return Denial("bad_request", f"invalid filter: {exc}")
+    path = _authorize_path(channel)
+    try:
+        allowed = path is not None and bool(await _call(path, user, channel, filter))
+    except Exception:
+        logger.exception("AUTHORIZE hook %s failed for %r", path, channel)
+        allowed = False
+    if not allowed:
+        return Denial("forbidden", "not allowed to subscribe to this channel")
+    policy_filter = None
+    if settings.row_policy:
+        try:
+            spec = await _call(settings.row_policy, user, channel)
+            policy_filter = None if spec is None or spec is False else compile_filter(spec)
+        except Exception:
+            logger.exception("ROW_POLICY hook %s failed for %r", settings.row_policy, channel)
+            spec = False
+        if spec is False:
+            return Denial("forbidden", "not allowed to subscribe to this channel")
+    if client_filter is not None and sources is not None:
+        denial = await _check_columns(client_filter, channel, sources)
+        if denial is not None:
+            return denial
+    return Access(combine(client_filter, policy_filter))
+
+
+async def _check_columns(flt: RowFilter, channel: str, sources: SourcesOf) -> Denial | None:
+    try:
+        found = await sources(channel)
+    except Exception as exc:
+        logger.warning("could not read the columns of %r: %s", channel, exc)
+        return Denial("unavailable", "cannot check the filter right now; try again")
+    if not found:
+        return Denial("bad_request", "this channel carries no table rows; filters apply to row events only")
+    known = frozenset().union(*(s.columns for s in found))
+    missing = sorted(flt.columns - known)
+    if missing:
+        return Denial("unknown_column", f"no such column on this channel: {', '.join(missing)}")
+    return None
+
+
+async def check(user: Any, channel: str, filter: dict[str, Any] | None) -> Denial | None:
+    """None when ``user`` may subscribe to ``channel``; otherwise why not (no token, no
+    column check: kept for callers that only need the yes/no)."""
+    result = await authorise(user, channel, filter)
+    return result if isinstance(result, Denial) else None

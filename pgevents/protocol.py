@@ -10,9 +10,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .filters import FilterError, compile_filter
 from .names import BadChannel, validate_channel
 
 MAX_FILTER_KEYS = 32
+MAX_TOKEN_CHARS = 4096
 
 
 class ProtocolError(Exception):
@@ -27,6 +29,8 @@ class Subscribe:
     channel: str
     last_event_id: int | None = None
     filter: dict[str, Any] | None = None
+    #: A signed channel token (``pgevents.signing``), when the page was given one.
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,27 @@ def channel_of(value: object) -> str:
         raise ProtocolError("bad_request", f"invalid channel: {exc}") from None
 
 
+def parse_filter(value: object) -> dict[str, Any] | None:
+    """``None`` or a filter that follows the grammar in ``pgevents.filters``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > MAX_FILTER_KEYS:
+        raise ProtocolError("bad_request", f"filter must be an object with at most {MAX_FILTER_KEYS} keys")
+    try:
+        compile_filter(value)
+    except FilterError as exc:
+        raise ProtocolError("bad_request", f"invalid filter: {exc}") from None
+    return value
+
+
+def parse_token(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_TOKEN_CHARS:
+        raise ProtocolError("bad_request", "token must be a non-empty string")
+    return value
+
+
 def parse(text: str, max_bytes: int) -> Command:
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise ProtocolError("too_large", f"message is larger than {max_bytes} bytes")
@@ -75,10 +100,12 @@ def parse(text: str, max_bytes: int) -> Command:
     if not isinstance(kind, str):
         raise ProtocolError("bad_request", "message needs a string 'type'")
     if kind == "subscribe":
-        flt = data.get("filter")
-        if flt is not None and (not isinstance(flt, dict) or len(flt) > MAX_FILTER_KEYS):
-            raise ProtocolError("bad_request", f"filter must be an object with at most {MAX_FILTER_KEYS} keys")
-        return Subscribe(channel_of(data.get("channel")), parse_last_event_id(data.get("last_event_id")), flt)
+        return Subscribe(
+            channel_of(data.get("channel")),
+            parse_last_event_id(data.get("last_event_id")),
+            parse_filter(data.get("filter")),
+            parse_token(data.get("token")),
+        )
     if kind == "unsubscribe":
         return Unsubscribe(channel_of(data.get("channel")))
     if kind == "ping":

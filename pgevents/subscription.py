@@ -53,6 +53,12 @@ class Subscription:
         self._task: asyncio.Task[None] | None = None
         self.closed = False
 
+    @property
+    def live(self) -> bool:
+        """False while replaying from the log. (issue 6: consumers pace replays on a socket's
+        write buffer but never live sends, which would hold up the hub's fan-out.)"""
+        return not self._catching_up
+
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         """Begin: replay after ``last_id`` (or find the current head), then go live."""

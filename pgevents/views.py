@@ -8,18 +8,22 @@ and resumes from the log, rather than holding memory on the server.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
-from . import policy
+from . import conf, policy, sessions
+from .columns import Source, sources
+from .gate import FilteredSink
 from .hub import get_hub
-from .protocol import ProtocolError, channel_of, parse_last_event_id
-from .subscription import Subscription
+from .protocol import ProtocolError, channel_of, parse_filter, parse_last_event_id, parse_token
+from .subscription import Sink, Subscription
 
 QUEUE_LIMIT = 1000
 KEEPALIVE = 15.0
 _CLOSE = object()
+SESSION_ENDED = '{"type":"error","code":"session_ended","message":"the session has ended; log in again"}'
 
 
 class _QueueSink:
@@ -39,36 +43,72 @@ class _QueueSink:
         self._put(f"event: control\ndata: {frame}\n\n")
 
 
+async def _session_alive(session_key: str | None, user: object) -> bool:
+    try:
+        return await sessions.still_logged_in(session_key, user)
+    except Exception:  # the database is down: keep serving, check again later
+        return True
+
+
 async def sse(request: HttpRequest, channel: str) -> HttpResponse:
     """``GET /pgevents/sse/<channel>/`` → ``text/event-stream``."""
     try:
         name = channel_of(channel)
         last = parse_last_event_id(request.headers.get("Last-Event-ID") or request.GET.get("last_event_id"))
+        try:
+            raw = request.GET.get("filter")
+            flt = parse_filter(None if raw is None else json.loads(raw))
+        except ValueError:
+            raise ProtocolError("bad_request", "filter must be JSON") from None
+        token = parse_token(request.GET.get("token"))
     except ProtocolError as exc:
         return JsonResponse({"type": "error", "code": exc.code, "message": exc.message}, status=400)
     user = await request.auser()
-    denial = await policy.check(user, name, None)
-    if denial is not None:
-        status = 404 if denial.code == "unknown_channel" else 403
-        return JsonResponse({"type": "error", "code": denial.code, "message": denial.message}, status=status)
-
     hub = get_hub()
+
+    async def sources_of(name: str) -> list[Source]:
+        found: list[Source] = await hub.reader.run(sources, name)
+        return found
+
+    decision = await policy.authorise(user, name, flt, token=token, sources=sources_of)
+    if isinstance(decision, policy.Denial):
+        status = {"unknown_channel": 404, "forbidden": 403, "unavailable": 503}.get(decision.code, 400)
+        return JsonResponse({"type": "error", "code": decision.code, "message": decision.message}, status=status)
+
     sink = _QueueSink()
-    sub = Subscription(name, sink, hub.reader, last_id=last)
+    gated: Sink = sink if decision.filter is None else FilteredSink(sink, decision.filter)
+    sub = Subscription(name, gated, hub.reader, last_id=last)
+
+    # A logged-in stream ends when its session does (logout, expiry), like a WebSocket.
+    interval = conf.get().session_check_interval if user.is_authenticated else 0
+    session_key = request.session.session_key
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         await hub.join(sub)
+        loop = asyncio.get_running_loop()
+        check_at = loop.time() + interval
+        quiet_since = loop.time()
         try:
             while True:
+                wait = KEEPALIVE if not interval else max(0.0, min(KEEPALIVE, check_at - loop.time()))
                 try:
-                    item = await asyncio.wait_for(sink.queue.get(), KEEPALIVE)
+                    item = await asyncio.wait_for(sink.queue.get(), wait)
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
+                    item = None
+                if interval and loop.time() >= check_at:
+                    check_at = loop.time() + interval
+                    if not await _session_alive(session_key, user):
+                        yield f"event: control\ndata: {SESSION_ENDED}\n\n"
+                        return
                 if item is _CLOSE:
                     return
-                yield str(item)
+                if item is not None:
+                    quiet_since = loop.time()
+                    yield str(item)
+                elif loop.time() - quiet_since >= KEEPALIVE:
+                    quiet_since = loop.time()
+                    yield ": keep-alive\n\n"
         finally:
             await hub.leave(sub)
 

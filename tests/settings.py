@@ -18,3 +18,26 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 if os.environ.get("PGEVENTS_TEST_LAYER") == "memory":
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Security tests (issue 6): channels under "sec." exercise each policy on the shared stack;
+# every other channel keeps allow_all.
+PGEVENTS["CHANNELS"].append("sec.*")
+PGEVENTS.update(
+    {
+        "AUTHORIZE": {
+            "sec.login": "pgevents.policy.require_login",
+            "sec.staff": "pgevents.policy.staff_only",
+            "sec.perm.*": "pgevents.policy.require_permission",
+            "sec.closed": "pgevents.policy.deny_all",
+            "sec.owned": "pgevents.policy.require_login",
+            "*": "pgevents.policy.allow_all",
+        },
+        "PERMISSIONS": {"sec.perm.explicit": "people.view_person"},
+        "ROW_POLICY": "tests.hooks.own_rows",
+        "SIGNED_CHANNELS": ["sec.signed.*"],
+        "SESSION_CHECK_INTERVAL": 0.5,
+    }
+)
+# A stack started with PGEVENTS_TEST_STRICT=1 has tight limits and an explicit origin list.
+if os.environ.get("PGEVENTS_TEST_STRICT") == "1":
+    PGEVENTS.update({"ALLOWED_ORIGINS": ["http://trusted.example"], "MAX_SEND_BUFFER": 64 * 1024})

@@ -141,7 +141,10 @@ class Stack:
         self.db_url = db_url
         self.port = free_port()
         # Its own Redis key prefix: stacks on other databases must never share groups.
-        self.env = base_env(db_url, PGEVENTS_REDIS_PREFIX=f"pgevents-test-{os.getpid()}-{self.port}", **(env or {}))
+        # (``env`` may name the prefix to share another stack's listener.)
+        self.env = base_env(
+            db_url, **{"PGEVENTS_REDIS_PREFIX": f"pgevents-test-{os.getpid()}-{self.port}", **(env or {})}
+        )
         self.log_dir = log_dir or ROOT / ".pgevents" / "test-logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.want_listener = listener
@@ -222,9 +225,13 @@ class Client:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, url: str, origin: str | None = None) -> Any:
+    async def connect(
+        cls, url: str, origin: str | None = None, headers: dict[str, str] | None = None, **options: Any
+    ) -> Any:
         origin = origin or url.replace("ws://", "http://").split("/ws/")[0]
-        async with websockets.connect(url, origin=origin, max_size=None, open_timeout=20) as ws:
+        async with websockets.connect(
+            url, origin=origin, max_size=None, open_timeout=20, additional_headers=headers, **options
+        ) as ws:
             yield cls(ws)
 
     async def send(self, message: Any) -> None:

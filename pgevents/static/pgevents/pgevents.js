@@ -9,6 +9,8 @@
  *   pgevents:<channel>        events of a channel
  *   pgevents:<channel>:<op>   ...and operation (insert|update|delete|truncate|notify)
  *   pgevents:subscribed       a subscription is in place (detail.last_event_id)
+ *   pgevents:leave            a row stopped matching a filter (also pgevents:<channel>,
+ *                             pgevents:<channel>:leave); detail.row = the old row
  *   pgevents:reset            history was lost; regions reload themselves
  *   pgevents:status           detail.state = "connecting" | "live" | "reconnecting" | "offline"
  *   pgevents:error            detail = the server's error message
@@ -29,6 +31,8 @@
  * order) and data-pgevents-fields (JSON of the foreign keys they show: an event for a
  * referenced row, such as {"author_id": 7}, re-renders just the rows whose fields match).
  *   <span data-pgevents-status></span> shows the connection state
+ *   data-pgevents-token="{% pgevents_signed 'people' %}"   signed channel token (pgevents_signing)
+ *   data-pgevents-filter='{"status": "open"}'              row filter (JSON)
  */
 (function (global) {
   "use strict";
@@ -62,6 +66,7 @@
       const msg = { type: "subscribe", channel: channel };
       if (sub.lastEventId !== null) msg.last_event_id = sub.lastEventId;
       if (sub.filter) msg.filter = sub.filter;
+      if (sub.token) msg.token = sub.token;
       this._send(msg);
     }
     unsubscribe(channel) {
@@ -86,7 +91,11 @@
     subscribe(channel, sub) {
       this.unsubscribe(channel);
       let url = this.client.sseUrl + encodeURIComponent(channel) + "/";
-      if (sub.lastEventId !== null) url += "?last_event_id=" + encodeURIComponent(sub.lastEventId);
+      const query = [];
+      if (sub.lastEventId !== null) query.push("last_event_id=" + encodeURIComponent(sub.lastEventId));
+      if (sub.filter) query.push("filter=" + encodeURIComponent(JSON.stringify(sub.filter)));
+      if (sub.token) query.push("token=" + encodeURIComponent(sub.token));
+      if (query.length) url += "?" + query.join("&");
       const source = new EventSource(url, { withCredentials: true });
       this.sources.set(channel, source);
       source.onmessage = (m) => this.client._receive(m.data);
@@ -146,12 +155,13 @@
 
     subscribe(channel, opts) {
       opts = opts || {};
-      const sub = this.channels.get(channel) || { lastEventId: null, filter: null };
+      const sub = this.channels.get(channel) || { lastEventId: null, filter: null, token: null };
       if (opts.lastEventId !== undefined && opts.lastEventId !== null) {
         // Several regions rendered at different ids: the oldest one wins (patches are idempotent).
         sub.lastEventId = sub.lastEventId === null ? opts.lastEventId : Math.min(sub.lastEventId, opts.lastEventId);
       }
       if (opts.filter !== undefined) sub.filter = opts.filter;
+      if (opts.token !== undefined) sub.token = opts.token;
       this.channels.set(channel, sub);
       if (this.connected) this.transport.subscribe(channel, sub);
       return this;
@@ -244,13 +254,13 @@
         return;
       }
       const sub = this.channels.get(msg.channel);
-      if (msg.type === "event") {
+      if (msg.type === "event" || msg.type === "leave") {
         if (msg.id !== null && msg.id !== undefined && sub) {
           if (sub.lastEventId !== null && msg.id <= sub.lastEventId) return; // seen already
           sub.lastEventId = msg.id;
         }
-        const op = (msg.op || "notify").toLowerCase();
-        dispatch(null, "pgevents:event", msg);
+        const op = msg.type === "leave" ? "leave" : (msg.op || "notify").toLowerCase();
+        dispatch(null, msg.type === "leave" ? "pgevents:leave" : "pgevents:event", msg);
         dispatch(null, "pgevents:" + msg.channel, msg);
         dispatch(null, "pgevents:" + msg.channel + ":" + op, msg);
       } else if (msg.type === "reset") {
@@ -320,9 +330,10 @@
     onEvent(msg) {
       const row = msg.row || msg.old;
       const key = row ? row[this.keyName] : undefined;
-      const canPatch = this.rowSrc && msg.op && msg.op !== "TRUNCATE" && row;
+      const op = msg.type === "leave" ? "DELETE" : msg.op; // a row leaving a filter leaves the list
+      const canPatch = this.rowSrc && op && op !== "TRUNCATE" && row;
       if (canPatch && key !== undefined && key !== null) {
-        this.pending.set(String(key), msg.op);
+        this.pending.set(String(key), op);
       } else if (canPatch && this._matching(row)) {
         // A referenced row changed ({"author_id": 7}): re-render the rows that show it.
         this._matching(row).forEach((k) => { if (!this.pending.has(k)) this.pending.set(k, "UPDATE"); });
@@ -453,7 +464,10 @@
     document.querySelectorAll("[data-pgevents-channel]").forEach((el) => {
       const region = new Region(el);
       global.PgEvents.regions.push(region);
-      client.subscribe(region.channel, { lastEventId: region.since });
+      const opts = { lastEventId: region.since };
+      if (el.dataset.pgeventsToken) opts.token = el.dataset.pgeventsToken;
+      if (el.dataset.pgeventsFilter) opts.filter = JSON.parse(el.dataset.pgeventsFilter);
+      client.subscribe(region.channel, opts);
     });
     (d.pgeventsChannels || "").split(",").filter(Boolean).forEach((c) => client.subscribe(c));
   }

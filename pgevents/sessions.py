@@ -1,0 +1,29 @@
+"""Is a connection's login still valid? Channels resolves the user once, at connect.
+
+Read afresh from the session store with Django's own ``get_user``, so logout (the session is
+deleted), expiry and a password change (the session hash no longer matches) all count.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from types import SimpleNamespace
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+
+def _user_pk(session_key: str) -> Any:
+    from django.conf import settings
+    from django.contrib.auth import get_user
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return get_user(SimpleNamespace(session=store)).pk
+
+
+async def still_logged_in(session_key: str | None, user: Any) -> bool:
+    """Whether ``session_key`` still logs in ``user`` (False for a missing key)."""
+    if not session_key:
+        return False
+    pk = await database_sync_to_async(_user_pk)(session_key)
+    return pk is not None and pk == user.pk

@@ -1,0 +1,67 @@
+"""Signed channel tokens: a page may subscribe only to what the server rendered for it.
+
+``sign_channel()`` (or ``{% pgevents_signed %}``) issues a token with Django's signing
+(``SECRET_KEY``, a salt of its own, a timestamp) naming the channel, optionally a row filter
+the subscription must use, and the user it was rendered for. Channels matching
+``PGEVENTS["SIGNED_CHANNELS"]`` refuse subscriptions without a valid token; on the others a
+token is checked when given. A token for one user is refused to another; a token rendered
+for an anonymous visitor is as public as the page that carried it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core import signing
+
+from . import conf
+
+SALT = "pgevents.channel"
+
+
+class BadToken(ValueError):
+    """A token that is malformed, forged, expired, or for another channel or user."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a valid token allows."""
+
+    channel: str
+    filter: dict[str, Any] | None
+
+
+def _user_key(user: Any) -> str | None:
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return str(user.pk)
+
+
+def sign_channel(channel: str, *, filter: dict[str, Any] | None = None, user: Any = None) -> str:
+    """A token for ``channel`` (and ``filter``), bound to ``user`` when they are logged in."""
+    payload: dict[str, Any] = {"c": channel}
+    if filter is not None:
+        payload["f"] = filter
+    key = _user_key(user)
+    if key is not None:
+        payload["u"] = key
+    return str(signing.dumps(payload, salt=SALT, compress=True))
+
+
+def verify(token: object, channel: str, user: Any) -> Grant:
+    """The grant in ``token`` for ``channel`` and ``user``; ``BadToken`` when it is not valid."""
+    if not isinstance(token, str) or not token or len(token) > 4096:
+        raise BadToken("token must be a non-empty string")
+    try:
+        payload = signing.loads(token, salt=SALT, max_age=conf.get().signature_max_age)
+    except signing.SignatureExpired:
+        raise BadToken("token has expired; reload the page") from None
+    except (signing.BadSignature, ValueError):
+        raise BadToken("token is not valid") from None
+    if not isinstance(payload, dict) or payload.get("c") != channel:
+        raise BadToken("token is for another channel")
+    if "u" in payload and payload["u"] != _user_key(user):
+        raise BadToken("token is for another user")
+    flt = payload.get("f")
+    return Grant(channel, flt if isinstance(flt, dict) else None)

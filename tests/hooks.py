@@ -1,0 +1,28 @@
+"""Hooks the test settings (and the policy unit tests) point at."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def own_rows(user: Any, channel: str) -> dict[str, Any] | bool | None:
+    """ROW_POLICY: on ``sec.owned`` a user sees only rows they own; other channels are open."""
+    if channel != "sec.owned":
+        return None
+    if not user.is_authenticated:
+        return False
+    return {"owner_id": user.pk}
+
+
+def broken(*args: Any) -> Any:
+    """A hook with a bug: it must refuse, never reach the client as a stack trace."""
+    raise RuntimeError("bug in a hook")
+
+
+def bad_filter(user: Any, channel: str) -> dict[str, Any]:
+    """A ROW_POLICY that returns something outside the filter grammar."""
+    return {"owner_id": {"like": "%"}}
+
+
+async def async_allow(user: Any, channel: str, filter: dict[str, Any] | None) -> bool:
+    return channel.endswith(".ok")
