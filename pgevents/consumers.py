@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import conf, policy
+from . import conf, fastsend, policy
 from .envelope import control
 from .hub import get_hub
 from .protocol import Command, Ping, ProtocolError, Subscribe, Unsubscribe, channel_of, parse, parse_last_event_id
@@ -105,10 +105,12 @@ class EventConsumer(AsyncWebsocketConsumer):
 class _Sink:
     """Adapts a consumer to the subscription's sink protocol."""
 
-    __slots__ = ("consumer",)
+    __slots__ = ("consumer", "write_nowait")
 
     def __init__(self, consumer: EventConsumer) -> None:
         self.consumer = consumer
+        # Live events skip the ASGI send chain under daphne (issue 7: per-socket cost).
+        self.write_nowait = fastsend.writer(consumer.base_send)
 
     async def send_event(self, frame: str, id: int | None) -> None:
         await self.consumer.send(text_data=frame)

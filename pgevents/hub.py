@@ -18,9 +18,9 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from . import conf
+from . import conf, relay
 from .backoff import Backoff
-from .envelope import Event
+from .fastsend import text_frame
 from .log import Reader
 from .names import group_name
 from .subscription import Subscription
@@ -125,16 +125,20 @@ class Hub:
                 for sub in subs:
                     sub.resync()
 
-    async def _dispatch(self, message: Event) -> None:
+    async def _dispatch(self, message: dict[str, Any]) -> None:
         subs = self.subscriptions.get(message.get("channel", ""))
         if not subs:
             return
+        events = relay.unpack(message)
+        wires = [text_frame(event["frame"]) for event in events]  # framed once, written to every socket
         for sub in list(subs):
             try:
-                await sub.offer(message)
+                for event, wire in zip(events, wires, strict=True):
+                    if not sub.offer_nowait(event, wire):
+                        await sub.offer(event)
             except Exception:
                 logger.exception("delivery to a subscriber of %r failed", sub.channel)
-        self.delivered += len(subs)
+        self.delivered += len(subs) * len(events)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -27,7 +27,11 @@ REPLAY_PAGE = 500
 
 
 class Sink(Protocol):
-    """Where a subscription's frames go (a WebSocket, an SSE stream)."""
+    """Where a subscription's frames go (a WebSocket, an SSE stream).
+
+    A sink may also have ``write_nowait(data: bytes) -> bool``: a synchronous write of a
+    ready-made WebSocket frame (see ``pgevents.fastsend``), used for live events.
+    """
 
     async def send_event(self, frame: str, id: int | None) -> None: ...
 
@@ -52,6 +56,7 @@ class Subscription:
         self._overflow = False
         self._task: asyncio.Task[None] | None = None
         self.closed = False
+        self._write: Callable[[bytes], bool] | None = getattr(sink, "write_nowait", None)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -70,6 +75,27 @@ class Subscription:
             self._task = asyncio.ensure_future(self._catch_up())
 
     # -- delivery ----------------------------------------------------------------------
+    def offer_nowait(self, event: Event, wire: bytes) -> bool:
+        """Deliver a live event synchronously (``wire``: its ready-made WebSocket frame).
+
+        The fast path of :meth:`offer`, for the common case: live, in order, a sink that
+        writes directly. False means "not handled": the caller awaits :meth:`offer`, which
+        buffers, repairs the gap, or sends through the sink's async path.
+        """
+        if self._write is None or self._catching_up or self.closed:
+            return False
+        id_ = event["id"]
+        if id_ is not None:
+            assert self.last_id is not None
+            if id_ <= self.last_id:
+                return True  # already delivered
+            prev = event["prev"]
+            if prev is not None and prev > self.last_id:
+                return False  # a gap: offer() starts the repair
+            self.last_id = id_
+        self._write(wire)
+        return True
+
     async def offer(self, event: Event) -> None:
         """Called by the hub, in order, for each event on the channel."""
         if self.closed:

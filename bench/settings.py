@@ -1,0 +1,14 @@
+"""Settings for the processes the benchmark starts: the demo's, quieter, with bench channels."""
+
+import os
+
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+from demo_project.settings import *  # noqa: F403
+
+DEBUG = False
+PGEVENTS = {
+    "CHANNELS": ["bench", "bench_quiet"],
+    "POLL_INTERVAL": float(os.environ.get("PGEVENTS_BENCH_POLL", "1.0")),
+}
+LOGGING["loggers"]["pgevents"]["level"] = os.environ.get("PGEVENTS_LOG_LEVEL", "WARNING")  # noqa: F405
