@@ -18,12 +18,12 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from . import conf, relay
+from . import conf, metrics, relay
 from .backoff import Backoff
 from .fastsend import text_frame
 from .log import Reader
 from .names import group_name
-from .subscription import Subscription
+from .subscription import NOT_HANDLED, Subscription
 
 logger = logging.getLogger("pgevents.hub")
 
@@ -42,6 +42,8 @@ class Hub:
         self._locks: dict[str, asyncio.Lock] = {}
         self._ready = asyncio.Event()
         self.delivered = 0
+        #: False from a channel-layer failure until a message is received again.
+        self.layer_ok = True
 
     # -- membership --------------------------------------------------------------------
     async def join(self, sub: Subscription) -> None:
@@ -100,6 +102,7 @@ class Hub:
                     message = await self.layer.receive(self.channel_name)
                     backoff.reset()
                     recovering = False
+                    self.layer_ok = True
                     await self._dispatch(message)
                     if loop.time() >= refresh_at:
                         refresh_at = loop.time() + REFRESH_INTERVAL
@@ -113,6 +116,8 @@ class Hub:
                 )
                 self._ready.set()  # joiners must not hang while the layer is down
                 recovering = True
+                self.layer_ok = False
+                metrics.LAYER_FAILURES.inc()
                 await asyncio.sleep(delay)
 
     async def _rejoin(self, resync: bool = True) -> None:
@@ -131,14 +136,19 @@ class Hub:
             return
         events = relay.unpack(message)
         wires = [text_frame(event["frame"]) for event in events]  # framed once, written to every socket
+        sent = 0
         for sub in list(subs):
             try:
                 for event, wire in zip(events, wires, strict=True):
-                    if not sub.offer_nowait(event, wire):
-                        await sub.offer(event)
+                    done = sub.offer_nowait(event, wire)
+                    if done == NOT_HANDLED:
+                        await sub.offer(event)  # counts its own deliveries
+                    else:
+                        sent += done
             except Exception:
                 logger.exception("delivery to a subscriber of %r failed", sub.channel)
-        self.delivered += len(subs) * len(events)
+        metrics.DELIVERED.inc(sent)
+        self.delivered += sent
 
     async def close(self) -> None:
         if self._task is not None:
@@ -159,4 +169,31 @@ def get_hub() -> Hub:
         if layer is None:
             raise RuntimeError(f"pgevents needs a channel layer: CHANNEL_LAYERS has no {alias!r}")
         hub = _hubs[key] = Hub(layer)
+        metrics.register_scrape("hub", _gauges)
     return hub
+
+
+def hubs() -> list[Hub]:
+    """Every hub of this process (one per event loop; one under daphne)."""
+    return list(_hubs.values())
+
+
+def _gauges() -> list[tuple[str, str, list[str], list[tuple[list[str], float]]]]:
+    counts: dict[str, int] = {}
+    for hub in hubs():
+        for channel, n in hub.count().items():
+            counts[channel] = counts.get(channel, 0) + n
+    return [
+        (
+            "pgevents_connected_clients",
+            "Subscriptions (WebSocket or SSE) in this process, by channel.",
+            ["channel"],
+            [([channel], float(n)) for channel, n in sorted(counts.items())],
+        ),
+        (
+            "pgevents_layer_ok",
+            "1 when every hub of this process receives from the channel layer.",
+            [],
+            [([], float(all(h.layer_ok for h in hubs())))],
+        ),
+    ]

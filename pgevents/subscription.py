@@ -15,12 +15,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from . import conf
+from . import conf, metrics
 from .envelope import Event, control
 from .log import Reader
 
 logger = logging.getLogger("pgevents.subscription")
 
+#: ``offer_nowait`` could not deliver: await ``offer`` instead.
+NOT_HANDLED = -1
 #: Live events buffered while catching up; past this the buffer is dropped and re-read.
 BUFFER_LIMIT = 1000
 REPLAY_PAGE = 500
@@ -75,26 +77,28 @@ class Subscription:
             self._task = asyncio.ensure_future(self._catch_up())
 
     # -- delivery ----------------------------------------------------------------------
-    def offer_nowait(self, event: Event, wire: bytes) -> bool:
+    def offer_nowait(self, event: Event, wire: bytes) -> int:
         """Deliver a live event synchronously (``wire``: its ready-made WebSocket frame).
 
         The fast path of :meth:`offer`, for the common case: live, in order, a sink that
-        writes directly. False means "not handled": the caller awaits :meth:`offer`, which
-        buffers, repairs the gap, or sends through the sink's async path.
+        writes directly. Returns 1 when sent, 0 when dropped as already delivered, and
+        ``NOT_HANDLED`` when the caller must await :meth:`offer`, which buffers, repairs the
+        gap, or sends through the sink's async path.
         """
         if self._write is None or self._catching_up or self.closed:
-            return False
+            return NOT_HANDLED
         id_ = event["id"]
         if id_ is not None:
             assert self.last_id is not None
             if id_ <= self.last_id:
-                return True  # already delivered
+                metrics.DROPPED.labels("duplicate").inc()
+                return 0
             prev = event["prev"]
             if prev is not None and prev > self.last_id:
-                return False  # a gap: offer() starts the repair
+                return NOT_HANDLED  # a gap: offer() starts the repair
             self.last_id = id_
         self._write(wire)
-        return True
+        return 1
 
     async def offer(self, event: Event) -> None:
         """Called by the hub, in order, for each event on the channel."""
@@ -112,6 +116,7 @@ class Subscription:
         if self._overflow:
             return
         if len(self._buffer) >= BUFFER_LIMIT:
+            metrics.DROPPED.labels("overflow").inc(len(self._buffer))
             self._buffer.clear()
             self._overflow = True
         else:
@@ -122,16 +127,20 @@ class Subscription:
         id_ = event["id"]
         if id_ is None:  # plain / non-durable: nothing to order or repair
             await self.sink.send_event(event["frame"], None)
+            metrics.DELIVERED.inc()
             return True
         assert self.last_id is not None
         if id_ <= self.last_id:
+            metrics.DROPPED.labels("duplicate").inc()
             return True  # already delivered (replay overlap, or a listener re-send)
         prev = event["prev"]
         if prev is not None and prev > self.last_id:
             logger.info("gap on %r after id %d (next has prev %d); catching up", self.channel, self.last_id, prev)
+            metrics.GAPS.inc()
             return False
         self.last_id = id_
         await self.sink.send_event(event["frame"], id_)
+        metrics.DELIVERED.inc()
         return True
 
     async def _catch_up(self) -> None:
@@ -166,6 +175,7 @@ class Subscription:
         while True:
             result = await self.reader.read_after(self.channel, self.last_id, REPLAY_PAGE)
             if result.reset or replayed + len(result.events) > limit:
+                metrics.RESETS.inc()
                 head = await self.reader.last_id(self.channel)
                 await self.sink.send_control(
                     control(
@@ -181,6 +191,7 @@ class Subscription:
                 if logged.id > self.last_id:
                     self.last_id = logged.id
                     await self.sink.send_event(logged.frame, logged.id)
+                    metrics.REPLAYED.inc()
             replayed += len(result.events)
             if not result.more:
                 return

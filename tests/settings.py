@@ -16,3 +16,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 if os.environ.get("PGEVENTS_TEST_LAYER") == "memory":
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+if os.environ.get("PGEVENTS_METRICS_IPS"):
+    PGEVENTS["METRICS_IPS"] = os.environ["PGEVENTS_METRICS_IPS"].split(",")
