@@ -39,6 +39,8 @@ class Config:
     quiet_poll: float = 0.05
     client_procs: int = 2
     profile_dir: str | None = None
+    layer: str = "core"
+    client_nice: int = 0
 
     @classmethod
     def quick(cls, **kw: object) -> Config:
@@ -71,7 +73,7 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
     own_db = cfg.database_url is None
     url = cfg.database_url or "postgresql://postgres@127.0.0.1:5432/pgevents_bench"
     prefix = f"pgevents-bench-{os.getpid()}"
-    env = servers.env_for(url, prefix, REDIS_URL=cfg.redis_url)
+    env = servers.env_for(url, prefix, REDIS_URL=cfg.redis_url, PGEVENTS_BENCH_LAYER=cfg.layer)
     rows: list[Row] = []
     ctx: scenarios.Context | None = None
     try:
@@ -80,7 +82,9 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
             database.create(url)
             database.migrate(url, env)
         database.prepare(url)
-        ctx = scenarios.Context(url, env, servers.start_listener(env), cfg.client_procs, cfg.profile_dir)
+        ctx = scenarios.Context(
+            url, env, servers.start_listener(env), cfg.client_procs, cfg.profile_dir, cfg.client_nice
+        )
         if "full" in cfg.scenarios:
             say(f"1 client, writer at full speed, {cfg.full_events:,} events")
             rows += scenarios.stream(ctx, "1 client, writer at full speed", 1, None, cfg.full_events)
@@ -149,7 +153,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=int, help="idle connections to hold (default 10,000)")
     p.add_argument("--writer-seconds", type=float, help="seconds per writer-cost run (default 5)")
     p.add_argument("--quiet-poll", type=float, help="listener poll interval for notify=False (default 0.05 s)")
+    p.add_argument(
+        "--layer",
+        choices=("core", "pubsub"),
+        default="core",
+        help="channels-redis layer: core (RedisChannelLayer, the default) or pubsub (RedisPubSubChannelLayer)",
+    )
     p.add_argument("--client-procs", type=int, default=2, help="client processes (default 2)")
+    p.add_argument(
+        "--client-nice",
+        type=int,
+        default=0,
+        help="nice value for the client processes, so that on a small machine they do not preempt the server "
+        "under test at every frame (default 0)",
+    )
     p.add_argument("--profile", metavar="DIR", help="record py-spy flame graphs of daphne into DIR")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = p.parse_args(argv)
@@ -159,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.redis_url = args.redis_url
     cfg.client_procs = args.client_procs
     cfg.profile_dir = args.profile
+    cfg.layer = args.layer
+    cfg.client_nice = args.client_nice
     if args.only:
         cfg.scenarios = tuple(s.strip() for s in args.only.split(","))
     if args.full_events:

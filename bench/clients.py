@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import multiprocessing.connection
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -85,20 +86,22 @@ def _result(clients: list[WsClient]) -> Result:
     )
 
 
-def _main(conn: multiprocessing.connection.Connection) -> None:
+def _main(conn: multiprocessing.connection.Connection, nice: int = 0) -> None:
+    if nice:
+        os.nice(nice)
     asyncio.run(_serve(conn))
 
 
 class Workers:
     """``n`` client processes, used together."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, nice: int = 0) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.pipes: list[multiprocessing.connection.Connection] = []
         self.procs: list[Any] = []
         for _ in range(n):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_main, args=(child,), daemon=True)
+            proc = ctx.Process(target=_main, args=(child, nice), daemon=True)
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)

@@ -28,6 +28,7 @@ class Context:
     listener: servers.Server
     client_procs: int = 2
     profile_dir: str | None = None
+    client_nice: int = 0
 
     def daphne(self) -> tuple[servers.Server, int]:
         """A fresh server process per scenario: its memory figures are its own."""
@@ -69,7 +70,7 @@ def stream(ctx: Context, name: str, clients: int, rate: float | None, count: int
     table = "bench_events" if channel == "bench" else "bench_quiet"
     settle(ctx.url)
     daphne, port = ctx.daphne()
-    workers = Workers(min(ctx.client_procs, clients))
+    workers = Workers(min(ctx.client_procs, clients), ctx.client_nice)
     profiler = None
     try:
         workers.connect("127.0.0.1", port, f"/ws/pgevents/{channel}/", clients)

@@ -12,3 +12,12 @@ PGEVENTS = {
     "POLL_INTERVAL": float(os.environ.get("PGEVENTS_BENCH_POLL", "1.0")),
 }
 LOGGING["loggers"]["pgevents"]["level"] = os.environ.get("PGEVENTS_LOG_LEVEL", "WARNING")  # noqa: F405
+
+# --layer pubsub: compare channels-redis' pub/sub layer with the core (list-based) one.
+if os.environ.get("PGEVENTS_BENCH_LAYER") == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("PGEVENTS_REDIS_PREFIX", "pgevents")},  # noqa: F405
+        }
+    }
