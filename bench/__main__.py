@@ -41,6 +41,7 @@ class Config:
     profile_dir: str | None = None
     layer: str = "core"
     client_nice: int = 0
+    listener_args: tuple[str, ...] = ()
 
     @classmethod
     def quick(cls, **kw: object) -> Config:
@@ -83,7 +84,13 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
             database.migrate(url, env)
         database.prepare(url)
         ctx = scenarios.Context(
-            url, env, servers.start_listener(env), cfg.client_procs, cfg.profile_dir, cfg.client_nice
+            url,
+            env,
+            servers.start_listener(env, *cfg.listener_args),
+            cfg.client_procs,
+            cfg.profile_dir,
+            cfg.client_nice,
+            cfg.listener_args,
         )
         if "full" in cfg.scenarios:
             say(f"1 client, writer at full speed, {cfg.full_events:,} events")
@@ -167,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         help="nice value for the client processes, so that on a small machine they do not preempt the server "
         "under test at every frame (default 0)",
     )
+    p.add_argument("--listener-args", default="", help='extra runlisten arguments, e.g. "--coalesce 0.002"')
     p.add_argument("--profile", metavar="DIR", help="record py-spy flame graphs of daphne into DIR")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = p.parse_args(argv)
@@ -178,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.profile_dir = args.profile
     cfg.layer = args.layer
     cfg.client_nice = args.client_nice
+    cfg.listener_args = tuple(args.listener_args.split())
     if args.only:
         cfg.scenarios = tuple(s.strip() for s in args.only.split(","))
     if args.full_events:

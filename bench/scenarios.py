@@ -29,6 +29,7 @@ class Context:
     client_procs: int = 2
     profile_dir: str | None = None
     client_nice: int = 0
+    listener_args: tuple[str, ...] = ()
 
     def daphne(self) -> tuple[servers.Server, int]:
         """A fresh server process per scenario: its memory figures are its own."""
@@ -235,7 +236,7 @@ def writer_cost(ctx: Context, writers: tuple[int, ...], seconds: float) -> list[
 def quiet(ctx: Context, rate: float, count: int, poll: float) -> list[Row]:
     """notify=False: what polling costs in latency (the listener restarted with ``poll``)."""
     ctx.listener.stop()
-    ctx.listener = servers.start_listener(ctx.env, "--poll-interval", str(poll))
+    ctx.listener = servers.start_listener(ctx.env, *ctx.listener_args, "--poll-interval", str(poll))
     try:
         rows = stream(
             ctx,
@@ -247,5 +248,5 @@ def quiet(ctx: Context, rate: float, count: int, poll: float) -> list[Row]:
         )
     finally:
         ctx.listener.stop()
-        ctx.listener = servers.start_listener(ctx.env)
+        ctx.listener = servers.start_listener(ctx.env, *ctx.listener_args)
     return rows[:1]

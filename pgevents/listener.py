@@ -52,6 +52,7 @@ class Listener:
         use_lock: bool = True,
         prune_interval: float = 60.0,
         name: str = "pgevents-listener",
+        coalesce: float = 0.0,
     ) -> None:
         settings = conf.get()
         self.layer = layer
@@ -63,6 +64,10 @@ class Listener:
         self.retention = settings.retention
         self.use_lock = use_lock
         self.prune_interval = prune_interval
+        #: Least time between two drains: under a stream of commits the sequencer (a writing
+        #: transaction) runs at most 1/coalesce times per second, each time for more events.
+        self.coalesce = coalesce
+        self._last_drain = 0.0
         self.name = name
         self.backoff = Backoff(cap=settings.max_backoff)
         self.active = False
@@ -131,7 +136,12 @@ class Listener:
             while True:
                 woke = await self._wait(conn)
                 if woke:
+                    if self.coalesce:
+                        delay = self._last_drain + self.coalesce - time.monotonic()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
                     await self._drain(conn)
+                    self._last_drain = time.monotonic()
                 now = time.monotonic()
                 if now - self._last_prune >= self.prune_interval:
                     self._last_prune = now

@@ -52,6 +52,14 @@ class Command(BaseCommand):
             help="Events positioned and forwarded per round trip (default: %(default)s).",
         )
         parser.add_argument(
+            "--coalesce",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="Least time between two runs of the sequencer: under a stream of commits, fewer and "
+            "larger batches (less load on the database) for at most this much added latency (default: 0).",
+        )
+        parser.add_argument(
             "--health-port",
             type=int,
             metavar="PORT",
@@ -89,6 +97,7 @@ class Command(BaseCommand):
             poll_interval=options["poll_interval"],
             batch_size=options["batch_size"],
             use_lock=not options["no_lock"],
+            coalesce=options.get("coalesce") or 0.0,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
