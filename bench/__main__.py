@@ -34,6 +34,7 @@ class Config:
     idle: int = 10_000
     writers: tuple[int, ...] = (1, 16)
     writer_seconds: float = 5
+    writer_rounds: int = 3
     quiet_rate: float = 200
     quiet_seconds: float = 5
     quiet_poll: float = 0.05
@@ -50,6 +51,7 @@ class Config:
             fanout=[(10, 100, 2), (20, 50, 2)],
             idle=200,
             writer_seconds=1,
+            writer_rounds=1,
             quiet_rate=100,
             quiet_seconds=1,
             **kw,  # type: ignore[arg-type]
@@ -108,7 +110,7 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
             rows += scenarios.quiet(ctx, cfg.quiet_rate, int(cfg.quiet_rate * cfg.quiet_seconds), cfg.quiet_poll)
         if "writers" in cfg.scenarios:  # last: it leaves a backlog the listener drains afterwards
             say(f"writer cost with {cfg.writers} writers, {cfg.writer_seconds:.0f} s each")
-            rows += scenarios.writer_cost(ctx, cfg.writers, cfg.writer_seconds)
+            rows += scenarios.writer_cost(ctx, cfg.writers, cfg.writer_seconds, cfg.writer_rounds)
     finally:
         if ctx is not None:
             ctx.listener.stop()
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--idle", type=int, help="idle connections to hold (default 10,000)")
     p.add_argument("--writer-seconds", type=float, help="seconds per writer-cost run (default 5)")
+    p.add_argument("--writer-rounds", type=int, help="interleaved rounds of the writer-cost runs (default 3)")
     p.add_argument("--quiet-poll", type=float, help="listener poll interval for notify=False (default 0.05 s)")
     p.add_argument(
         "--layer",
@@ -197,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.idle = args.idle
     if args.writer_seconds:
         cfg.writer_seconds = args.writer_seconds
+    if args.writer_rounds:
+        cfg.writer_rounds = args.writer_rounds
     if args.quiet_poll:
         cfg.quiet_poll = args.quiet_poll
     if args.profile:

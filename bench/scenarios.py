@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -201,35 +202,59 @@ WRITER_MODES = [
 ]
 
 
-def writer_cost(ctx: Context, writers: tuple[int, ...], seconds: float) -> list[Row]:
-    """Inserts/s through each kind of table, one row per transaction, with pgbench."""
+def writer_cost(ctx: Context, writers: tuple[int, ...], seconds: float, rounds: int = 3) -> list[Row]:
+    """Inserts/s through each kind of table, one row per transaction, with pgbench.
+
+    The modes are interleaved and repeated ``rounds`` times, and the median is reported with
+    the range: a shared machine's background load moves single runs a lot.
+    """
     pgbench = shutil.which("pgbench")
     if pgbench is None:
         return [Row(scenario="writer cost", system="-", notes="pgbench not found (it ships with PostgreSQL)")]
-    rows = []
+    tps: dict[tuple[str, int], list[float]] = {}
+    lat: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for table, label in WRITER_MODES:
-            script = f"{tmp}/{table}.sql"
-            with open(script, "w") as f:
+        for table, _ in WRITER_MODES:
+            with open(f"{tmp}/{table}.sql", "w") as f:
                 f.write(PGBENCH_SCRIPT.format(table=table, payload=PAYLOAD))
+        for _ in range(rounds):
             for n in writers:
-                out = subprocess.run(
-                    [pgbench, "-n", "-f", script, "-c", str(n), "-j", str(min(n, 2)), "-T", str(int(seconds)), ctx.url],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-                tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
-                lat = re.search(r"latency average = ([\d.]+) ms", out)
-                rows.append(
-                    Row(
-                        scenario=f"writer cost, {n} writer{'s' if n > 1 else ''}",
-                        system=label,
-                        events_per_s=tps,
-                        notes=f"inserts/s (one row per transaction); average commit latency "
-                        f"{lat.group(1) if lat else '?'} ms",
-                    )
+                for table, _ in WRITER_MODES:
+                    out = subprocess.run(
+                        [
+                            pgbench,
+                            "-n",
+                            "-f",
+                            f"{tmp}/{table}.sql",
+                            "-c",
+                            str(n),
+                            "-j",
+                            str(min(n, 2)),
+                            "-T",
+                            str(max(1, int(seconds))),
+                            ctx.url,
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout
+                    tps.setdefault((table, n), []).append(float(re.search(r"tps = ([\d.]+)", out).group(1)))  # type: ignore[union-attr]
+                    found = re.search(r"latency average = ([\d.]+) ms", out)
+                    lat.setdefault((table, n), []).append(float(found.group(1)) if found else float("nan"))
+    rows = []
+    for n in writers:
+        for table, label in WRITER_MODES:
+            runs = sorted(tps[(table, n)])
+            rows.append(
+                Row(
+                    scenario=f"writer cost, {n} writer{'s' if n > 1 else ''}",
+                    system=label,
+                    events_per_s=statistics.median(runs),
+                    notes=f"inserts/s, median of {len(runs)} (range {runs[0]:,.0f}-{runs[-1]:,.0f}); "
+                    f"commit latency {statistics.median(lat[(table, n)]):.2f} ms",
+                    extra={"runs": runs},
                 )
+            )
     return rows
 
 

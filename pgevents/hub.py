@@ -1,8 +1,11 @@
 """Per-process fan-out: one channel-layer channel per process, not one per socket.
 
 The hub joins a channel's group when its first local subscriber arrives and leaves with the
-last. Each event arrives once per process, already encoded by the listener, and the same
-frame is offered to every local subscription, so the per-socket cost is one write.
+last. Events arrive once per process, in per-channel batches, already encoded by the
+listener; each event's WebSocket frame is built once and offered to every local
+subscription. Live, in-order subscriptions take it synchronously (``offer_nowait``: under
+daphne, one ``send()`` per socket, see ``fastsend``); anything else (a gap, catching up, an
+SSE stream) goes through the subscription's async path, which keeps every guarantee.
 
 When the layer fails (Redis restarts, a receive times out) the hub reconnects with backoff,
 re-joins its groups and tells every subscription to check the log, so nothing the layer

@@ -58,6 +58,8 @@ class Subscription:
         self._overflow = False
         self._task: asyncio.Task[None] | None = None
         self.closed = False
+        #: The sink's direct write, used for live events. A subscription that rewrites or
+        #: filters frames per client must leave this None, so every event takes ``_apply``.
         self._write: Callable[[bytes], bool] | None = getattr(sink, "write_nowait", None)
 
     # -- lifecycle ---------------------------------------------------------------------
