@@ -41,7 +41,7 @@ class Config:
     client_procs: int = 2
     profile_dir: str | None = None
     layer: str = "core"
-    client_nice: int = 0
+    client_nice: int = 10
     listener_args: tuple[str, ...] = ()
 
     @classmethod
@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--client-nice",
         type=int,
-        default=0,
+        default=10,
         help="nice value for the client processes, so that on a small machine they do not preempt the server "
-        "under test at every frame (default 0)",
+        "under test at every frame they receive (default 10; 0 to treat them as equals)",
     )
     p.add_argument("--listener-args", default="", help='extra runlisten arguments, e.g. "--coalesce 0.002"')
     p.add_argument("--profile", metavar="DIR", help="record py-spy flame graphs of daphne into DIR")
