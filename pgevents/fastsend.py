@@ -16,17 +16,28 @@ When the transport is a plain TCP connection whose output buffer is empty (the u
 the frame goes straight to the socket: one ``send()`` system call, instead of registering
 the socket for writability, waiting for the next poll and unregistering it again (three
 system calls and a loop iteration per socket per event). Whatever the socket does not take
-at once goes to the transport's buffer, behind which everything else then queues.
+at once goes to the transport's buffer, behind which everything else then queues. A client
+whose buffer passes ``MAX_BUFFERED`` has stopped reading: it is disconnected (and resumes
+from its last id when it reconnects) instead of holding memory without bound or stalling
+anyone else.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from . import metrics
+
+logger = logging.getLogger("pgevents.fastsend")
+
 #: ``(data) -> bool``: False when the socket is no longer open (the frame is dropped).
 Writer = Callable[[bytes], bool]
+
+#: Most bytes waiting for one client before it is disconnected as too slow.
+MAX_BUFFERED = 1024 * 1024
 
 
 def text_frame(text: str) -> bytes:
@@ -55,6 +66,11 @@ def _daphne_protocol(send: Any) -> Any:
     return None
 
 
+def _buffered(transport: Any) -> int:
+    """Bytes a twisted transport holds that the socket has not taken yet."""
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
 def _plain_tcp(transport: Any) -> bool:
     """A twisted TCP connection without TLS, whose socket can be written directly."""
     return (
@@ -62,7 +78,9 @@ def _plain_tcp(transport: Any) -> bool:
         and getattr(transport, "TLS", True) is False
         and hasattr(transport, "socket")
         and hasattr(transport, "_tempDataBuffer")
+        and hasattr(transport, "_tempDataLen")
         and hasattr(transport, "dataBuffer")
+        and hasattr(transport, "abortConnection")
     )
 
 
@@ -94,6 +112,13 @@ def writer(send: Any) -> Writer | None:
                 sent = 0  # the transport finds the error on its next write and closes
             if sent < len(data):
                 transport.write(data[sent:])
+        elif direct and _buffered(transport) > MAX_BUFFERED:
+            # A client that stopped reading: drop it rather than buffer without bound. It
+            # reconnects and resumes from its last id, reading the rest from the log.
+            logger.warning("dropping a WebSocket client %d bytes behind", _buffered(transport))
+            metrics.SLOW_CLIENTS.inc()
+            transport.abortConnection()
+            return False
         else:
             transport.write(data)
         return True

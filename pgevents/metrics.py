@@ -57,6 +57,7 @@ DROPPED = _counter(
     "Events not sent to a subscription: already delivered (duplicate) or buffer overflow (re-read from the log).",
     ("reason",),
 )
+SLOW_CLIENTS = _counter("pgevents_slow_clients_dropped", "Clients disconnected because they stopped reading.")
 GAPS = _counter("pgevents_gaps_repaired", "Gaps detected through prev ids and repaired from the log.")
 RESETS = _counter("pgevents_resets", "Resets sent because the requested history was gone.")
 LAYER_FAILURES = _counter("pgevents_layer_receive_failures", "Channel-layer receive failures (Redis down…).")
