@@ -165,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet-poll", type=float, help="listener poll interval for notify=False (default 0.05 s)")
     p.add_argument(
         "--layer",
-        choices=("core", "pubsub"),
+        choices=("core", "pubsub", "pgpubsub"),
         default="core",
-        help="channels-redis layer: core (RedisChannelLayer, the default) or pubsub (RedisPubSubChannelLayer)",
+        help="channel layer: core (channels-redis RedisChannelLayer, the default), pubsub (channels-redis "
+        "RedisPubSubChannelLayer) or pgpubsub (pgevents.layers.PubSubChannelLayer)",
     )
     p.add_argument("--client-procs", type=int, default=2, help="client processes (default 2)")
     p.add_argument(

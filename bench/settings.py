@@ -13,11 +13,13 @@ PGEVENTS = {
 }
 LOGGING["loggers"]["pgevents"]["level"] = os.environ.get("PGEVENTS_LOG_LEVEL", "WARNING")  # noqa: F405
 
-# --layer pubsub: compare channels-redis' pub/sub layer with the core (list-based) one.
-if os.environ.get("PGEVENTS_BENCH_LAYER") == "pubsub":
+# --layer pubsub / pgpubsub: channels-redis' pub/sub layer, or pgevents' bounded variant of
+# it, instead of the core (list-based) layer.
+_LAYERS = {"pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer", "pgpubsub": "pgevents.layers.PubSubChannelLayer"}
+if os.environ.get("PGEVENTS_BENCH_LAYER") in _LAYERS:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": _LAYERS[os.environ["PGEVENTS_BENCH_LAYER"]],
             "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("PGEVENTS_REDIS_PREFIX", "pgevents")},  # noqa: F405
         }
     }

@@ -18,3 +18,10 @@ if os.environ.get("PGEVENTS_TEST_LAYER") == "memory":
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 if os.environ.get("PGEVENTS_METRICS_IPS"):
     PGEVENTS["METRICS_IPS"] = os.environ["PGEVENTS_METRICS_IPS"].split(",")
+if os.environ.get("PGEVENTS_TEST_LAYER") == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "pgevents.layers.PubSubChannelLayer",
+            "CONFIG": {"hosts": [os.environ["REDIS_URL"]], "prefix": os.environ["PGEVENTS_REDIS_PREFIX"]},
+        }
+    }
