@@ -40,7 +40,7 @@ class Config:
     quiet_poll: float = 0.05
     client_procs: int = 2
     profile_dir: str | None = None
-    layer: str = "core"
+    layer: str = "pgpubsub"
     client_nice: int = 10
     listener_args: tuple[str, ...] = ()
 
@@ -166,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--layer",
         choices=("core", "pubsub", "pgpubsub"),
-        default="core",
-        help="channel layer: core (channels-redis RedisChannelLayer, the default), pubsub (channels-redis "
-        "RedisPubSubChannelLayer) or pgpubsub (pgevents.layers.PubSubChannelLayer)",
+        default="pgpubsub",
+        help="channel layer: pgpubsub (pgevents.layers.PubSubChannelLayer, the default), core (channels-redis "
+        "RedisChannelLayer, the demo's) or pubsub (channels-redis RedisPubSubChannelLayer)",
     )
     p.add_argument("--client-procs", type=int, default=2, help="client processes (default 2)")
     p.add_argument(
