@@ -61,13 +61,12 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
             self._redis = aioredis.Redis(connection_pool=pool)
             self._pubsub = _PubSub(pool)
             self._pubsub.shard = self
-            self._connects = 0
 
     def connected(self) -> None:
-        self._connects += 1
-        if self._connects > 1:
-            logger.warning("Redis pub/sub connection re-established; receivers will re-sync")
-            self.channel_layer.reset_all()
+        """redis-py re-established the subscription connection (it calls this only on a
+        reconnection, not when the connection is first made)."""
+        logger.warning("Redis pub/sub connection re-established; receivers will re-sync")
+        self.channel_layer.reset_all()
 
     async def _do_receiving(self) -> None:
         broken = False
@@ -104,7 +103,10 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
             self._pubsub.shard = self
             if self._subscribed_to:
                 await self._pubsub.subscribe(*self._subscribed_to)
-            logger.info("Redis pub/sub connection rebuilt (%d channels)", len(self._subscribed_to))
+        logger.info("Redis pub/sub connection rebuilt (%d channels); receivers will re-sync", len(self._subscribed_to))
+        # What was published between the failure and this subscription is gone: the hubs
+        # re-sync now, not when (or if) their channels' next events reveal the gap.
+        self.channel_layer.reset_all()
 
     def _receive_message(self, message: Any) -> None:
         if message is None:

@@ -22,6 +22,10 @@ if os.environ.get("PGEVENTS_TEST_LAYER") == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "pgevents.layers.PubSubChannelLayer",
-            "CONFIG": {"hosts": [os.environ["REDIS_URL"]], "prefix": os.environ["PGEVENTS_REDIS_PREFIX"]},
+            "CONFIG": {
+                # The client name lets a test find (and kill) this stack's own Redis connections.
+                "hosts": [{"address": os.environ["REDIS_URL"], "client_name": os.environ["PGEVENTS_REDIS_PREFIX"]}],
+                "prefix": os.environ["PGEVENTS_REDIS_PREFIX"],
+            },
         }
     }

@@ -44,7 +44,11 @@ def test_overflow_and_a_killed_connection_raise_layer_reset() -> None:
 
             admin = redis.asyncio.Redis.from_url(REDIS_URL)
             try:  # only this test's own connections, found by their client name
-                mine = [c["id"] for c in await admin.client_list() if c.get("name") == name]
+                mine = [
+                    c["id"]
+                    for c in await admin.client_list()
+                    if c.get("name") == name and c.get("cmd") != "publish"  # not the listener's
+                ]
                 assert mine
                 for client_id in mine:
                     await admin.execute_command("CLIENT", "KILL", "ID", client_id)
@@ -96,3 +100,51 @@ def test_the_pipeline_runs_on_the_pubsub_layer(isolated_db: str, iso_pg: psycopg
         got = run(scenario())
     assert [e["row"]["name"] for e in got] == [f"ps{i}" for i in range(20)]
     assert [e["id"] for e in got] == sorted(e["id"] for e in got)
+
+
+@pytest.mark.fault
+def test_killed_redis_connections_lose_nothing_on_the_pubsub_layer(
+    isolated_db: str, iso_pg: psycopg.Connection
+) -> None:
+    """The server's Redis subscription connection is killed; events published while the
+    layer reconnects, with nothing after them, still reach the client: the hub re-syncs
+    from the log once the layer is back, without waiting for a next event."""
+    before, during = 30, 30
+    with Stack(isolated_db, env={"PGEVENTS_TEST_LAYER": "pubsub"}) as stack:
+        name = stack.env["PGEVENTS_REDIS_PREFIX"]
+
+        def write(names: list[str]) -> None:
+            with psycopg.connect(isolated_db, autocommit=True) as conn:
+                for n in names:
+                    conn.execute("INSERT INTO people (name) VALUES (%s)", (n,))
+
+        async def kill_mine() -> int:
+            admin = redis.asyncio.Redis.from_url(REDIS_URL)
+            try:
+                mine = [
+                    c["id"]
+                    for c in await admin.client_list()
+                    if c.get("name") == name and c.get("cmd") != "publish"  # not the listener's
+                ]
+                for client_id in mine:
+                    await admin.execute_command("CLIENT", "KILL", "ID", client_id)
+                return len(mine)
+            finally:
+                await admin.aclose()
+
+        async def scenario() -> list[dict]:
+            async with Client.connect(f"{stack.ws}/ws/pgevents/people/") as client:
+                await client.expect("subscribed")
+                await asyncio.to_thread(write, [f"k{i}" for i in range(before)])
+                first = await client.events(before)
+                assert await kill_mine() >= 1
+                await asyncio.sleep(0.5)  # after the hub's first re-sync, before the layer is back
+                await asyncio.to_thread(write, [f"k{i}" for i in range(before, before + during)])
+                rest = await client.events(during, timeout=30)  # nothing written after these
+                await client.silent(0.5)
+                return first + rest
+
+        got = run(scenario())
+    assert [e["row"]["name"] for e in got] == [f"k{i}" for i in range(before + during)]
+    ids = [e["id"] for e in got]
+    assert ids == sorted(set(ids))
