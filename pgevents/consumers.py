@@ -109,7 +109,8 @@ class _Sink:
 
     def __init__(self, consumer: EventConsumer) -> None:
         self.consumer = consumer
-        # Live events skip the ASGI send chain under daphne (issue 7: per-socket cost).
+        # Live events skip the ASGI send chain under daphne (see pgevents.fastsend); a sink that
+        # filters or rewrites frames per client must not offer write_nowait.
         self.write_nowait = fastsend.writer(consumer.base_send)
 
     async def send_event(self, frame: str, id: int | None) -> None:
