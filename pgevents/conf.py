@@ -77,6 +77,8 @@ class Settings:
     max_subscriptions: int = 100
     #: Column-name fragments never sent unless a watch lists them in ``include``.
     sensitive_columns: tuple[str, ...] = DEFAULT_SENSITIVE
+    #: Client addresses allowed to read ``/pgevents/metrics`` (it names channels).
+    metrics_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     #: Key of the PostgreSQL advisory lock that makes one listener active at a time.
     listener_lock: int = 7_270_561_517_906_176_001 % (2**63)
 
@@ -91,7 +93,7 @@ class Settings:
         return self.exact_channels if self.notify_channels is None else self.notify_channels
 
 
-_TUPLE_KEYS = {"channels", "notify_channels", "sensitive_columns", "signed_channels", "allowed_origins"}
+_TUPLE_KEYS = {"channels", "notify_channels", "sensitive_columns", "signed_channels", "allowed_origins", "metrics_ips"}
 
 
 def _build(raw: dict[str, Any]) -> Settings:

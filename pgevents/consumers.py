@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import conf, policy, sessions
+from . import conf, fastsend, metrics, policy, sessions
 from .columns import Source, sources
 from .envelope import control
 from .flow import Flow
@@ -205,6 +206,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         self.closing = True
+        metrics.SLOW_CLIENTS.inc()
         logger.info("closing a WebSocket that stopped reading (%s)", self.scope.get("client"))
         if self.flow is not None:
             self.flow.close_grace()
@@ -230,11 +232,33 @@ class EventConsumer(AsyncWebsocketConsumer):
 class _Sink:
     """Adapts a consumer to the subscription's sink protocol, bounding what it queues."""
 
-    __slots__ = ("consumer", "sub")
+    __slots__ = ("consumer", "sub", "write_nowait")
 
     def __init__(self, consumer: EventConsumer) -> None:
         self.consumer = consumer
         self.sub: Subscription | None = None
+        # Live events skip the ASGI send chain under daphne (see pgevents.fastsend). Only an
+        # unfiltered subscription gets this sink directly: FilteredSink has no write_nowait.
+        self.write_nowait = self._fast_writer()
+
+    def _fast_writer(self) -> Callable[[bytes], bool] | None:
+        """The direct writer, held to the same slow-client rule as ``send_event``."""
+        raw = fastsend.writer(self.consumer.base_send)
+        if raw is None:
+            return None
+        consumer = self.consumer
+        limit = conf.get().max_send_buffer
+
+        def write(data: bytes) -> bool:
+            if consumer.closing:
+                return False
+            flow = consumer.flow
+            if flow is not None and flow.pending() > limit:
+                consumer.too_slow()  # too_slow + close 4408; the client resumes from its last id
+                return False
+            return raw(data)
+
+        return write
 
     async def send_event(self, frame: str, id: int | None) -> None:
         consumer = self.consumer

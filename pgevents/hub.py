@@ -1,8 +1,11 @@
 """Per-process fan-out: one channel-layer channel per process, not one per socket.
 
 The hub joins a channel's group when its first local subscriber arrives and leaves with the
-last. Each event arrives once per process, already encoded by the listener, and the same
-frame is offered to every local subscription, so the per-socket cost is one write.
+last. Events arrive once per process, in per-channel batches, already encoded by the
+listener; each event's WebSocket frame is built once and offered to every local
+subscription. Live, in-order subscriptions take it synchronously (``offer_nowait``: under
+daphne, one ``send()`` per socket, see ``fastsend``); anything else (a gap, catching up, an
+SSE stream) goes through the subscription's async path, which keeps every guarantee.
 
 When the layer fails (Redis restarts, a receive times out) the hub reconnects with backoff,
 re-joins its groups and tells every subscription to check the log, so nothing the layer
@@ -18,12 +21,13 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from . import conf
+from . import conf, metrics, relay
 from .backoff import Backoff
 from .envelope import Event
+from .fastsend import text_frame
 from .log import Reader
 from .names import group_name
-from .subscription import Subscription
+from .subscription import NOT_HANDLED, Subscription
 
 logger = logging.getLogger("pgevents.hub")
 
@@ -42,6 +46,8 @@ class Hub:
         self._locks: dict[str, asyncio.Lock] = {}
         self._ready = asyncio.Event()
         self.delivered = 0
+        #: False from a channel-layer failure until a message is received again.
+        self.layer_ok = True
 
     # -- membership --------------------------------------------------------------------
     async def join(self, sub: Subscription) -> None:
@@ -101,6 +107,7 @@ class Hub:
                     message = await self.layer.receive(self.channel_name)
                     backoff.reset()
                     recovering = False
+                    self.layer_ok = True
                     await self._dispatch(message)
                     if loop.time() >= refresh_at:
                         refresh_at = loop.time() + REFRESH_INTERVAL
@@ -114,6 +121,8 @@ class Hub:
                 )
                 self._ready.set()  # joiners must not hang while the layer is down
                 recovering = True
+                self.layer_ok = False
+                metrics.LAYER_FAILURES.inc()
                 await asyncio.sleep(delay)
 
     async def _rejoin(self, resync: bool = True) -> None:
@@ -126,21 +135,47 @@ class Hub:
                 for sub in subs:
                     sub.resync()
 
-    async def _dispatch(self, message: Event) -> None:
+    async def _dispatch(self, message: dict[str, Any]) -> None:
         subs = self.subscriptions.get(message.get("channel", ""))
         if not subs:
             return
+        events = relay.unpack(message)
+        wires = [text_frame(event["frame"]) for event in events]  # framed once, written to every socket
+        # A run of consecutive durable events goes to each socket in one write (one system call).
+        run = b"".join(wires) if len(events) > 1 and _consecutive(events) else None
+        sent = 0
         for sub in list(subs):
             try:
-                await sub.offer(message)
+                if run is not None and sub.offer_run_nowait(events[0], events[-1], run):
+                    sent += len(events)
+                    continue
+                for event, wire in zip(events, wires, strict=True):
+                    done = sub.offer_nowait(event, wire)
+                    if done == NOT_HANDLED:
+                        await sub.offer(event)  # counts its own deliveries
+                    else:
+                        sent += done
             except Exception:
                 logger.exception("delivery to a subscriber of %r failed", sub.channel)
-        self.delivered += len(subs)
+        metrics.DELIVERED.inc(sent)
+        self.delivered += sent
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
         await self.reader.close()
+
+
+def _consecutive(events: list[Event]) -> bool:
+    """Durable events each of which follows the one before it on the channel."""
+    previous = events[0]["id"]
+    if previous is None:
+        return False
+    for event in events[1:]:
+        if event["id"] is None or event["prev"] != previous:
+            return False
+        previous = event["id"]
+    return True
 
 
 _hubs: dict[tuple[int, str], Hub] = {}
@@ -156,4 +191,31 @@ def get_hub() -> Hub:
         if layer is None:
             raise RuntimeError(f"pgevents needs a channel layer: CHANNEL_LAYERS has no {alias!r}")
         hub = _hubs[key] = Hub(layer)
+        metrics.register_scrape("hub", _gauges)
     return hub
+
+
+def hubs() -> list[Hub]:
+    """Every hub of this process (one per event loop; one under daphne)."""
+    return list(_hubs.values())
+
+
+def _gauges() -> list[tuple[str, str, list[str], list[tuple[list[str], float]]]]:
+    counts: dict[str, int] = {}
+    for hub in hubs():
+        for channel, n in hub.count().items():
+            counts[channel] = counts.get(channel, 0) + n
+    return [
+        (
+            "pgevents_connected_clients",
+            "Subscriptions (WebSocket or SSE) in this process, by channel.",
+            ["channel"],
+            [([channel], float(n)) for channel, n in sorted(counts.items())],
+        ),
+        (
+            "pgevents_layer_ok",
+            "1 when every hub of this process receives from the channel layer.",
+            [],
+            [([], float(all(h.layer_ok for h in hubs())))],
+        ),
+    ]

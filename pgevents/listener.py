@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from . import conf, db, envelope, log, relay, sql
+from . import conf, db, envelope, log, metrics, relay, sql
 from .backoff import Backoff
 
 logger = logging.getLogger("pgevents.listener")
@@ -52,6 +52,7 @@ class Listener:
         use_lock: bool = True,
         prune_interval: float = 60.0,
         name: str = "pgevents-listener",
+        coalesce: float = 0.0,
     ) -> None:
         settings = conf.get()
         self.layer = layer
@@ -63,9 +64,15 @@ class Listener:
         self.retention = settings.retention
         self.use_lock = use_lock
         self.prune_interval = prune_interval
+        #: Least time between two drains: under a stream of commits the sequencer (a writing
+        #: transaction) runs at most 1/coalesce times per second, each time for more events.
+        self.coalesce = coalesce
+        self._last_drain = 0.0
         self.name = name
         self.backoff = Backoff(cap=settings.max_backoff)
         self.active = False
+        #: Connected and waiting for the advisory lock (another listener is active).
+        self.standby = False
         self.connected = asyncio.Event()
         self.forwarded = 0
         self.last_forward_at: float | None = None
@@ -99,13 +106,15 @@ class Listener:
                     break
                 raise
             except RECOVERABLE as exc:
+                metrics.LISTENER_RECONNECTS.inc()
                 if isinstance(exc, asyncio.TimeoutError) and self._backend_pid is not None:
                     self._stale_backend = self._backend_pid
                 delay = self.backoff.next()
                 logger.warning("listener session ended (%s: %s); reconnecting in %.2fs", type(exc).__name__, exc, delay)
                 await self._sleep(delay)
             finally:
-                self.active = False
+                self.active = self.standby = False
+                metrics.LISTENER_ACTIVE.set(0)
                 self.connected.clear()
         logger.info("listener stopped")
 
@@ -127,6 +136,7 @@ class Listener:
             for statement in sql.listen((envelope.INTERNAL_CHANNEL, *self.channels)):
                 await conn.execute(statement)
             self.active = True
+            metrics.LISTENER_ACTIVE.set(1)
             self.connected.set()
             logger.info("listener active; LISTEN %s", ", ".join((envelope.INTERNAL_CHANNEL, *self.channels)))
             await self._catch_up(conn)
@@ -134,7 +144,12 @@ class Listener:
             while True:
                 woke = await self._wait(conn)
                 if woke:
+                    if self.coalesce:
+                        delay = self._last_drain + self.coalesce - time.monotonic()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
                     await self._drain(conn)
+                    self._last_drain = time.monotonic()
                 now = time.monotonic()
                 if now - self._last_prune >= self.prune_interval:
                     self._last_prune = now
@@ -165,7 +180,9 @@ class Listener:
             )
             row = await cur.fetchone()
             if row and row[0]:
+                self.standby = False
                 return
+            self.standby = True
             if not waiting_logged:
                 logger.info("another listener is active; standing by")
                 waiting_logged = True
@@ -192,13 +209,17 @@ class Listener:
                 return
 
     async def _forward(self, events: list[log.LoggedEvent]) -> None:
-        await relay.publish(self.layer, (envelope.layer_message(e.channel, e.frame, e.id, e.prev) for e in events))
+        sent = await relay.publish(
+            self.layer, (envelope.layer_message(e.channel, e.frame, e.id, e.prev) for e in events)
+        )
         self._published = events[-1].id
-        self._count(len(events))
+        self._count(len(events), sent)
 
-    def _count(self, n: int) -> None:
+    def _count(self, n: int, messages: int) -> None:
         self.forwarded += n
         self.last_forward_at = time.time()
+        metrics.FORWARDED.inc(n)
+        metrics.LAYER_MESSAGES.inc(messages)
 
     async def _wait(self, conn: psycopg.AsyncConnection[Any]) -> bool:
         """Wait for notifications; forward plain ones. True when the log should be drained."""
@@ -209,19 +230,22 @@ class Listener:
         async for note in conn.notifies(timeout=0.0):  # whatever else has already arrived
             woke = self._take(note, plain) or woke
         if plain:
-            await relay.publish(self.layer, plain)
-            self._count(len(plain))
+            self._count(len(plain), await relay.publish(self.layer, plain))
         return woke
 
     def _take(self, note: psycopg.Notify, plain: list[envelope.Event]) -> bool:
         if note.channel != envelope.INTERNAL_CHANNEL:
+            metrics.NOTIFICATIONS.labels("plain").inc()
             plain.append(envelope.layer_message(note.channel, envelope.plain_frame(note.channel, note.payload)))
             return False
         if not note.payload:
+            metrics.NOTIFICATIONS.labels("wakeup").inc()
             return True  # durable wake-up
         decoded = envelope.trigger_frame(note.payload)
         if decoded is None:
+            metrics.NOTIFICATIONS.labels("malformed").inc()
             logger.warning("ignored a malformed notification on %r (%d bytes)", note.channel, len(note.payload))
             return False
+        metrics.NOTIFICATIONS.labels("non_durable").inc()
         plain.append(envelope.layer_message(*decoded))
         return False

@@ -15,19 +15,25 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from . import conf
+from . import conf, metrics
 from .envelope import Event, control
 from .log import Reader
 
 logger = logging.getLogger("pgevents.subscription")
 
+#: ``offer_nowait`` could not deliver: await ``offer`` instead.
+NOT_HANDLED = -1
 #: Live events buffered while catching up; past this the buffer is dropped and re-read.
 BUFFER_LIMIT = 1000
 REPLAY_PAGE = 500
 
 
 class Sink(Protocol):
-    """Where a subscription's frames go (a WebSocket, an SSE stream)."""
+    """Where a subscription's frames go (a WebSocket, an SSE stream).
+
+    A sink may also have ``write_nowait(data: bytes) -> bool``: a synchronous write of a
+    ready-made WebSocket frame (see ``pgevents.fastsend``), used for live events.
+    """
 
     async def send_event(self, frame: str, id: int | None) -> None: ...
 
@@ -52,6 +58,9 @@ class Subscription:
         self._overflow = False
         self._task: asyncio.Task[None] | None = None
         self.closed = False
+        #: The sink's direct write, used for live events. A subscription that rewrites or
+        #: filters frames per client must leave this None, so every event takes ``_apply``.
+        self._write: Callable[[bytes], bool] | None = getattr(sink, "write_nowait", None)
 
     @property
     def live(self) -> bool:
@@ -76,6 +85,43 @@ class Subscription:
             self._task = asyncio.ensure_future(self._catch_up())
 
     # -- delivery ----------------------------------------------------------------------
+    def offer_nowait(self, event: Event, wire: bytes) -> int:
+        """Deliver a live event synchronously (``wire``: its ready-made WebSocket frame).
+
+        The fast path of :meth:`offer`, for the common case: live, in order, a sink that
+        writes directly. Returns 1 when sent, 0 when dropped as already delivered, and
+        ``NOT_HANDLED`` when the caller must await :meth:`offer`, which buffers, repairs the
+        gap, or sends through the sink's async path.
+        """
+        if self._write is None or self._catching_up or self.closed:
+            return NOT_HANDLED
+        id_ = event["id"]
+        if id_ is not None:
+            assert self.last_id is not None
+            if id_ <= self.last_id:
+                metrics.DROPPED.labels("duplicate").inc()
+                return 0
+            prev = event["prev"]
+            if prev is not None and prev > self.last_id:
+                return NOT_HANDLED  # a gap: offer() starts the repair
+            self.last_id = id_
+        self._write(wire)
+        return 1
+
+    def offer_run_nowait(self, first: Event, last: Event, wire: bytes) -> bool:
+        """Deliver a run of consecutive durable events (each one's ``prev`` is the id before
+        it) in one write: ``wire`` is their frames back to back. False: nothing was sent and
+        the caller goes event by event (a gap, an overlap, or no direct write)."""
+        if self._write is None or self._catching_up or self.closed:
+            return False
+        assert self.last_id is not None
+        prev = first["prev"]
+        if first["id"] <= self.last_id or (prev is not None and prev > self.last_id):  # type: ignore[operator]
+            return False
+        self.last_id = last["id"]
+        self._write(wire)
+        return True
+
     async def offer(self, event: Event) -> None:
         """Called by the hub, in order, for each event on the channel."""
         if self.closed:
@@ -92,6 +138,7 @@ class Subscription:
         if self._overflow:
             return
         if len(self._buffer) >= BUFFER_LIMIT:
+            metrics.DROPPED.labels("overflow").inc(len(self._buffer))
             self._buffer.clear()
             self._overflow = True
         else:
@@ -102,16 +149,20 @@ class Subscription:
         id_ = event["id"]
         if id_ is None:  # plain / non-durable: nothing to order or repair
             await self.sink.send_event(event["frame"], None)
+            metrics.DELIVERED.inc()
             return True
         assert self.last_id is not None
         if id_ <= self.last_id:
+            metrics.DROPPED.labels("duplicate").inc()
             return True  # already delivered (replay overlap, or a listener re-send)
         prev = event["prev"]
         if prev is not None and prev > self.last_id:
             logger.info("gap on %r after id %d (next has prev %d); catching up", self.channel, self.last_id, prev)
+            metrics.GAPS.inc()
             return False
         self.last_id = id_
         await self.sink.send_event(event["frame"], id_)
+        metrics.DELIVERED.inc()
         return True
 
     async def _catch_up(self) -> None:
@@ -146,6 +197,7 @@ class Subscription:
         while True:
             result = await self.reader.read_after(self.channel, self.last_id, REPLAY_PAGE)
             if result.reset or replayed + len(result.events) > limit:
+                metrics.RESETS.inc()
                 head = await self.reader.last_id(self.channel)
                 await self.sink.send_control(
                     control(
@@ -161,6 +213,7 @@ class Subscription:
                 if logged.id > self.last_id:
                     self.last_id = logged.id
                     await self.sink.send_event(logged.frame, logged.id)
+                    metrics.REPLAYED.inc()
             replayed += len(result.events)
             if not result.more:
                 return

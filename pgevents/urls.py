@@ -2,10 +2,12 @@
 
 from django.urls import re_path
 
-from . import views
+from . import health, views
 
 app_name = "pgevents"
 
 urlpatterns = [
     re_path(r"^sse/(?P<channel>[^/]+)/$", views.sse, name="sse"),
+    re_path(r"^health/$", health.health, name="health"),
+    re_path(r"^metrics$", health.metrics_view, name="metrics"),
 ]

@@ -41,3 +41,16 @@ PGEVENTS.update(
 # A stack started with PGEVENTS_TEST_STRICT=1 has tight limits and an explicit origin list.
 if os.environ.get("PGEVENTS_TEST_STRICT") == "1":
     PGEVENTS.update({"ALLOWED_ORIGINS": ["http://trusted.example"], "MAX_SEND_BUFFER": 64 * 1024})
+if os.environ.get("PGEVENTS_METRICS_IPS"):
+    PGEVENTS["METRICS_IPS"] = os.environ["PGEVENTS_METRICS_IPS"].split(",")
+if os.environ.get("PGEVENTS_TEST_LAYER") == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "pgevents.layers.PubSubChannelLayer",
+            "CONFIG": {
+                # The client name lets a test find (and kill) this stack's own Redis connections.
+                "hosts": [{"address": os.environ["REDIS_URL"], "client_name": os.environ["PGEVENTS_REDIS_PREFIX"]}],
+                "prefix": os.environ["PGEVENTS_REDIS_PREFIX"],
+            },
+        }
+    }

@@ -223,7 +223,17 @@ def test_runlisten_help_documents_every_option(db_url: str) -> None:
         text=True,
         check=True,
     ).stdout
-    for option in ("--database", "--layer", "--channel", "--poll-interval", "--batch-size", "--no-lock"):
+    for option in (
+        "--database",
+        "--layer",
+        "--channel",
+        "--poll-interval",
+        "--batch-size",
+        "--coalesce",
+        "--health-port",
+        "--health-host",
+        "--no-lock",
+    ):
         assert option in out
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pgevents import conf
+from pgevents.healthserver import HealthServer
 from pgevents.listener import Listener
 
 
@@ -51,6 +52,25 @@ class Command(BaseCommand):
             help="Events positioned and forwarded per round trip (default: %(default)s).",
         )
         parser.add_argument(
+            "--coalesce",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="Least time between two runs of the sequencer: under a stream of commits, fewer and "
+            "larger batches (less load on the database) for at most this much added latency (default: 0).",
+        )
+        parser.add_argument(
+            "--health-port",
+            type=int,
+            metavar="PORT",
+            help="Serve /health (JSON: active, standby or connecting) and /metrics (Prometheus) on this port.",
+        )
+        parser.add_argument(
+            "--health-host",
+            default="127.0.0.1",
+            help="Address for --health-port (default: %(default)s; use an internal address, not a public one).",
+        )
+        parser.add_argument(
             "--no-lock",
             action="store_true",
             help="Do not take the advisory lock that makes one listener active at a time.",
@@ -77,8 +97,17 @@ class Command(BaseCommand):
             poll_interval=options["poll_interval"],
             batch_size=options["batch_size"],
             use_lock=not options["no_lock"],
+            coalesce=options.get("coalesce") or 0.0,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, listener.stop)
-        await listener.run()
+        health = None
+        if options.get("health_port") is not None:
+            health = HealthServer(listener, options["health_host"], options["health_port"])
+            await health.start()
+        try:
+            await listener.run()
+        finally:
+            if health is not None:
+                await health.close()

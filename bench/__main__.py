@@ -1,0 +1,225 @@
+"""``python -m bench`` (or ``scripts/bench``): run the scenarios and print the results table.
+
+Sizes are configurable; ``--quick`` is a smoke run of a few seconds. The benchmark creates
+its own database (``pgevents_bench``, dropped at the end) unless ``--database-url`` names an
+existing, migrated one, and its own Redis key prefix (deleted at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+
+from . import database, scenarios, servers
+from .report import Row, table
+
+ALL = ("full", "fanout", "idle", "quiet", "writers")
+
+
+@dataclass
+class Config:
+    database_url: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    scenarios: tuple[str, ...] = ALL
+    full_events: int = 10_000
+    #: (clients, events/s, seconds)
+    fanout: list[tuple[int, float, float]] = field(default_factory=lambda: [(100, 200, 10), (1000, 50, 10)])
+    idle: int = 10_000
+    writers: tuple[int, ...] = (1, 16)
+    writer_seconds: float = 5
+    writer_rounds: int = 3
+    quiet_rate: float = 200
+    quiet_seconds: float = 5
+    quiet_poll: float = 0.05
+    client_procs: int = 2
+    profile_dir: str | None = None
+    layer: str = "pgpubsub"
+    client_nice: int = 10
+    listener_args: tuple[str, ...] = ()
+
+    @classmethod
+    def quick(cls, **kw: object) -> Config:
+        return cls(
+            full_events=300,
+            fanout=[(10, 100, 2), (20, 50, 2)],
+            idle=200,
+            writer_seconds=1,
+            writer_rounds=1,
+            quiet_rate=100,
+            quiet_seconds=1,
+            **kw,  # type: ignore[arg-type]
+        )
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
+    """Run the configured scenarios against a stack of its own; return the table's rows."""
+
+    def say(msg: str) -> None:
+        print(f"[bench] {msg}", file=out, flush=True)  # type: ignore[call-overload]
+
+    raise_fd_limit()
+    os.environ.setdefault("REDIS_URL", cfg.redis_url)
+    own_db = cfg.database_url is None
+    url = cfg.database_url or "postgresql://postgres@127.0.0.1:5432/pgevents_bench"
+    prefix = f"pgevents-bench-{os.getpid()}"
+    env = servers.env_for(url, prefix, REDIS_URL=cfg.redis_url, PGEVENTS_BENCH_LAYER=cfg.layer)
+    rows: list[Row] = []
+    ctx: scenarios.Context | None = None
+    try:
+        if own_db:
+            say(f"creating and migrating {url}")
+            database.create(url)
+            database.migrate(url, env)
+        database.prepare(url)
+        ctx = scenarios.Context(
+            url,
+            env,
+            servers.start_listener(env, *cfg.listener_args),
+            cfg.client_procs,
+            cfg.profile_dir,
+            cfg.client_nice,
+            cfg.listener_args,
+        )
+        if "full" in cfg.scenarios:
+            say(f"1 client, writer at full speed, {cfg.full_events:,} events")
+            rows += scenarios.stream(ctx, "1 client, writer at full speed", 1, None, cfg.full_events)
+        if "fanout" in cfg.scenarios:
+            for clients, rate, seconds in cfg.fanout:
+                name = f"{clients:,} clients x {rate:,.0f} events/s"
+                say(f"{name} for {seconds:.0f} s")
+                rows += scenarios.stream(ctx, name, clients, rate, int(rate * seconds))
+        if "idle" in cfg.scenarios:
+            say(f"{cfg.idle:,} idle connections")
+            rows += scenarios.idle(ctx, cfg.idle)
+        if "quiet" in cfg.scenarios:
+            say("notify=False latency")
+            rows += scenarios.quiet(ctx, cfg.quiet_rate, int(cfg.quiet_rate * cfg.quiet_seconds), cfg.quiet_poll)
+        if "writers" in cfg.scenarios:  # last: it leaves a backlog the listener drains afterwards
+            say(f"writer cost with {cfg.writers} writers, {cfg.writer_seconds:.0f} s each")
+            rows += scenarios.writer_cost(ctx, cfg.writers, cfg.writer_seconds, cfg.writer_rounds)
+    finally:
+        if ctx is not None:
+            ctx.listener.stop()
+        _clean_redis(cfg.redis_url, prefix)
+        if own_db:
+            with contextlib.suppress(Exception):
+                database.drop(url)
+    return rows
+
+
+def _clean_redis(url: str, prefix: str) -> None:
+    """Delete this run's keys (its own prefix only)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def machine() -> str:
+    import psutil
+
+    load = os.getloadavg()
+    return (
+        f"{platform.node()}: {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+        f"Python {platform.python_version()}, load average before the run {load[0]:.2f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
+    p.add_argument("--only", help=f"comma-separated scenarios to run, from {', '.join(ALL)}")
+    p.add_argument("--database-url", help="use this migrated database instead of creating pgevents_bench")
+    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    p.add_argument("--full-events", type=int, help="events in the full-speed scenario (default 10,000)")
+    p.add_argument(
+        "--fanout",
+        action="append",
+        metavar="CLIENTSxRATExSECONDS",
+        help="a fan-out scenario, e.g. 100x200x10; repeat for several (default 100x200x10 and 1000x50x10)",
+    )
+    p.add_argument("--idle", type=int, help="idle connections to hold (default 10,000)")
+    p.add_argument("--writer-seconds", type=float, help="seconds per writer-cost run (default 5)")
+    p.add_argument("--writer-rounds", type=int, help="interleaved rounds of the writer-cost runs (default 3)")
+    p.add_argument("--quiet-poll", type=float, help="listener poll interval for notify=False (default 0.05 s)")
+    p.add_argument(
+        "--layer",
+        choices=("core", "pubsub", "pgpubsub"),
+        default="pgpubsub",
+        help="channel layer: pgpubsub (pgevents.layers.PubSubChannelLayer, the default), core (channels-redis "
+        "RedisChannelLayer, the demo's) or pubsub (channels-redis RedisPubSubChannelLayer)",
+    )
+    p.add_argument("--client-procs", type=int, default=2, help="client processes (default 2)")
+    p.add_argument(
+        "--client-nice",
+        type=int,
+        default=10,
+        help="nice value for the client processes, so that on a small machine they do not preempt the server "
+        "under test at every frame they receive (default 10; 0 to treat them as equals)",
+    )
+    p.add_argument("--listener-args", default="", help='extra runlisten arguments, e.g. "--coalesce 0.002"')
+    p.add_argument("--profile", metavar="DIR", help="record py-spy flame graphs of daphne into DIR")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    args = p.parse_args(argv)
+
+    cfg = Config.quick() if args.quick else Config()
+    cfg.database_url = args.database_url
+    cfg.redis_url = args.redis_url
+    cfg.client_procs = args.client_procs
+    cfg.profile_dir = args.profile
+    cfg.layer = args.layer
+    cfg.client_nice = args.client_nice
+    cfg.listener_args = tuple(args.listener_args.split())
+    if args.only:
+        cfg.scenarios = tuple(s.strip() for s in args.only.split(","))
+    if args.full_events:
+        cfg.full_events = args.full_events
+    if args.fanout:
+        cfg.fanout = [(int(c), float(r), float(s)) for c, r, s in (f.split("x") for f in args.fanout)]
+    if args.idle:
+        cfg.idle = args.idle
+    if args.writer_seconds:
+        cfg.writer_seconds = args.writer_seconds
+    if args.writer_rounds:
+        cfg.writer_rounds = args.writer_rounds
+    if args.quiet_poll:
+        cfg.quiet_poll = args.quiet_poll
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+
+    started = time.monotonic()
+    print(f"# {machine()}", flush=True)
+    rows = run(cfg)
+    print(table(rows))
+    print(
+        f"\n# {len(rows)} rows in {time.monotonic() - started:.0f} s; command: python -m bench {' '.join(argv or sys.argv[1:])}"
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([r.as_dict() for r in rows], f, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

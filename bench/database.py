@@ -1,0 +1,82 @@
+"""The benchmark's own database: created (or reused), migrated, and given its tables.
+
+- ``bench_events`` — watched by pgevents (durable, channel ``bench``);
+- ``bench_quiet`` — watched with ``notify=False`` (channel ``bench_quiet``): no NOTIFY in
+  the writer's commit, the listener finds events by polling;
+- ``bench_floor`` — a bare trigger that ``pg_notify``s the row to ``bench_floor`` (the floor);
+- ``bench_plain`` — no trigger at all (the writer-cost baseline).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+from psycopg import sql as pgsql
+
+from pgevents.sql import TriggerSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = ("bench_events", "bench_quiet", "bench_floor", "bench_plain")
+
+FLOOR_TRIGGER = """
+CREATE OR REPLACE FUNCTION bench_floor_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('bench_floor', row_to_json(NEW)::text);
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS bench_floor_notify ON bench_floor;
+CREATE TRIGGER bench_floor_notify AFTER INSERT ON bench_floor FOR EACH ROW EXECUTE FUNCTION bench_floor_notify();
+"""
+
+
+def admin_url(url: str) -> tuple[str, str]:
+    base, _, name = url.rpartition("/")
+    name, _, query = name.partition("?")
+    return base + "/postgres" + ("?" + query if query else ""), name
+
+
+def create(url: str) -> None:
+    """A fresh database at ``url`` (dropped first if it exists)."""
+    admin, name = admin_url(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
+        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+
+
+def drop(url: str) -> None:
+    admin, name = admin_url(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
+
+
+def migrate(url: str, env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env={**env, "DATABASE_URL": url},
+        check=True,
+    )
+
+
+def prepare(url: str) -> None:
+    """(Re)create the four tables and their triggers; empty the event log."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in TABLES:
+            conn.execute(pgsql.SQL("DROP TABLE IF EXISTS {}").format(pgsql.Identifier(table)))
+            conn.execute(
+                pgsql.SQL("CREATE TABLE {} (pk bigserial PRIMARY KEY, seqno bigint NOT NULL, payload text)").format(
+                    pgsql.Identifier(table)
+                )
+            )
+        for spec in (
+            TriggerSpec(table="bench_events", channel="bench", events=("INSERT",)),
+            TriggerSpec(table="bench_quiet", channel="bench_quiet", events=("INSERT",), notify=False),
+        ):
+            for statement in spec.create_statements():
+                conn.execute(statement)
+        conn.execute(FLOOR_TRIGGER)
+        conn.execute("TRUNCATE pgevents_event")
+        conn.execute("UPDATE pgevents_cursor SET value = 0")

@@ -1,0 +1,277 @@
+"""The scenarios. Each returns rows for the results table: pgevents and, where it applies,
+the floor (a bare ``pg_notify`` trigger and one psycopg LISTEN client) in the same run."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from . import servers
+from .clients import Result, Workers
+from .report import Latency, Row, unpack
+from .writer import PAYLOAD, listen_floor, write
+
+MB = 1024 * 1024
+
+
+@dataclass
+class Context:
+    url: str
+    env: dict[str, str]
+    listener: servers.Server
+    client_procs: int = 2
+    profile_dir: str | None = None
+    client_nice: int = 0
+    listener_args: tuple[str, ...] = ()
+
+    def daphne(self) -> tuple[servers.Server, int]:
+        """A fresh server process per scenario: its memory figures are its own."""
+        port = servers.free_port()
+        return servers.start_daphne(self.env, port), port
+
+
+def _merge(results: list[Result]) -> tuple[int, int, int, list[int], list[float]]:
+    received = sum(r.received for r in results)
+    disorder = sum(r.disorder for r in results)
+    seqnos: list[int] = []
+    times: list[float] = []
+    for r in results:
+        s, t = unpack(r.seqnos, r.times)
+        seqnos.extend(s)
+        times.extend(t)
+    return received, disorder, min(r.min_received for r in results), seqnos, times
+
+
+def settle(url: str, timeout: float = 60) -> None:
+    """Wait until the listener has positioned and published everything already written."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM pgevents_event WHERE id IS NULL),"
+                " (SELECT value FROM pgevents_cursor WHERE name = 'assigned')"
+                " - (SELECT value FROM pgevents_cursor WHERE name = 'published')"
+            ).fetchone()
+            if row is not None and row[0] == 0 and row[1] <= 0:
+                return
+            time.sleep(0.1)
+
+
+def stream(ctx: Context, name: str, clients: int, rate: float | None, count: int, channel: str = "bench") -> list[Row]:
+    """``clients`` sockets on one channel; the writer inserts ``count`` rows at ``rate``."""
+    table = "bench_events" if channel == "bench" else "bench_quiet"
+    settle(ctx.url)
+    daphne, port = ctx.daphne()
+    workers = Workers(min(ctx.client_procs, clients), ctx.client_nice)
+    profiler = None
+    try:
+        workers.connect("127.0.0.1", port, f"/ws/pgevents/{channel}/", clients)
+        pyspy = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
+        if ctx.profile_dir and pyspy:
+            stem = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+            profiler = subprocess.Popen(
+                [
+                    pyspy,
+                    "record",
+                    "-p",
+                    str(daphne.proc.pid),
+                    "-o",
+                    f"{ctx.profile_dir}/{stem}.txt",
+                    "-f",
+                    "raw",
+                    "-r",
+                    "200",
+                    *(["--idle"] if os.environ.get("PGEVENTS_BENCH_IDLE") else []),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)
+        monitor = servers.Monitor(
+            {"daphne": [daphne.proc.pid], "listener": [ctx.listener.proc.pid], "clients": workers.pids}
+        )
+        with monitor:
+            acks = write(ctx.url, table, count, rate)
+            results = workers.wait(count, timeout=30 + count / (rate or 1000) * 0.5)
+        received, disorder, lowest, seqnos, times = _merge(results)
+    finally:
+        if profiler is not None:
+            profiler.send_signal(2)
+            profiler.wait(30)
+        workers.close()
+        daphne.stop()
+    u = monitor.usage
+    first, last_rx = acks[0], max(times, default=acks[-1])
+    writer_rate = (len(acks) - 1) / (acks[-1] - acks[0]) if len(acks) > 1 else 0.0
+    span = max(last_rx - first, 1e-9)
+    row = Row(
+        scenario=name,
+        system="pgevents",
+        expected=count * clients,
+        received=received,
+        duplicates=disorder,
+        events_per_s=count / span,
+        deliveries_per_s=received / span,
+        latency=Latency.of(acks, seqnos, times),
+        server_cpu_pct=u["daphne"].cpu_pct + u["listener"].cpu_pct,
+        server_rss_mb=u["daphne"].rss_max / MB,
+        client_cpu_pct=u["clients"].cpu_pct,
+        notes=f"writer {writer_rate:,.0f}/s; daphne {u['daphne'].cpu_pct:.0f} % + runlisten "
+        f"{u['listener'].cpu_pct:.0f} % CPU; slowest socket got {lowest:,}/{count:,}",
+    )
+    return [row, floor(ctx, name, rate, count)]
+
+
+def floor(ctx: Context, name: str, rate: float | None, count: int) -> Row:
+    """The same writes through a bare ``pg_notify`` trigger to one psycopg LISTEN client."""
+    mp = multiprocessing.get_context("spawn")
+    ready = mp.Event()
+    parent, child = mp.Pipe()
+    proc = mp.Process(target=listen_floor, args=(ctx.url, count, 30 + count / (rate or 1000), ready, child))
+    proc.start()
+    try:
+        if not ready.wait(30):
+            raise TimeoutError("the floor's LISTEN client did not start")
+        acks = write(ctx.url, "bench_floor", count, rate)
+        seqnos, times = parent.recv()
+    finally:
+        proc.join(10)
+    span = max(max(times, default=acks[-1]) - acks[0], 1e-9)
+    return Row(
+        scenario=name,
+        system="floor: NOTIFY → psycopg LISTEN",
+        expected=count,
+        received=len(seqnos),
+        duplicates=len(seqnos) - len(set(seqnos)),
+        events_per_s=len(seqnos) / span,
+        deliveries_per_s=len(seqnos) / span,
+        latency=Latency.of(acks, seqnos, times),
+        notes="one LISTEN connection (one per browser would slow every commit)",
+    )
+
+
+def idle(ctx: Context, connections: int) -> list[Row]:
+    """``connections`` subscribed, idle sockets on one server process: memory per connection."""
+    daphne, port = ctx.daphne()
+    workers = Workers(ctx.client_procs)
+    try:
+        import psutil
+
+        proc = psutil.Process(daphne.proc.pid)
+        workers.connect("127.0.0.1", port, "/ws/pgevents/bench/", 1, record=False)
+        time.sleep(0.5)
+        before = proc.memory_info().rss
+        t0 = time.monotonic()
+        workers.connect("127.0.0.1", port, "/ws/pgevents/bench/", connections - 1, record=False, concurrency=200)
+        took = time.monotonic() - t0
+        time.sleep(1.0)
+        after = proc.memory_info().rss
+    finally:
+        workers.close()
+        daphne.stop()
+    per = (after - before) / max(connections - 1, 1)
+    return [
+        Row(
+            scenario=f"{connections:,} idle connections",
+            system="pgevents",
+            server_rss_mb=after / MB,
+            notes=f"{per / 1024:.1f} KiB per connection ({before / MB:.0f} MB with one); "
+            f"opened and subscribed in {took:.1f} s ({connections / took:,.0f}/s)",
+        )
+    ]
+
+
+# seqno -1: rows no scenario's latency accounting will ever match.
+PGBENCH_SCRIPT = "INSERT INTO {table} (seqno, payload) VALUES (-1, '{payload}');\n"
+
+WRITER_MODES = [
+    ("bench_plain", "no trigger"),
+    ("bench_floor", "bare pg_notify trigger"),
+    ("bench_events", "pgevents (log + NOTIFY wake-up)"),
+    ("bench_quiet", "pgevents notify=False (log only)"),
+]
+
+
+def writer_cost(ctx: Context, writers: tuple[int, ...], seconds: float, rounds: int = 3) -> list[Row]:
+    """Inserts/s through each kind of table, one row per transaction, with pgbench.
+
+    The modes are interleaved and repeated ``rounds`` times, and the median is reported with
+    the range: a shared machine's background load moves single runs a lot.
+    """
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        return [Row(scenario="writer cost", system="-", notes="pgbench not found (it ships with PostgreSQL)")]
+    tps: dict[tuple[str, int], list[float]] = {}
+    lat: dict[tuple[str, int], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for table, _ in WRITER_MODES:
+            with open(f"{tmp}/{table}.sql", "w") as f:
+                f.write(PGBENCH_SCRIPT.format(table=table, payload=PAYLOAD))
+        for _ in range(rounds):
+            for n in writers:
+                for table, _ in WRITER_MODES:
+                    out = subprocess.run(
+                        [
+                            pgbench,
+                            "-n",
+                            "-f",
+                            f"{tmp}/{table}.sql",
+                            "-c",
+                            str(n),
+                            "-j",
+                            str(min(n, 2)),
+                            "-T",
+                            str(max(1, int(seconds))),
+                            ctx.url,
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout
+                    tps.setdefault((table, n), []).append(float(re.search(r"tps = ([\d.]+)", out).group(1)))  # type: ignore[union-attr]
+                    found = re.search(r"latency average = ([\d.]+) ms", out)
+                    lat.setdefault((table, n), []).append(float(found.group(1)) if found else float("nan"))
+    rows = []
+    for n in writers:
+        for table, label in WRITER_MODES:
+            runs = sorted(tps[(table, n)])
+            rows.append(
+                Row(
+                    scenario=f"writer cost, {n} writer{'s' if n > 1 else ''}",
+                    system=label,
+                    events_per_s=statistics.median(runs),
+                    notes=f"inserts/s, median of {len(runs)} (range {runs[0]:,.0f}-{runs[-1]:,.0f}); "
+                    f"commit latency {statistics.median(lat[(table, n)]):.2f} ms",
+                    extra={"runs": runs},
+                )
+            )
+    return rows
+
+
+def quiet(ctx: Context, rate: float, count: int, poll: float) -> list[Row]:
+    """notify=False: what polling costs in latency (the listener restarted with ``poll``)."""
+    ctx.listener.stop()
+    ctx.listener = servers.start_listener(ctx.env, *ctx.listener_args, "--poll-interval", str(poll))
+    try:
+        rows = stream(
+            ctx,
+            f"notify=False, 1 client x {rate:.0f}/s, poll {poll * 1000:.0f} ms",
+            1,
+            rate,
+            count,
+            channel="bench_quiet",
+        )
+    finally:
+        ctx.listener.stop()
+        ctx.listener = servers.start_listener(ctx.env, *ctx.listener_args)
+    return rows[:1]

@@ -1,0 +1,171 @@
+"""The server side under test: daphne and ``runlisten`` processes, and their CPU and memory.
+
+Processes run with ``bench.settings`` against the benchmark database and a Redis key prefix
+of their own, so a benchmark never sees (or disturbs) anyone else's events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGS = ROOT / ".pgevents" / "bench-logs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.log_path = LOGS / f"{name}-{os.getpid()}.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, predicate: object, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.output()[-3000:]}")
+            if predicate():  # type: ignore[operator]
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name}: {what} did not happen within {timeout}s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+
+
+def env_for(db_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=db_url,
+        DJANGO_SETTINGS_MODULE="bench.settings",
+        PGEVENTS_REDIS_PREFIX=prefix,
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def start_daphne(env: dict[str, str], port: int) -> Server:
+    server = Server(
+        f"daphne-{port}",
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "demo_project.asgi:application"],
+        env,
+    )
+
+    def listening() -> bool:
+        with contextlib.closing(socket.socket()) as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        server.wait_for(listening, f"daphne listening on {port}")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def start_listener(env: dict[str, str], *args: str) -> Server:
+    # INFO for the listener: its "listener active" line is how we know it holds the lock.
+    server = Server(
+        "runlisten", [sys.executable, "manage.py", "runlisten", *args], {**env, "PGEVENTS_LOG_LEVEL": "INFO"}
+    )
+    try:
+        server.wait_for(lambda: "listener active" in server.output(), "the listener becoming active")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@dataclass
+class Usage:
+    cpu: float = 0.0  # seconds of CPU over the window
+    wall: float = 0.0
+    rss_max: int = 0
+
+    @property
+    def cpu_pct(self) -> float:
+        return 100 * self.cpu / self.wall if self.wall else 0.0
+
+
+@dataclass
+class Monitor:
+    """Samples CPU time and RSS of some processes (their children included) in a thread."""
+
+    pids: dict[str, list[int]]
+    interval: float = 0.2
+    usage: dict[str, Usage] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._procs = {k: [psutil.Process(p) for p in pids] for k, pids in self.pids.items()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _cpu(self, procs: list[psutil.Process]) -> float:
+        total = 0.0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def _rss(self, procs: list[psutil.Process]) -> int:
+        total = 0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
+
+    def __enter__(self) -> Monitor:
+        self._start = time.monotonic()
+        self._cpu0 = {k: self._cpu(v) for k, v in self._procs.items()}
+        self.usage = {k: Usage(rss_max=self._rss(v)) for k, v in self._procs.items()}
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for k, procs in self._procs.items():
+                self.usage[k].rss_max = max(self.usage[k].rss_max, self._rss(procs))
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        wall = time.monotonic() - self._start
+        for k, procs in self._procs.items():
+            u = self.usage[k]
+            u.cpu = self._cpu(procs) - self._cpu0[k]
+            u.wall = wall
+            u.rss_max = max(u.rss_max, self._rss(procs))

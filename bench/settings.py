@@ -1,0 +1,25 @@
+"""Settings for the processes the benchmark starts: the demo's, quieter, with bench channels."""
+
+import os
+
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+from demo_project.settings import *  # noqa: F403
+
+DEBUG = False
+PGEVENTS = {
+    "CHANNELS": ["bench", "bench_quiet"],
+    "POLL_INTERVAL": float(os.environ.get("PGEVENTS_BENCH_POLL", "1.0")),
+}
+LOGGING["loggers"]["pgevents"]["level"] = os.environ.get("PGEVENTS_LOG_LEVEL", "WARNING")  # noqa: F405
+
+# --layer pubsub / pgpubsub: channels-redis' pub/sub layer, or pgevents' bounded variant of
+# it, instead of the core (list-based) layer.
+_LAYERS = {"pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer", "pgpubsub": "pgevents.layers.PubSubChannelLayer"}
+if os.environ.get("PGEVENTS_BENCH_LAYER") in _LAYERS:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": _LAYERS[os.environ["PGEVENTS_BENCH_LAYER"]],
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("PGEVENTS_REDIS_PREFIX", "pgevents")},  # noqa: F405
+        }
+    }

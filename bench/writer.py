@@ -1,0 +1,59 @@
+"""The writer: one row per transaction, paced or flat out, recording each commit's ack time.
+
+Latency is measured from the moment the writer's ``COMMIT`` returns (the earliest time any
+observer could know the change exists) to the moment a client reads the frame. Writer and
+clients share the machine's clock (``time.time()``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+from psycopg import sql as pgsql
+
+PAYLOAD = "x" * 200
+
+
+def write(url: str, table: str, count: int, rate: float | None, start_seqno: int = 0) -> list[float]:
+    """Insert ``count`` rows into ``table`` at ``rate`` per second (None: as fast as possible).
+
+    Pacing is open-loop (a schedule, not a sleep after each insert), so a slow commit does not
+    lower the offered load. Returns the commit-ack time of each row, by ``seqno - start_seqno``.
+    """
+    statement = pgsql.SQL("INSERT INTO {} (seqno, payload) VALUES (%s, %s)").format(pgsql.Identifier(table))
+    acks: list[float] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT 1")
+        t0 = time.monotonic()
+        for i in range(count):
+            if rate:
+                delay = t0 + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            conn.execute(statement, (start_seqno + i, PAYLOAD), prepare=True)
+            acks.append(time.time())
+    return acks
+
+
+def listen_floor(url: str, count: int, timeout: float, ready: object, out: object) -> None:
+    """The floor: a bare psycopg LISTEN client on ``bench_floor`` (run in its own process).
+
+    Sends ``(seqnos, receipt times)`` through ``out`` once ``count`` notifications arrived or
+    ``timeout`` passed. ``ready`` is set once LISTEN is in place.
+    """
+    import json
+
+    seqnos: list[int] = []
+    times: list[float] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("LISTEN bench_floor")
+        ready.set()  # type: ignore[attr-defined]
+        deadline = time.monotonic() + timeout
+        for note in conn.notifies(timeout=timeout):
+            now = time.time()
+            seqnos.append(json.loads(note.payload)["seqno"])
+            times.append(now)
+            if len(seqnos) >= count or time.monotonic() > deadline:
+                break
+    out.send((seqnos, times))  # type: ignore[attr-defined]

@@ -1,0 +1,126 @@
+"""A direct write path for event frames under daphne: one pre-framed buffer, many sockets.
+
+Through ASGI, every frame to every socket walks the session and cookie middleware, daphne's
+``handle_reply`` and autobahn's framing: tens of microseconds per socket, which is what caps
+a process at a few thousand deliveries per second. An event's WebSocket frame is the same
+bytes for every client (server frames are not masked), so it is built once
+(:func:`text_frame`) and written to each socket's transport as is.
+
+:func:`writer` finds daphne's protocol behind an ASGI ``send`` callable (through channels'
+session/cookie wrappers, which do nothing for ``websocket.send``). When the server is not
+daphne or anything looks different from what is expected, it returns ``None`` and frames go
+through ASGI as before. Writes go through the same transport as daphne's own sends, so
+control messages and events keep their order.
+
+When the transport is a plain TCP connection whose output buffer is empty (the usual case),
+the frame goes straight to the socket: one ``send()`` system call, instead of registering
+the socket for writability, waiting for the next poll and unregistering it again (three
+system calls and a loop iteration per socket per event). Whatever the socket does not take
+at once goes to the transport's buffer, behind which everything else then queues. A client
+whose buffer passes ``MAX_BUFFERED`` has stopped reading: it is disconnected (and resumes
+from its last id when it reconnects) instead of holding memory without bound or stalling
+anyone else.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from . import metrics
+
+logger = logging.getLogger("pgevents.fastsend")
+
+#: ``(data) -> bool``: False when the socket is no longer open (the frame is dropped).
+Writer = Callable[[bytes], bool]
+
+#: Most bytes waiting for one client before it is disconnected as too slow.
+MAX_BUFFERED = 1024 * 1024
+
+
+def text_frame(text: str) -> bytes:
+    """One unfragmented, unmasked WebSocket text frame (RFC 6455 §5.2)."""
+    payload = text.encode("utf-8")
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x81, n))
+    elif n < 65536:
+        head = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return head + payload
+
+
+def _daphne_protocol(send: Any) -> Any:
+    for _ in range(8):  # a few middleware layers at most
+        if isinstance(send, functools.partial):
+            if getattr(send.func, "__name__", "") == "handle_reply" and len(send.args) == 1:
+                return send.args[0]
+            return None
+        owner = getattr(send, "__self__", None)
+        send = getattr(owner, "real_send", None)  # channels' InstanceSessionWrapper / cookie wrapper
+        if send is None:
+            return None
+    return None
+
+
+def _buffered(transport: Any) -> int:
+    """Bytes a twisted transport holds that the socket has not taken yet."""
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+def _plain_tcp(transport: Any) -> bool:
+    """A twisted TCP connection without TLS, whose socket can be written directly."""
+    return (
+        type(transport).__module__ == "twisted.internet.tcp"
+        and getattr(transport, "TLS", True) is False
+        and hasattr(transport, "socket")
+        and hasattr(transport, "_tempDataBuffer")
+        and hasattr(transport, "_tempDataLen")
+        and hasattr(transport, "dataBuffer")
+        and hasattr(transport, "abortConnection")
+    )
+
+
+def writer(send: Any) -> Writer | None:
+    """A direct writer for the socket behind ``send``, or None to keep using ASGI."""
+    protocol = _daphne_protocol(send)
+    if protocol is None or not all(hasattr(protocol, a) for a in ("transport", "state", "STATE_OPEN", "send_queue")):
+        return None
+    open_state = protocol.STATE_OPEN
+    direct = _plain_tcp(protocol.transport)
+
+    def write(data: bytes) -> bool:
+        transport = protocol.transport
+        if protocol.state != open_state or transport is None or transport.disconnecting:
+            return False
+        if protocol.send_queue:  # autobahn is trickling a queued send: stay behind it
+            protocol.sendData(data)
+        elif (
+            direct
+            and not transport._tempDataBuffer
+            and len(transport.dataBuffer) == transport.offset
+            and transport.connected
+        ):
+            try:
+                sent = transport.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the transport finds the error on its next write and closes
+            if sent < len(data):
+                transport.write(data[sent:])
+        elif direct and _buffered(transport) > MAX_BUFFERED:
+            # A client that stopped reading: drop it rather than buffer without bound. It
+            # reconnects and resumes from its last id, reading the rest from the log.
+            logger.warning("dropping a WebSocket client %d bytes behind", _buffered(transport))
+            metrics.SLOW_CLIENTS.inc()
+            transport.abortConnection()
+            return False
+        else:
+            transport.write(data)
+        return True
+
+    return write

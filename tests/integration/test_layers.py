@@ -1,0 +1,150 @@
+"""``pgevents.layers.PubSubChannelLayer`` on real Redis: bounded queues, and a broken
+subscription connection reported to the receiver instead of silently losing messages."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import psycopg
+import pytest
+import redis.asyncio
+
+from pgevents.layers import LayerReset, PubSubChannelLayer
+from tests.support import Client, Stack, run
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def _receive(layer: PubSubChannelLayer, channel: str) -> dict:
+    return dict(await asyncio.wait_for(layer.receive(channel), 10))
+
+
+def test_overflow_and_a_killed_connection_raise_layer_reset() -> None:
+    name = f"pgevents-test-layer-{os.getpid()}-{time.monotonic_ns()}"
+
+    async def scenario() -> None:
+        layer = PubSubChannelLayer(hosts=[{"address": REDIS_URL, "client_name": name}], prefix=name, capacity=5)
+        channel = await layer.new_channel()
+        await layer.group_add("g", channel)
+        try:
+            for n in range(3):
+                await layer.group_send("g", {"type": "t", "n": n})
+            assert [(await _receive(layer, channel))["n"] for _ in range(3)] == [0, 1, 2]
+
+            for n in range(10):  # more than the capacity, with nobody receiving
+                await layer.group_send("g", {"type": "t", "n": n})
+            await asyncio.sleep(0.5)
+            with pytest.raises(LayerReset):
+                await _receive(layer, channel)
+            await layer.group_send("g", {"type": "t", "n": 99})
+            after = [(await _receive(layer, channel))["n"] for _ in range(5)]
+            assert after == [6, 7, 8, 9, 99]  # what came after the overflow is kept, in order
+
+            admin = redis.asyncio.Redis.from_url(REDIS_URL)
+            try:  # only this test's own connections, found by their client name
+                mine = [
+                    c["id"]
+                    for c in await admin.client_list()
+                    if c.get("name") == name and c.get("cmd") != "publish"  # not the listener's
+                ]
+                assert mine
+                for client_id in mine:
+                    await admin.execute_command("CLIENT", "KILL", "ID", client_id)
+            finally:
+                await admin.aclose()
+            with pytest.raises(LayerReset):
+                await _receive(layer, channel)
+
+            # Then it works again. One receiver all along, as the hub does (a cancelled
+            # receive means the receiver is leaving, so nothing here cancels one).
+            seen: list[object] = []
+
+            async def pump() -> None:
+                while True:
+                    try:
+                        seen.append((await layer.receive(channel))["n"])
+                    except LayerReset:
+                        seen.append("reset")
+
+            receiver = asyncio.ensure_future(pump())
+            try:
+                deadline = time.monotonic() + 20
+                while 100 not in seen:
+                    assert time.monotonic() < deadline, f"the layer did not recover: {seen}"
+                    try:
+                        await layer.group_send("g", {"type": "t", "n": 100})
+                    except ConnectionError:
+                        pass  # the publishing connection was killed too: the next one reconnects
+                    await asyncio.sleep(0.2)
+            finally:
+                receiver.cancel()
+        finally:
+            await layer.flush()
+
+    run(scenario())
+
+
+def test_the_pipeline_runs_on_the_pubsub_layer(isolated_db: str, iso_pg: psycopg.Connection) -> None:
+    """daphne + runlisten with ``pgevents.layers.PubSubChannelLayer`` end to end."""
+    with Stack(isolated_db, env={"PGEVENTS_TEST_LAYER": "pubsub"}) as stack:
+
+        async def scenario() -> list[dict]:
+            async with Client.connect(f"{stack.ws}/ws/pgevents/people/") as client:
+                await client.expect("subscribed")
+                for i in range(20):
+                    iso_pg.execute("INSERT INTO people (name) VALUES (%s)", (f"ps{i}",))
+                return await client.events(20)
+
+        got = run(scenario())
+    assert [e["row"]["name"] for e in got] == [f"ps{i}" for i in range(20)]
+    assert [e["id"] for e in got] == sorted(e["id"] for e in got)
+
+
+@pytest.mark.fault
+def test_killed_redis_connections_lose_nothing_on_the_pubsub_layer(
+    isolated_db: str, iso_pg: psycopg.Connection
+) -> None:
+    """The server's Redis subscription connection is killed; events published while the
+    layer reconnects, with nothing after them, still reach the client: the hub re-syncs
+    from the log once the layer is back, without waiting for a next event."""
+    before, during = 30, 30
+    with Stack(isolated_db, env={"PGEVENTS_TEST_LAYER": "pubsub"}) as stack:
+        name = stack.env["PGEVENTS_REDIS_PREFIX"]
+
+        def write(names: list[str]) -> None:
+            with psycopg.connect(isolated_db, autocommit=True) as conn:
+                for n in names:
+                    conn.execute("INSERT INTO people (name) VALUES (%s)", (n,))
+
+        async def kill_mine() -> int:
+            admin = redis.asyncio.Redis.from_url(REDIS_URL)
+            try:
+                mine = [
+                    c["id"]
+                    for c in await admin.client_list()
+                    if c.get("name") == name and c.get("cmd") != "publish"  # not the listener's
+                ]
+                for client_id in mine:
+                    await admin.execute_command("CLIENT", "KILL", "ID", client_id)
+                return len(mine)
+            finally:
+                await admin.aclose()
+
+        async def scenario() -> list[dict]:
+            async with Client.connect(f"{stack.ws}/ws/pgevents/people/") as client:
+                await client.expect("subscribed")
+                await asyncio.to_thread(write, [f"k{i}" for i in range(before)])
+                first = await client.events(before)
+                assert await kill_mine() >= 1
+                await asyncio.sleep(0.5)  # after the hub's first re-sync, before the layer is back
+                await asyncio.to_thread(write, [f"k{i}" for i in range(before, before + during)])
+                rest = await client.events(during, timeout=30)  # nothing written after these
+                await client.silent(0.5)
+                return first + rest
+
+        got = run(scenario())
+    assert [e["row"]["name"] for e in got] == [f"k{i}" for i in range(before + during)]
+    ids = [e["id"] for e in got]
+    assert ids == sorted(set(ids))

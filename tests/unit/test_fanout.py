@@ -1,0 +1,55 @@
+"""Pure parts of the fan-out: batching of layer messages and ready-made WebSocket frames."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgevents import relay
+from pgevents.envelope import layer_message
+from pgevents.fastsend import text_frame, writer
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_text_frames_follow_rfc6455_length_encoding(size: int) -> None:
+    text = "é" * (size // 2) + "a" * (size % 2)
+    data = text.encode()
+    frame = text_frame(text)
+    assert frame[0] == 0x81  # FIN + text opcode
+    n = frame[1]
+    assert not n & 0x80  # server frames are never masked
+    if len(data) < 126:
+        assert n == len(data) and frame[2:] == data
+    elif len(data) < 65536:
+        assert n == 126 and int.from_bytes(frame[2:4], "big") == len(data) and frame[4:] == data
+    else:
+        assert n == 127 and int.from_bytes(frame[2:10], "big") == len(data) and frame[10:] == data
+
+
+def test_batches_keep_each_channels_order_and_round_trip() -> None:
+    events = [layer_message("a" if i % 3 else "b", f"frame{i}", i, i - 1 if i else None) for i in range(1, 10)]
+    messages = relay.batches(events)
+    assert [m["channel"] for m in messages] == ["a", "b"]
+    back = [e for m in messages for e in relay.unpack(m)]
+    assert sorted(back, key=lambda e: e["id"]) == events
+    for m in messages:
+        ids = [e["id"] for e in relay.unpack(m)]
+        assert ids == sorted(ids)
+
+
+def test_batches_are_capped_in_bytes_but_a_big_event_still_goes() -> None:
+    big = "x" * (relay.BATCH_BYTES + 1)
+    events = [layer_message("a", "small", 1), layer_message("a", big, 2), layer_message("a", "small", 3)]
+    messages = relay.batches(events)
+    assert [[e["id"] for e in relay.unpack(m)] for m in messages] == [[1], [2], [3]]
+
+
+def test_a_single_event_message_still_unpacks() -> None:
+    message = layer_message("a", "f", 7, 6)
+    assert relay.unpack(dict(message)) == [message]
+
+
+def test_no_direct_writer_outside_daphne() -> None:
+    async def send(message: object) -> None:
+        pass
+
+    assert writer(send) is None
