@@ -93,12 +93,15 @@ async def prune(conn: psycopg.AsyncConnection[Any], retention: float, chunk: int
     while True:
         cur = await conn.execute(
             """
-            WITH old AS (
-                SELECT seq, id FROM pgevents_event
+            WITH head AS (
+                -- the oldest positioned, published events: the scan never goes past CHUNK rows,
+                -- so a log with nothing old enough costs one short index read, not a full scan
+                SELECT seq, id, at FROM pgevents_event
                 WHERE id IS NOT NULL
                   AND id <= (SELECT value FROM pgevents_cursor WHERE name = 'published')
-                  AND at < now() - make_interval(secs => %s)
                 ORDER BY id LIMIT %s
+            ), old AS (
+                SELECT seq, id FROM head WHERE at < now() - make_interval(secs => %s)
             ), gone AS (
                 DELETE FROM pgevents_event e USING old WHERE e.seq = old.seq RETURNING e.id
             )
@@ -106,7 +109,7 @@ async def prune(conn: psycopg.AsyncConnection[Any], retention: float, chunk: int
             WHERE name = 'pruned' AND EXISTS (SELECT 1 FROM gone)
             RETURNING (SELECT count(*) FROM gone)
             """,
-            (retention, chunk),
+            (chunk, retention),
         )
         row = await cur.fetchone()
         count = int(row[0]) if row else 0
