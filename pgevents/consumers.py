@@ -242,21 +242,16 @@ class _Sink:
         self.write_nowait = self._fast_writer()
 
     def _fast_writer(self) -> Callable[[bytes], bool] | None:
-        """The direct writer, held to the same slow-client rule as ``send_event``."""
-        raw = fastsend.writer(self.consumer.base_send)
+        """The direct writer, held to the same slow-client rule as ``send_event``: past
+        ``MAX_SEND_BUFFER`` unsent bytes the client is closed with ``too_slow`` / 4408. The
+        buffer is only measured when the socket did not take a frame at once."""
+        consumer = self.consumer
+        raw = fastsend.writer(consumer.base_send, limit=conf.get().max_send_buffer, on_slow=consumer.too_slow)
         if raw is None:
             return None
-        consumer = self.consumer
-        limit = conf.get().max_send_buffer
 
         def write(data: bytes) -> bool:
-            if consumer.closing:
-                return False
-            flow = consumer.flow
-            if flow is not None and flow.pending() > limit:
-                consumer.too_slow()  # too_slow + close 4408; the client resumes from its last id
-                return False
-            return raw(data)
+            return False if consumer.closing else raw(data)
 
         return write
 

@@ -84,13 +84,20 @@ def _plain_tcp(transport: Any) -> bool:
     )
 
 
-def writer(send: Any) -> Writer | None:
-    """A direct writer for the socket behind ``send``, or None to keep using ASGI."""
+def writer(send: Any, *, limit: int = MAX_BUFFERED, on_slow: Callable[[], None] | None = None) -> Writer | None:
+    """A direct writer for the socket behind ``send``, or None to keep using ASGI.
+
+    Only plain TCP transports get one (anything else, TLS included, goes through ASGI and its
+    own flow control). The buffer is measured only when the socket did not take a frame at
+    once: past ``limit`` bytes ``on_slow()`` decides (pgevents closes with ``too_slow``/4408);
+    without ``on_slow`` the connection is aborted.
+    """
     protocol = _daphne_protocol(send)
     if protocol is None or not all(hasattr(protocol, a) for a in ("transport", "state", "STATE_OPEN", "send_queue")):
         return None
+    if not _plain_tcp(protocol.transport):
+        return None
     open_state = protocol.STATE_OPEN
-    direct = _plain_tcp(protocol.transport)
 
     def write(data: bytes) -> bool:
         transport = protocol.transport
@@ -98,12 +105,7 @@ def writer(send: Any) -> Writer | None:
             return False
         if protocol.send_queue:  # autobahn is trickling a queued send: stay behind it
             protocol.sendData(data)
-        elif (
-            direct
-            and not transport._tempDataBuffer
-            and len(transport.dataBuffer) == transport.offset
-            and transport.connected
-        ):
+        elif not transport._tempDataBuffer and len(transport.dataBuffer) == transport.offset and transport.connected:
             try:
                 sent = transport.socket.send(data)
             except (BlockingIOError, InterruptedError):
@@ -112,12 +114,15 @@ def writer(send: Any) -> Writer | None:
                 sent = 0  # the transport finds the error on its next write and closes
             if sent < len(data):
                 transport.write(data[sent:])
-        elif direct and _buffered(transport) > MAX_BUFFERED:
-            # A client that stopped reading: drop it rather than buffer without bound. It
-            # reconnects and resumes from its last id, reading the rest from the log.
-            logger.warning("dropping a WebSocket client %d bytes behind", _buffered(transport))
-            metrics.SLOW_CLIENTS.inc()
-            transport.abortConnection()
+        elif _buffered(transport) > limit:
+            # A client that stopped reading: stop queueing for it rather than buffer without
+            # bound. It reconnects and resumes from its last id, reading the rest from the log.
+            if on_slow is not None:
+                on_slow()
+            else:
+                logger.warning("dropping a WebSocket client %d bytes behind", _buffered(transport))
+                metrics.SLOW_CLIENTS.inc()
+                transport.abortConnection()
             return False
         else:
             transport.write(data)
