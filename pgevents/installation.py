@@ -61,6 +61,23 @@ def is_sensitive(column: str, patterns: Iterable[str] | None = None) -> bool:
     return any(p in name for p in (conf.get().sensitive_columns if patterns is None else patterns))
 
 
+def watch_options(watch: Any, table: str) -> dict[str, Any]:
+    """``build_spec`` keyword arguments from anything shaped like a watch (the admin's
+    ``Watch`` row, the ``Watch`` migration operation): one description for both."""
+    return {
+        "table": table,
+        "channel": watch.channel,
+        "schema": watch.schema,
+        "events": list(watch.events),
+        "include": list(watch.include),
+        "exclude": list(watch.exclude),
+        "durable": watch.durable,
+        "notify": watch.notify,
+        "update_columns": list(watch.update_columns),
+        "notify_referencing": list(getattr(watch, "notify_referencing", ())),
+    }
+
+
 def build_spec(
     cursor: Any,
     *,

@@ -61,18 +61,8 @@ class Watch(models.Model):
         return (self.schema, self.table, self.channel)
 
     def options(self) -> dict[str, Any]:
-        """Keyword arguments of ``installation.build_spec`` (and of the migration operation)."""
-        return {
-            "table": self.table,
-            "channel": self.channel,
-            "schema": self.schema,
-            "events": list(self.events),
-            "include": list(self.include),
-            "exclude": list(self.exclude),
-            "durable": self.durable,
-            "notify": self.notify,
-            "update_columns": list(self.update_columns),
-        }
+        """Keyword arguments of ``installation.build_spec``."""
+        return installation.watch_options(self, self.table)
 
     def spec(self, cursor: Any) -> TriggerSpec:
         """The triggers this watch needs, checked against the real table (raises ``WatchError``)."""

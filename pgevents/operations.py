@@ -79,18 +79,7 @@ class Watch(Operation):
     def options(self, table: str) -> dict[str, Any]:
         """``installation.build_spec`` keyword arguments: the one description of this watch,
         shared by the migration itself and ``pgevents_sync``."""
-        return {
-            "table": table,
-            "channel": self.channel,
-            "schema": self.schema,
-            "events": list(self.events),
-            "include": list(self.include),
-            "exclude": list(self.exclude),
-            "durable": self.durable,
-            "notify": self.notify,
-            "update_columns": list(self.update_columns),
-            "notify_referencing": list(self.notify_referencing),
-        }
+        return installation.watch_options(self, table)
 
     def _spec(self, schema_editor: Any, state: Any) -> TriggerSpec:
         with schema_editor.connection.cursor() as cursor:
