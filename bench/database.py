@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql as pgsql
 
-from pgevents.sql import TriggerSpec
+from pgevents.core.sql import TriggerSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("bench_events", "bench_quiet", "bench_floor", "bench_plain")

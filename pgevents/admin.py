@@ -17,10 +17,12 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
-from . import conf, installation, sql, status
-from .forms import WatchForm
-from .models import Watch
-from .names import matches
+from pgevents import conf
+from pgevents.core import sql
+from pgevents.core.names import matches
+from pgevents.models import Watch
+from pgevents.setup import installation, status
+from pgevents.setup.forms import WatchForm
 
 
 @admin.register(Watch)

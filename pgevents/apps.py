@@ -9,4 +9,4 @@ class PgeventsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the checks)
+        from pgevents import checks  # noqa: F401  (registers the checks)

@@ -15,8 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
-from . import conf
-from .names import MAX_CHANNEL_BYTES, BadChannel, validate_channel
+from pgevents import conf
+from pgevents.core.names import MAX_CHANNEL_BYTES, BadChannel, validate_channel
 
 IN_MEMORY = "channels.layers.InMemoryChannelLayer"
 
@@ -210,7 +210,7 @@ def check_database(app_configs: Any = None, databases: Any = None, **kwargs: Any
 
 
 def _watches(cursor: Any, alias: str) -> Iterator[CheckMessage]:
-    from . import sync
+    from pgevents.setup import sync
 
     for step in sync.plan(cursor, sync.configured(alias)):
         where = f"{step.schema}.{step.table} → {step.channel} ({step.source})"
@@ -229,7 +229,7 @@ def _watches(cursor: Any, alias: str) -> Iterator[CheckMessage]:
 
 
 def _exposed(cursor: Any, current: conf.Settings) -> Iterator[CheckMessage]:
-    from . import installation
+    from pgevents.setup import installation
 
     for found in installation.installed(cursor):
         include = found.config.get("include") or []

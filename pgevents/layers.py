@@ -32,7 +32,7 @@ from channels_redis.utils import _wrap_close, create_pool, decode_hosts
 from redis import asyncio as aioredis
 from redis.asyncio.client import PubSub
 
-logger = logging.getLogger("pgevents.layers")
+logger = logging.getLogger(__name__)
 
 _RESET = object()
 

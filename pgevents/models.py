@@ -13,9 +13,10 @@ from django.db import connections, models, router, transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from . import conf, installation
-from .installation import Status
-from .sql import ALL_EVENTS, TriggerSpec
+from pgevents import conf
+from pgevents.core.sql import ALL_EVENTS, TriggerSpec
+from pgevents.setup import installation
+from pgevents.setup.installation import Status
 
 
 def default_events() -> list[str]:

@@ -14,8 +14,8 @@ from typing import Any
 
 from django.db.migrations.operations.base import Operation
 
-from . import installation
-from .sql import ALL_EVENTS, TriggerSpec
+from pgevents.core.sql import ALL_EVENTS, TriggerSpec
+from pgevents.setup import installation
 
 
 class Watch(Operation):

@@ -19,12 +19,12 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.utils.module_loading import import_string
 
-from . import conf, signing
-from .columns import Source
-from .filters import FilterError, RowFilter, combine, compile_filter
-from .names import matches
+from pgevents import conf, signing
+from pgevents.core.filters import FilterError, RowFilter, combine, compile_filter
+from pgevents.core.names import matches
+from pgevents.store.columns import Source
 
-logger = logging.getLogger("pgevents.policy")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def required_permissions(channel: str) -> list[str]:
     from django.db import connections
 
     with connections[conf.get().database].cursor() as cursor:
-        from .columns import sources_sync
+        from pgevents.store.columns import sources_sync
 
         tables = {s.table for s in sources_sync(cursor, channel)}
     models = [m for m in apps.get_models() if m._meta.db_table in tables]

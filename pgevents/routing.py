@@ -15,8 +15,8 @@ from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator
 from django.urls import re_path
 
-from . import conf
-from .consumers import EventConsumer
+from pgevents import conf
+from pgevents.delivery.consumers import EventConsumer
 
 websocket_urlpatterns = [
     re_path(r"^ws/pgevents/$", EventConsumer.as_asgi()),
@@ -28,7 +28,7 @@ class ServerSendMiddleware:
     """Keeps the server's own ``send`` in the scope (``"pgevents.server_send"``).
 
     Session middleware wraps ``send``; outermost, this sees daphne's, through which
-    ``pgevents.flow`` finds the socket's write buffer to bound what a slow client holds.
+    ``pgevents.delivery.flow`` finds the socket's write buffer to bound what a slow client holds.
     Put it outermost when composing your own stack from ``websocket_urlpatterns``.
     """
 

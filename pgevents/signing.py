@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core import signing
 
-from . import conf
+from pgevents import conf
 
 SALT = "pgevents.channel"
 

@@ -2,12 +2,12 @@
 
 from django.urls import re_path
 
-from . import health, views
+from pgevents.delivery import health, sse
 
 app_name = "pgevents"
 
 urlpatterns = [
-    re_path(r"^sse/(?P<channel>[^/]+)/$", views.sse, name="sse"),
+    re_path(r"^sse/(?P<channel>[^/]+)/$", sse.sse, name="sse"),
     re_path(r"^health/$", health.health, name="health"),
     re_path(r"^metrics$", health.metrics_view, name="metrics"),
 ]

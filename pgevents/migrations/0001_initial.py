@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from pgevents import sql
+from pgevents.core import sql
 
 
 class Migration(migrations.Migration):

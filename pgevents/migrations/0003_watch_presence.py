@@ -1,7 +1,7 @@
 from django.db import migrations, models
 
 import pgevents.models
-from pgevents import sql
+from pgevents.core import sql
 
 
 class Migration(migrations.Migration):

@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import slugify
 
-from .. import regions
+from pgevents.delivery import regions
 
 register = template.Library()
 

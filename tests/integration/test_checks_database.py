@@ -80,7 +80,7 @@ def test_in_memory_layer_while_a_runlisten_is_connected(stack: Stack) -> None:
 
 
 def test_a_migration_watch_whose_table_was_dropped_later_is_history() -> None:
-    from pgevents import sync
+    from pgevents.setup import sync
 
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE people")  # rolled back with the test's transaction

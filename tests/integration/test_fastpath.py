@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from pgevents.envelope import layer_message
-from pgevents.log import Reader
-from pgevents.subscription import NOT_HANDLED, Subscription
+from pgevents.core.envelope import layer_message
+from pgevents.delivery.subscription import NOT_HANDLED, Subscription
+from pgevents.store.log import Reader
 from tests.support import run
 
 

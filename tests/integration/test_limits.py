@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import websockets
 
-from pgevents import installation
+from pgevents.setup import installation
 from tests.support import Client, Stack, execute, run, wait_until
 
 TRUSTED = "http://trusted.example"

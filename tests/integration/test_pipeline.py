@@ -81,7 +81,7 @@ def test_multiplexed_subscribe_and_unsubscribe(stack: Stack, pg: psycopg.Connect
 def test_truncate_is_an_event(stack: Stack, db_url: str) -> None:
     execute(db_url, "CREATE TABLE IF NOT EXISTS trunc_me (id serial primary key, v text)")
     with psycopg.connect(db_url, autocommit=True) as conn:
-        from pgevents import installation
+        from pgevents.setup import installation
 
         with conn.cursor() as cur:
             installation.install(cur, installation.build_spec(cur, table="trunc_me", channel="demo"))

@@ -11,8 +11,9 @@ import psycopg
 import pytest
 from psycopg import sql as psql
 
-from pgevents import installation, sql
+from pgevents.core import sql
 from pgevents.operations import Watch
+from pgevents.setup import installation
 from tests.support import Client, Stack, run
 
 SCHEMA = 'we"ird sch;ema'

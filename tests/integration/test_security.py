@@ -16,7 +16,7 @@ import pytest
 import websockets
 from django.template import Context, Template
 
-from pgevents import installation
+from pgevents.setup import installation
 from pgevents.signing import sign_channel
 from tests.support import Client, Stack, execute, run
 

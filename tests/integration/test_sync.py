@@ -51,7 +51,7 @@ def test_sync_brings_a_fresh_database_to_the_configured_state(isolated_db: str, 
     ).fetchall():
         pg.execute(f'DROP TRIGGER "{name}" ON {table}')
     with pg.cursor() as cur:
-        from pgevents.sql import TriggerSpec
+        from pgevents.core.sql import TriggerSpec
 
         for statement in TriggerSpec(table="old_stuff", channel="chat").create_statements():
             cur.execute(statement)

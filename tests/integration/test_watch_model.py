@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from django.db import connection
 
-from pgevents import installation
 from pgevents.models import Watch
+from pgevents.setup import installation
 
 pytestmark = pytest.mark.django_db
 

@@ -107,7 +107,7 @@ def test_watch_include_sends_only_listed_columns_even_sensitive_ones(
 
 
 def test_watch_refuses_a_missing_table_or_column(db_url: str) -> None:
-    from pgevents import installation
+    from pgevents.setup import installation
 
     with psycopg.connect(db_url) as conn, conn.cursor() as cur:
         with pytest.raises(installation.WatchError, match="does not exist"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pgevents import relay
-from pgevents.envelope import layer_message
-from pgevents.fastsend import text_frame, writer
+from pgevents.capture import relay
+from pgevents.core.envelope import layer_message
+from pgevents.delivery.fastsend import text_frame, writer
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pgevents.filters import FilterError, combine, compile_filter
-from pgevents.gate import leave_frame, parsed
+from pgevents.core.filters import FilterError, combine, compile_filter
+from pgevents.delivery.gate import leave_frame, parsed
 
 ROW = {"id": 1, "owner_id": 5, "age": 30, "status": "open", "score": 2.5, "flag": True, "note": None}
 

@@ -10,8 +10,9 @@ from django.contrib.auth.models import AnonymousUser
 from django.core import signing as django_signing
 from django.test import override_settings
 
-from pgevents import columns, signing
-from pgevents.limits import TokenBucket
+from pgevents import signing
+from pgevents.core.limits import TokenBucket
+from pgevents.store import columns
 
 
 class Clock:

@@ -10,8 +10,8 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import override_settings
 
 from pgevents import policy
-from pgevents.columns import Source
 from pgevents.signing import sign_channel
+from pgevents.store.columns import Source
 
 PEOPLE = [Source("public", "people", frozenset({"pk", "name", "age"}))]
 

@@ -10,8 +10,8 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgevents import names, protocol
-from pgevents.filters import FilterError, compile_filter
+from pgevents.core import names, protocol
+from pgevents.core.filters import FilterError, compile_filter
 
 MAX = 64 * 1024
 

@@ -8,7 +8,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from pgevents import conf, envelope, names, protocol, sql
+from pgevents import conf
+from pgevents.core import envelope, names, protocol, sql
 
 
 def test_group_names_are_valid_for_any_channel() -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from pgevents import conf, db, log
+from pgevents import conf
+from pgevents.store import db, log
 
 
 class Command(BaseCommand):

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from pgevents import conf, status
+from pgevents import conf
+from pgevents.setup import status
 
 
 class Command(BaseCommand):

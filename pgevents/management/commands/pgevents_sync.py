@@ -7,8 +7,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections, transaction
 
-from pgevents import conf, sync
-from pgevents.sql import render
+from pgevents import conf
+from pgevents.core.sql import render
+from pgevents.setup import sync
 
 
 class Command(BaseCommand):

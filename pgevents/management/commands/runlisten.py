@@ -9,8 +9,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pgevents import conf
-from pgevents.healthserver import HealthServer
-from pgevents.listener import Listener
+from pgevents.capture.healthserver import HealthServer
+from pgevents.capture.listener import Listener
 
 
 class Command(BaseCommand):

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .envelope import control
-from .filters import RowFilter
-from .subscription import Sink
+from pgevents.core.envelope import control
+from pgevents.core.filters import RowFilter
+from pgevents.delivery.subscription import Sink
 
 _last: tuple[str, dict[str, Any] | None] | None = None
 

@@ -14,10 +14,10 @@ from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import connections, router
 
-from . import installation
-from .models import Watch
-from .names import BadChannel, validate_channel
-from .sql import ALL_EVENTS
+from pgevents.core.names import BadChannel, validate_channel
+from pgevents.core.sql import ALL_EVENTS
+from pgevents.models import Watch
+from pgevents.setup import installation
 
 
 class ColumnsField(forms.CharField):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from . import conf, metrics
-from .hub import hubs
+from pgevents import conf, metrics
+from pgevents.delivery.hub import hubs
 
 
 async def health(request: HttpRequest) -> HttpResponse:

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from django.db import connections
 
-from . import conf
+from pgevents import conf
 
 #: TCP keepalives let the kernel notice a dead peer even when the connection is idle.
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}

@@ -15,11 +15,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from . import conf, metrics
-from .envelope import Event, control
-from .log import Reader
+from pgevents import conf, metrics
+from pgevents.core.envelope import Event, control
+from pgevents.store.log import Reader
 
-logger = logging.getLogger("pgevents.subscription")
+logger = logging.getLogger(__name__)
 
 #: ``offer_nowait`` could not deliver: await ``offer`` instead.
 NOT_HANDLED = -1
@@ -32,7 +32,7 @@ class Sink(Protocol):
     """Where a subscription's frames go (a WebSocket, an SSE stream).
 
     A sink may also have ``write_nowait(data: bytes) -> bool``: a synchronous write of a
-    ready-made WebSocket frame (see ``pgevents.fastsend``), used for live events.
+    ready-made WebSocket frame (see ``pgevents.delivery.fastsend``), used for live events.
     """
 
     async def send_event(self, frame: str, id: int | None) -> None: ...

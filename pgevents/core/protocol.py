@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .filters import FilterError, compile_filter
-from .names import BadChannel, validate_channel
+from pgevents.core.filters import FilterError, compile_filter
+from pgevents.core.names import BadChannel, validate_channel
 
 MAX_FILTER_KEYS = 32
 MAX_TOKEN_CHARS = 4096
@@ -67,7 +67,7 @@ def channel_of(value: object) -> str:
 
 
 def parse_filter(value: object) -> dict[str, Any] | None:
-    """``None`` or a filter that follows the grammar in ``pgevents.filters``."""
+    """``None`` or a filter that follows the grammar in ``pgevents.core.filters``."""
     if value is None:
         return None
     if not isinstance(value, dict) or len(value) > MAX_FILTER_KEYS:

@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 from psycopg import sql
 
-from . import conf, references
-from .sql import ALL_EVENTS, Reference, TriggerSpec
+from pgevents import conf
+from pgevents.core.sql import ALL_EVENTS, Reference, TriggerSpec
+from pgevents.setup import references
 
 Status = Literal["installed", "outdated", "missing"]
 
@@ -94,9 +95,9 @@ def build_spec(
 ) -> TriggerSpec:
     """A ``TriggerSpec`` checked against the real table, with sensitive columns excluded.
 
-    ``notify_referencing`` names tables referencing this one (see :mod:`pgevents.references`).
+    ``notify_referencing`` names tables referencing this one (see :mod:`pgevents.setup.references`).
     """
-    from .names import BadChannel, validate_channel
+    from pgevents.core.names import BadChannel, validate_channel
 
     try:
         validate_channel(channel)
@@ -136,7 +137,7 @@ def _references(
     hidden: Sequence[str],
 ) -> tuple[Reference, ...]:
     """Resolved references, checked: real columns, valid channels, no hidden column as a key."""
-    from .names import BadChannel, validate_channel
+    from pgevents.core.names import BadChannel, validate_channel
 
     try:
         refs = references.resolve_all(cursor, entries, schema=schema, table=table)

@@ -22,7 +22,7 @@ import functools
 import logging
 from typing import Any
 
-logger = logging.getLogger("pgevents.flow")
+logger = logging.getLogger(__name__)
 
 #: Time a client closed for not reading gets to read what is queued and the close frame,
 #: before the TCP connection is dropped (autobahn's default is 1 second).

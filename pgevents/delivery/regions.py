@@ -15,7 +15,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
-from . import conf
+from pgevents import conf
 
 KEY = "{key}"
 #: Arguments tried when reversing a row URL, for str/slug/path, int and uuid converters.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
-from .envelope import INTERNAL_CHANNEL
+from pgevents.core.envelope import INTERNAL_CHANNEL
 
 SCHEMA_VERSION = 2
 

@@ -18,8 +18,8 @@ from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 from psycopg import sql
 
-from . import installation
-from .sql import TriggerSpec
+from pgevents.core.sql import TriggerSpec
+from pgevents.setup import installation
 
 Action = Literal["install", "remove", "ok", "error"]
 
@@ -50,7 +50,7 @@ class Step:
 
 
 def _migration_watches(alias: str) -> Iterator[Configured]:
-    from .operations import Watch as WatchOperation
+    from pgevents.operations import Watch as WatchOperation
 
     loader = MigrationLoader(connections[alias])
     seen: set[tuple[str, str]] = set()
@@ -71,7 +71,7 @@ def _migration_watches(alias: str) -> Iterator[Configured]:
 
 
 def _admin_watches(alias: str) -> Iterator[Configured]:
-    from .models import Watch
+    from pgevents.models import Watch
 
     if Watch._meta.db_table not in connections[alias].introspection.table_names():
         return  # not migrated yet

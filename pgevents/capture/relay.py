@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .envelope import Event
-from .names import group_name
+from pgevents.core.envelope import Event
+from pgevents.core.names import group_name
 
 #: Largest batch (sum of frame lengths); a single larger event still goes, alone.
 BATCH_BYTES = 256 * 1024

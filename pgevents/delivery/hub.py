@@ -21,15 +21,16 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from . import conf, metrics, relay
-from .backoff import Backoff
-from .envelope import Event
-from .fastsend import text_frame
-from .log import Reader
-from .names import group_name
-from .subscription import NOT_HANDLED, Subscription
+from pgevents import conf, metrics
+from pgevents.capture import relay
+from pgevents.core.backoff import Backoff
+from pgevents.core.envelope import Event
+from pgevents.core.names import group_name
+from pgevents.delivery.fastsend import text_frame
+from pgevents.delivery.subscription import NOT_HANDLED, Subscription
+from pgevents.store.log import Reader
 
-logger = logging.getLogger("pgevents.hub")
+logger = logging.getLogger(__name__)
 
 #: Re-add groups this often (seconds); well under channels-redis' default group_expiry (1 day).
 REFRESH_INTERVAL = 3600.0
@@ -86,7 +87,8 @@ class Hub:
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
-            from . import embedded, presence
+            from pgevents.capture import embedded
+            from pgevents.delivery import presence
 
             embedded.ensure_listener(self.layer)
             presence.ensure_reporter(self)  # subscriptions per channel, for pgevents_status

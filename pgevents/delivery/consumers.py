@@ -21,14 +21,10 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import conf, fastsend, metrics, policy, sessions
-from .columns import Source, sources
-from .envelope import control
-from .flow import Flow
-from .gate import FilteredSink
-from .hub import get_hub
-from .limits import TokenBucket
-from .protocol import (
+from pgevents import conf, metrics, policy
+from pgevents.core.envelope import control
+from pgevents.core.limits import TokenBucket
+from pgevents.core.protocol import (
     Command,
     Ping,
     ProtocolError,
@@ -40,9 +36,14 @@ from .protocol import (
     parse_last_event_id,
     parse_token,
 )
-from .subscription import Subscription
+from pgevents.delivery import fastsend, sessions
+from pgevents.delivery.flow import Flow
+from pgevents.delivery.gate import FilteredSink
+from pgevents.delivery.hub import get_hub
+from pgevents.delivery.subscription import Subscription
+from pgevents.store.columns import Source, sources
 
-logger = logging.getLogger("pgevents.consumers")
+logger = logging.getLogger(__name__)
 
 #: Close codes. The single-channel URL closes when its subscription is refused; the others
 #: end any connection.
@@ -237,7 +238,7 @@ class _Sink:
     def __init__(self, consumer: EventConsumer) -> None:
         self.consumer = consumer
         self.sub: Subscription | None = None
-        # Live events skip the ASGI send chain under daphne (see pgevents.fastsend). Only an
+        # Live events skip the ASGI send chain under daphne (see pgevents.delivery.fastsend). Only an
         # unfiltered subscription gets this sink directly: FilteredSink has no write_nowait.
         self.write_nowait = self._fast_writer()
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from channels.layers import InMemoryChannelLayer
 
-from . import conf
+from pgevents import conf
 
-logger = logging.getLogger("pgevents.embedded")
+logger = logging.getLogger(__name__)
 
 _started: dict[int, asyncio.Task[None]] = {}
 
@@ -32,7 +32,7 @@ def ensure_listener(layer: Any) -> None:
     task = _started.get(id(loop))
     if task is not None and not task.done():
         return
-    from .listener import Listener
+    from pgevents.capture.listener import Listener
 
     logger.info("starting the embedded listener")
     _started[id(loop)] = asyncio.ensure_future(Listener(layer=layer, name="pgevents-embedded").run())

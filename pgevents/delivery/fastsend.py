@@ -29,9 +29,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from . import metrics
+from pgevents import metrics
 
-logger = logging.getLogger("pgevents.fastsend")
+logger = logging.getLogger(__name__)
 
 #: ``(data) -> bool``: False when the socket is no longer open (the frame is dropped).
 Writer = Callable[[bytes], bool]

@@ -13,9 +13,10 @@ from typing import Any
 
 import psycopg
 
-from . import conf, db
+from pgevents import conf
+from pgevents.store import db
 
-logger = logging.getLogger("pgevents.log")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

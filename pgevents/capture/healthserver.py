@@ -13,9 +13,10 @@ import logging
 import time
 from typing import Any
 
-from . import db, metrics
+from pgevents import metrics
+from pgevents.store import db
 
-logger = logging.getLogger("pgevents.health")
+logger = logging.getLogger(__name__)
 
 MAX_REQUEST = 8192
 

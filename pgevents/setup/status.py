@@ -13,8 +13,9 @@ from typing import Any
 
 from django.db import connections
 
-from . import conf, sync
-from .presence import STALE_AFTER
+from pgevents import conf
+from pgevents.delivery.presence import STALE_AFTER
+from pgevents.setup import sync
 
 LISTENER_NAMES = ("pgevents-listener", "pgevents-embedded")
 

@@ -2,7 +2,7 @@
 
 A page that shows a child row together with its parent's fields (a book with its author's
 name) goes stale when the parent changes, although no child row did. The watch on the parent
-can name the referencing tables; each entry becomes a :class:`~pgevents.sql.Reference` whose
+can name the referencing tables; each entry becomes a :class:`~pgevents.core.sql.Reference` whose
 column pairs come from the real foreign key, so the trigger only ever copies key values.
 
 Entries: ``"books"`` (table and channel ``books``, in the watch's schema, through its only
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .sql import Reference
+from pgevents.core.sql import Reference
 
 Entry = str | Mapping[str, Any]
 

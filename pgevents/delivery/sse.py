@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
-from . import conf, policy, sessions
-from .columns import Source, sources
-from .gate import FilteredSink
-from .hub import get_hub
-from .protocol import ProtocolError, channel_of, parse_filter, parse_last_event_id, parse_token
-from .subscription import Sink, Subscription
+from pgevents import conf, policy
+from pgevents.core.protocol import ProtocolError, channel_of, parse_filter, parse_last_event_id, parse_token
+from pgevents.delivery import sessions
+from pgevents.delivery.gate import FilteredSink
+from pgevents.delivery.hub import get_hub
+from pgevents.delivery.subscription import Sink, Subscription
+from pgevents.store.columns import Source, sources
 
 QUEUE_LIMIT = 1000
 KEEPALIVE = 15.0

@@ -23,10 +23,13 @@ from typing import Any
 
 import psycopg
 
-from . import conf, db, envelope, log, metrics, relay, sql
-from .backoff import Backoff
+from pgevents import conf, metrics
+from pgevents.capture import relay
+from pgevents.core import envelope, sql
+from pgevents.core.backoff import Backoff
+from pgevents.store import db, log
 
-logger = logging.getLogger("pgevents.listener")
+logger = logging.getLogger(__name__)
 
 #: Errors after which the session is abandoned and the listener reconnects.
 RECOVERABLE: tuple[type[BaseException], ...] = (psycopg.Error, OSError, asyncio.TimeoutError, ConnectionError)

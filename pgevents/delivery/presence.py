@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-logger = logging.getLogger("pgevents.presence")
+logger = logging.getLogger(__name__)
 
 #: Seconds between looks at the hub's counts (written only when they changed).
 CHECK_INTERVAL = 1.0

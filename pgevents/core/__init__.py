@@ -1,0 +1,1 @@
+"""Pure code: names, SQL text, the wire format, client messages, filters. No I/O, no Django database."""

@@ -1,0 +1,1 @@
+"""What runs in each ASGI server process: the hub, subscriptions, WebSocket and SSE faces, live regions."""
