@@ -92,7 +92,7 @@ class WatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def send_test_event(self, request: HttpRequest, queryset: QuerySet[Watch]) -> None:
         def send(watch: Watch) -> None:
             with connections[watch._state.db or "default"].cursor() as cursor:
-                for statement in sql.test_event(watch.spec(cursor)):
+                for statement in sql.probe_event(watch.spec(cursor)):
                     cursor.execute(statement.as_string(None))
 
         self._each(request, queryset, "Test event sent", send)

@@ -1,8 +1,8 @@
 """The wire format: notifications and log rows become the contract's event envelope, once.
 
-Durable events are encoded by PostgreSQL itself (see ``sql.EVENT_FRAME``), so the listener
-forwards the text it reads; these helpers build the same shape for plain NOTIFYs and for
-non-durable trigger notifications.
+Durable events are encoded by PostgreSQL itself (``pgevents_frame()``, created by the
+migrations), so the listener forwards the text it reads; these helpers build the same shape
+for plain NOTIFYs and for non-durable trigger notifications.
 """
 
 from __future__ import annotations

@@ -1,8 +1,14 @@
-"""Pure SQL text: the event log, the trigger function, the sequencer and per-table triggers.
+"""Pure SQL text per watch: its triggers, their drift digest, LISTEN, a hand-made event.
 
-Nothing here touches a connection. Identifiers are always composed with ``psycopg.sql``
-(``Identifier``/``Literal``), never pasted into strings. ``SCHEMA_VERSION`` changes whenever
-the function bodies change, so installed triggers can be compared with the code.
+The database objects themselves (the event log, ``pgevents_notify()``, the sequencer) are
+created by the app's migrations, whose SQL is frozen per version in
+``pgevents/migrations/sql/``; this module composes what differs per watch. Nothing here
+touches a connection. Identifiers are always composed with ``psycopg.sql``
+(``Identifier``/``Literal``), never pasted into strings.
+
+The trigger function's one argument is the watch's JSON configuration
+(:meth:`TriggerSpec.config`): ``{"channel", "durable", "notify", "include", "exclude",
+"referencing"}``; schema and table names are data there (JSON values), never spliced into SQL.
 """
 
 from __future__ import annotations
@@ -16,183 +22,12 @@ from psycopg import sql
 
 from pgevents.core.envelope import INTERNAL_CHANNEL
 
+#: Version of ``pgevents_notify()`` the latest migration installs (its ``COMMENT`` says
+#: ``pgevents vN``). Part of every trigger's digest: a new function version makes installed
+#: triggers ``outdated`` until ``pgevents_sync`` re-creates them.
 SCHEMA_VERSION = 2
 
-ROW_EVENTS = ("INSERT", "UPDATE", "DELETE")
-ALL_EVENTS = (*ROW_EVENTS, "TRUNCATE")
-
-#: NOTIFY payloads must be shorter than 8000 bytes; leave room for the server's own framing.
-NOTIFY_LIMIT = 7990
-
-# The event log. ``seq`` is the insertion order (taken when the writer inserts); ``id`` is
-# the position in commit order, assigned by the single active sequencer (the listener) once
-# the writer's transaction is visible. Clients only ever see ``id``.
-CREATE_LOG = """
-CREATE TABLE IF NOT EXISTS pgevents_event (
-    seq bigserial PRIMARY KEY,
-    id bigint UNIQUE,
-    prev_id bigint,
-    channel text NOT NULL,
-    op text,
-    schema_name text,
-    table_name text,
-    "row" jsonb,
-    old jsonb,
-    at timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE INDEX IF NOT EXISTS pgevents_event_pending ON pgevents_event (seq) WHERE id IS NULL;
-CREATE INDEX IF NOT EXISTS pgevents_event_channel_id ON pgevents_event (channel, id) WHERE id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS pgevents_cursor (name text PRIMARY KEY, value bigint NOT NULL);
-INSERT INTO pgevents_cursor (name, value)
-VALUES ('assigned', 0), ('published', 0), ('pruned', 0)
-ON CONFLICT (name) DO NOTHING;
-"""
-
-DROP_LOG = """
-DROP FUNCTION IF EXISTS pgevents_assign(integer, bigint);
-DROP FUNCTION IF EXISTS pgevents_frame(pgevents_event);
-DROP TABLE IF EXISTS pgevents_cursor;
-DROP TABLE IF EXISTS pgevents_event;
-"""
-
-# The one trigger function. Its single argument is the watch's JSON configuration:
-# {"channel", "durable", "notify", "include", "exclude", "referencing"}.
-# "referencing" (v2) lists tables whose foreign keys point at the watched table:
-# [{"channel", "schema", "table", "columns": [...], "keys": [...]}]. An UPDATE of a watched
-# row then also emits, on each of those channels, one UPDATE event for the referencing table
-# whose "row" holds only the foreign-key columns and the watched row's key values
-# ({"author_id": 7}) and whose "old" is null: ids, never the child rows themselves, so
-# renaming a parent costs one small event per referencing channel however many children it has.
-# Schema and table names are data here (JSON values), never spliced into SQL.
-CREATE_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION pgevents_notify() RETURNS trigger
-LANGUAGE plpgsql AS $pgevents$
-DECLARE
-    cfg jsonb := TG_ARGV[0]::jsonb;
-    new_row jsonb;
-    old_row jsonb;
-    cols text[];
-    msg text;
-    ref jsonb;
-    ref_row jsonb;
-    full_row jsonb;
-BEGIN
-    IF TG_LEVEL = 'ROW' THEN
-        IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
-        IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
-        full_row := new_row;
-        IF cfg ? 'include' THEN
-            cols := ARRAY(SELECT jsonb_array_elements_text(cfg->'include'));
-            IF new_row IS NOT NULL THEN
-                new_row := coalesce((SELECT jsonb_object_agg(key, value) FROM jsonb_each(new_row)
-                                     WHERE key = ANY(cols)), '{{}}'::jsonb);
-            END IF;
-            IF old_row IS NOT NULL THEN
-                old_row := coalesce((SELECT jsonb_object_agg(key, value) FROM jsonb_each(old_row)
-                                     WHERE key = ANY(cols)), '{{}}'::jsonb);
-            END IF;
-        END IF;
-        IF cfg ? 'exclude' THEN
-            cols := ARRAY(SELECT jsonb_array_elements_text(cfg->'exclude'));
-            new_row := new_row - cols;
-            old_row := old_row - cols;
-        END IF;
-    END IF;
-    IF coalesce((cfg->>'durable')::boolean, true) THEN
-        INSERT INTO pgevents_event (channel, op, schema_name, table_name, "row", old)
-        VALUES (cfg->>'channel', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, new_row, old_row);
-        IF coalesce((cfg->>'notify')::boolean, true) THEN
-            -- A wake-up only: identical notifications collapse to one per transaction.
-            PERFORM pg_notify('{INTERNAL_CHANNEL}', '');
-        END IF;
-    ELSE
-        msg := jsonb_build_object('channel', cfg->>'channel', 'op', TG_OP, 'schema', TG_TABLE_SCHEMA,
-                                  'table', TG_TABLE_NAME, 'row', new_row, 'old', old_row,
-                                  'at', clock_timestamp())::text;
-        IF octet_length(msg) >= {NOTIFY_LIMIT} THEN
-            msg := jsonb_build_object('channel', cfg->>'channel', 'op', TG_OP, 'schema', TG_TABLE_SCHEMA,
-                                      'table', TG_TABLE_NAME, 'row', NULL, 'old', NULL,
-                                      'at', clock_timestamp(), 'truncated', true)::text;
-        END IF;
-        PERFORM pg_notify('{INTERNAL_CHANNEL}', msg);
-    END IF;
-    IF TG_OP = 'UPDATE' AND jsonb_typeof(cfg->'referencing') = 'array' THEN
-        FOR ref IN SELECT jsonb_array_elements(cfg->'referencing') LOOP
-            SELECT jsonb_object_agg(c.col, full_row->k.key)
-              INTO ref_row
-              FROM jsonb_array_elements_text(ref->'columns') WITH ORDINALITY AS c(col, n)
-              JOIN jsonb_array_elements_text(ref->'keys') WITH ORDINALITY AS k(key, n) USING (n);
-            IF coalesce((cfg->>'durable')::boolean, true) THEN
-                INSERT INTO pgevents_event (channel, op, schema_name, table_name, "row", old)
-                VALUES (ref->>'channel', 'UPDATE', ref->>'schema', ref->>'table', ref_row, NULL);
-            ELSE
-                PERFORM pg_notify('{INTERNAL_CHANNEL}', jsonb_build_object(
-                    'channel', ref->>'channel', 'op', 'UPDATE', 'schema', ref->>'schema',
-                    'table', ref->>'table', 'row', ref_row, 'old', NULL, 'at', clock_timestamp())::text);
-            END IF;
-        END LOOP;
-    END IF;
-    RETURN NULL;
-END
-$pgevents$;
-COMMENT ON FUNCTION pgevents_notify() IS 'pgevents v{SCHEMA_VERSION}';
-"""
-
-DROP_FUNCTION = "DROP FUNCTION IF EXISTS pgevents_notify() CASCADE;"
-
-# The contract's envelope, encoded by PostgreSQL: one definition shared by the sequencer
-# (live events) and replay.
-CREATE_FRAME = """
-CREATE OR REPLACE FUNCTION pgevents_frame(e pgevents_event) RETURNS text
-LANGUAGE sql STABLE AS $pgevents$
-    SELECT jsonb_build_object(
-        'type', 'event', 'channel', e.channel, 'id', e.id, 'op', e.op,
-        'schema', e.schema_name, 'table', e.table_name, 'row', e."row", 'old', e.old,
-        'at', to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text
-$pgevents$;
-"""
-
-# The sequencer: positions committed, unpositioned events in the order it observes them.
-# The row lock on the 'assigned' cursor serialises sequencers, so ids never go backwards even
-# if two listeners ever ran at once. Each statement of a VOLATILE function takes a fresh
-# snapshot, so a second sequencer that waited sees the first one's work.
-CREATE_ASSIGN = """
-CREATE OR REPLACE FUNCTION pgevents_assign(batch integer, published bigint)
-RETURNS TABLE (event_id bigint, prev_event_id bigint, event_channel text, event_frame text)
-LANGUAGE plpgsql AS $pgevents$
-DECLARE
-    last_id bigint;
-    n bigint;
-BEGIN
-    UPDATE pgevents_cursor SET value = greatest(value, published) WHERE name = 'published';
-    SELECT value INTO last_id FROM pgevents_cursor WHERE name = 'assigned' FOR UPDATE;
-    RETURN QUERY
-    WITH pending AS (
-        SELECT s.seq, s.channel, last_id + row_number() OVER (ORDER BY s.seq) AS new_id
-        FROM (SELECT p.seq, p.channel FROM pgevents_event p
-              WHERE p.id IS NULL ORDER BY p.seq LIMIT batch) s
-    ), linked AS (
-        SELECT k.seq, k.new_id,
-               coalesce(lag(k.new_id) OVER (PARTITION BY k.channel ORDER BY k.new_id),
-                        (SELECT max(x.id) FROM pgevents_event x
-                         WHERE x.channel = k.channel AND x.id IS NOT NULL)) AS prev
-        FROM pending k
-    ), done AS (
-        UPDATE pgevents_event e SET id = l.new_id, prev_id = l.prev
-        FROM linked l WHERE e.seq = l.seq
-        RETURNING e.*
-    )
-    SELECT d.id, d.prev_id, d.channel, pgevents_frame(d::pgevents_event) FROM done d ORDER BY d.id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        UPDATE pgevents_cursor SET value = last_id + n WHERE name = 'assigned';
-    END IF;
-END
-$pgevents$;
-"""
-
-INSTALL = CREATE_LOG + CREATE_FUNCTION + CREATE_FRAME + CREATE_ASSIGN
-UNINSTALL = DROP_FUNCTION + DROP_LOG
+ALL_EVENTS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 
 
 @dataclass(frozen=True)
@@ -345,8 +180,8 @@ def render(statements: Sequence[sql.Composable]) -> str:
     return ";\n".join(s.as_string(None) for s in statements) + ";"
 
 
-def test_event(spec: TriggerSpec) -> list[sql.Composed]:
-    """Statements that send one test event on the spec's channel the way its trigger would:
+def probe_event(spec: TriggerSpec) -> list[sql.Composed]:
+    """Statements that send one hand-made event (the admin's "send a test event") on the spec's channel the way its trigger would:
     through the log (durable) or as a notification (not durable). ``op`` and ``row`` are null,
     so clients cannot mistake it for a row change."""
     if spec.durable:
@@ -362,17 +197,3 @@ def test_event(spec: TriggerSpec) -> list[sql.Composed]:
             sql.Literal(INTERNAL_CHANNEL), sql.Literal(message)
         )
     ]
-
-
-# Which server processes hold how many subscriptions per channel: each process's hub writes
-# its counts here (on change, and as a heartbeat) so `pgevents_status` can show them from
-# any host. A table rather than Redis: it works with every channel layer, including the
-# in-memory one, and the status tools already read this database.
-CREATE_PRESENCE = """
-CREATE TABLE IF NOT EXISTS pgevents_presence (
-    process text PRIMARY KEY,
-    counts jsonb NOT NULL,
-    seen timestamptz NOT NULL DEFAULT now()
-);
-"""
-DROP_PRESENCE = "DROP TABLE IF EXISTS pgevents_presence;"

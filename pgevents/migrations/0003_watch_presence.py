@@ -1,11 +1,16 @@
 from django.db import migrations, models
 
 import pgevents.models
-from pgevents.core import sql
+from pgevents.migrations._frozen import read
 
 
 class Migration(migrations.Migration):
-    """Watches configured in the admin, and the table server processes report their clients in."""
+    """Watches configured in the admin, and the table server processes report their clients in.
+
+    ``pgevents_presence``: each server process writes its subscriptions per channel there (on
+    change, and as a heartbeat) so ``pgevents_status`` can show them from any host. A table
+    rather than Redis: it works with every channel layer, including the in-memory one.
+    """
 
     dependencies = [("pgevents", "0002_notify_referencing")]
 
@@ -59,5 +64,5 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
-        migrations.RunSQL(sql.CREATE_PRESENCE, sql.DROP_PRESENCE),
+        migrations.RunSQL(read("0003_watch_presence"), read("0003_watch_presence.reverse")),
     ]

@@ -126,8 +126,8 @@ def test_settings_accept_ints_for_seconds_and_none_where_documented() -> None:
         assert conf.get().embedded_listener is None and conf.get().notify_channels is None
 
 
-def test_test_event_statements_quote_the_channel() -> None:
-    durable = sql.render(sql.test_event(sql.TriggerSpec(table="t", channel="it's")))
+def test_probe_event_statements_quote_the_channel() -> None:
+    durable = sql.render(sql.probe_event(sql.TriggerSpec(table="t", channel="it's")))
     assert "VALUES ('it''s', NULL, 'public', 't')" in durable and "pg_notify('pgevents', '')" in durable
-    fleeting = sql.render(sql.test_event(sql.TriggerSpec(table="t", channel="it's", durable=False)))
+    fleeting = sql.render(sql.probe_event(sql.TriggerSpec(table="t", channel="it's", durable=False)))
     assert '"channel": "it\'\'s"' in fleeting and "INSERT" not in fleeting

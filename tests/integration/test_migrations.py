@@ -1,0 +1,46 @@
+"""The app's migrations run the SQL of their own version, frozen in ``pgevents/migrations/sql``."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.core.management import call_command
+
+from pgevents.core import sql
+
+FROZEN = Path(sql.__file__).resolve().parent.parent / "migrations" / "sql"
+
+#: The files of released migrations never change: a new version is a new migration.
+DIGESTS = {
+    "0001_initial.reverse.sql": "3fdb55898933cc02",
+    "0001_initial.sql": "69eac5cb67f58448",
+    "0002_notify_referencing.sql": "a6e02f2ca5b4a58b",
+    "0003_watch_presence.reverse.sql": "6973955115339a0c",
+    "0003_watch_presence.sql": "192f0a820d6626e5",
+}
+
+
+def sqlmigrate(name: str) -> str:
+    out = io.StringIO()
+    call_command("sqlmigrate", "pgevents", name, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_each_migration_prints_the_function_of_its_own_version() -> None:
+    assert "IS 'pgevents v1'" in sqlmigrate("0001") and "referencing" not in sqlmigrate("0001")
+    assert "IS 'pgevents v2'" in sqlmigrate("0002") and "referencing" in sqlmigrate("0002")
+
+
+def test_frozen_sql_files_are_unchanged() -> None:
+    found = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(FROZEN.glob("*.sql"))}
+    assert {name: found.get(name) for name in DIGESTS} == DIGESTS
+
+
+def test_the_migrated_function_is_the_version_the_code_expects(pg: psycopg.Connection) -> None:
+    row = pg.execute("SELECT obj_description('pgevents_notify()'::regprocedure, 'pg_proc')").fetchone()
+    assert row == (f"pgevents v{sql.SCHEMA_VERSION}",)
