@@ -82,8 +82,6 @@ class Settings:
     #: Key of the PostgreSQL advisory lock that makes one listener active at a time.
     listener_lock: int = 7_270_561_517_906_176_001 % (2**63)
 
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
     @property
     def exact_channels(self) -> tuple[str, ...]:
         return tuple(c for c in self.channels if not any(ch in c for ch in "*?["))
@@ -97,7 +95,7 @@ _TUPLE_KEYS = {"channels", "notify_channels", "sensitive_columns", "signed_chann
 
 
 def _build(raw: dict[str, Any]) -> Settings:
-    known = {f.name for f in fields(Settings) if f.name != "extra"}
+    known = {f.name for f in fields(Settings)}
     values: dict[str, Any] = {}
     unknown = []
     for key, value in raw.items():

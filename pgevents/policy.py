@@ -178,10 +178,3 @@ async def _check_columns(flt: RowFilter, channel: str, sources: SourcesOf) -> De
     if missing:
         return Denial("unknown_column", f"no such column on this channel: {', '.join(missing)}")
     return None
-
-
-async def check(user: Any, channel: str, filter: dict[str, Any] | None) -> Denial | None:
-    """None when ``user`` may subscribe to ``channel``; otherwise why not (no token, no
-    column check: kept for callers that only need the yes/no)."""
-    result = await authorise(user, channel, filter)
-    return result if isinstance(result, Denial) else None

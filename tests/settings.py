@@ -19,7 +19,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if os.environ.get("PGEVENTS_TEST_LAYER") == "memory":
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# Security tests (issue 6): channels under "sec." exercise each policy on the shared stack;
+# Security tests: channels under "sec." exercise each policy on the shared stack;
 # every other channel keeps allow_all.
 PGEVENTS["CHANNELS"].append("sec.*")
 PGEVENTS.update(

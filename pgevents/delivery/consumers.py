@@ -170,7 +170,6 @@ class EventConsumer(AsyncWebsocketConsumer):
             hub.reader,
             last_id=command.last_event_id,
         )
-        sink.sub = sub
         self.subs[channel] = sub
         await hub.join(sub)  # the subscription announces itself once its starting point is fixed
 
@@ -233,11 +232,10 @@ class EventConsumer(AsyncWebsocketConsumer):
 class _Sink:
     """Adapts a consumer to the subscription's sink protocol, bounding what it queues."""
 
-    __slots__ = ("consumer", "sub", "write_nowait")
+    __slots__ = ("consumer", "write_nowait")
 
     def __init__(self, consumer: EventConsumer) -> None:
         self.consumer = consumer
-        self.sub: Subscription | None = None
         # Live events skip the ASGI send chain under daphne (see pgevents.delivery.fastsend). Only an
         # unfiltered subscription gets this sink directly: FilteredSink has no write_nowait.
         self.write_nowait = self._fast_writer()
@@ -256,7 +254,7 @@ class _Sink:
 
         return write
 
-    async def send_event(self, frame: str, id: int | None) -> None:
+    async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
         consumer = self.consumer
         if consumer.closing:
             return
@@ -264,7 +262,7 @@ class _Sink:
         if flow is None:
             await consumer.send(text_data=frame)
             return
-        if self.sub is not None and not self.sub.live:
+        if replay:
             await flow.writable()  # replaying: go at the client's pace (live events wait in the subscription)
             if consumer.closing:
                 return

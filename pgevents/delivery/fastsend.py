@@ -17,7 +17,7 @@ the frame goes straight to the socket: one ``send()`` system call, instead of re
 the socket for writability, waiting for the next poll and unregistering it again (three
 system calls and a loop iteration per socket per event). Whatever the socket does not take
 at once goes to the transport's buffer, behind which everything else then queues. A client
-whose buffer passes ``MAX_BUFFERED`` has stopped reading: it is disconnected (and resumes
+whose buffer passes ``MAX_SEND_BUFFER`` has stopped reading: it is disconnected (and resumes
 from its last id when it reconnects) instead of holding memory without bound or stalling
 anyone else.
 """
@@ -25,19 +25,11 @@ anyone else.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from typing import Any
 
-from pgevents import metrics
-
-logger = logging.getLogger(__name__)
-
 #: ``(data) -> bool``: False when the socket is no longer open (the frame is dropped).
 Writer = Callable[[bytes], bool]
-
-#: Most bytes waiting for one client before it is disconnected as too slow.
-MAX_BUFFERED = 1024 * 1024
 
 
 def text_frame(text: str) -> bytes:
@@ -80,17 +72,16 @@ def _plain_tcp(transport: Any) -> bool:
         and hasattr(transport, "_tempDataBuffer")
         and hasattr(transport, "_tempDataLen")
         and hasattr(transport, "dataBuffer")
-        and hasattr(transport, "abortConnection")
     )
 
 
-def writer(send: Any, *, limit: int = MAX_BUFFERED, on_slow: Callable[[], None] | None = None) -> Writer | None:
+def writer(send: Any, *, limit: int, on_slow: Callable[[], None]) -> Writer | None:
     """A direct writer for the socket behind ``send``, or None to keep using ASGI.
 
     Only plain TCP transports get one (anything else, TLS included, goes through ASGI and its
     own flow control). The buffer is measured only when the socket did not take a frame at
-    once: past ``limit`` bytes ``on_slow()`` decides (pgevents closes with ``too_slow``/4408);
-    without ``on_slow`` the connection is aborted.
+    once: past ``limit`` bytes the frame is dropped and ``on_slow()`` decides (pgevents closes
+    with ``too_slow``/4408; the client resumes from its last id).
     """
     protocol = _daphne_protocol(send)
     if protocol is None or not all(hasattr(protocol, a) for a in ("transport", "state", "STATE_OPEN", "send_queue")):
@@ -117,12 +108,7 @@ def writer(send: Any, *, limit: int = MAX_BUFFERED, on_slow: Callable[[], None] 
         elif _buffered(transport) > limit:
             # A client that stopped reading: stop queueing for it rather than buffer without
             # bound. It reconnects and resumes from its last id, reading the rest from the log.
-            if on_slow is not None:
-                on_slow()
-            else:
-                logger.warning("dropping a WebSocket client %d bytes behind", _buffered(transport))
-                metrics.SLOW_CLIENTS.inc()
-                transport.abortConnection()
+            on_slow()
             return False
         else:
             transport.write(data)

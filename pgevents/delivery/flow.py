@@ -37,7 +37,6 @@ class Flow:
         self.transport = transport
         self._writable = asyncio.Event()
         self._writable.set()
-        self.stopped = False
         self.previous: Any = None
 
     @classmethod
@@ -75,7 +74,6 @@ class Flow:
             self.protocol.closeHandshakeTimeout = max(self.protocol.closeHandshakeTimeout, CLOSE_GRACE)
 
     def detach(self) -> None:
-        self.stopped = True
         self._writable.set()
         if getattr(self.transport, "producer", None) is self:
             self.transport.producer = self.previous
@@ -92,7 +90,6 @@ class Flow:
             self.previous.resumeProducing()
 
     def stopProducing(self) -> None:
-        self.stopped = True
         self._writable.set()
         if self.previous is not None:
             self.previous.stopProducing()

@@ -56,15 +56,15 @@ class FilteredSink:
         self.inner = inner
         self.row_filter = row_filter
 
-    async def send_event(self, frame: str, id: int | None) -> None:
+    async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
         event = parsed(frame)
         if event is None:
             return
         decision = self.row_filter.decide(event)
         if decision == "send":
-            await self.inner.send_event(frame, id)
+            await self.inner.send_event(frame, id, replay=replay)
         elif decision == "leave":
-            await self.inner.send_event(leave_frame(event), id)
+            await self.inner.send_event(leave_frame(event), id, replay=replay)
 
     async def send_control(self, frame: str) -> None:
         await self.inner.send_control(frame)

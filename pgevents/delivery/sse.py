@@ -37,7 +37,7 @@ class _QueueSink:
         else:
             self.queue.put_nowait(chunk)
 
-    async def send_event(self, frame: str, id: int | None) -> None:
+    async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
         self._put((f"id: {id}\n" if id is not None else "") + f"data: {frame}\n\n")
 
     async def send_control(self, frame: str) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from pgevents import conf, metrics
 from pgevents.core.envelope import Event, control
@@ -31,16 +31,16 @@ REPLAY_PAGE = 500
 class Sink(Protocol):
     """Where a subscription's frames go (a WebSocket, an SSE stream).
 
-    A sink may also have ``write_nowait(data: bytes) -> bool``: a synchronous write of a
-    ready-made WebSocket frame (see ``pgevents.delivery.fastsend``), used for live events.
+    ``replay`` is true for events sent while the subscription catches up (from the log, or
+    buffered meanwhile): a sink may take those at the client's pace, never live ones, which
+    would hold up the hub's fan-out to everyone else. A sink may also have
+    ``write_nowait(data: bytes) -> bool``: a synchronous write of a ready-made WebSocket
+    frame (see ``pgevents.delivery.fastsend``), used for live events.
     """
 
-    async def send_event(self, frame: str, id: int | None) -> None: ...
+    async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None: ...
 
     async def send_control(self, frame: str) -> None: ...
-
-
-Filter = Callable[[Event], Awaitable[str | None]]
 
 
 class Subscription:
@@ -61,12 +61,6 @@ class Subscription:
         #: The sink's direct write, used for live events. A subscription that rewrites or
         #: filters frames per client must leave this None, so every event takes ``_apply``.
         self._write: Callable[[bytes], bool] | None = getattr(sink, "write_nowait", None)
-
-    @property
-    def live(self) -> bool:
-        """False while replaying from the log. (issue 6: consumers pace replays on a socket's
-        write buffer but never live sends, which would hold up the hub's fan-out.)"""
-        return not self._catching_up
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -147,8 +141,9 @@ class Subscription:
     async def _apply(self, event: Event) -> bool:
         """Deliver ``event`` unless already delivered. False when it reveals a gap."""
         id_ = event["id"]
+        replay = self._catching_up
         if id_ is None:  # plain / non-durable: nothing to order or repair
-            await self.sink.send_event(event["frame"], None)
+            await self.sink.send_event(event["frame"], None, replay=replay)
             metrics.DELIVERED.inc()
             return True
         assert self.last_id is not None
@@ -161,7 +156,7 @@ class Subscription:
             metrics.GAPS.inc()
             return False
         self.last_id = id_
-        await self.sink.send_event(event["frame"], id_)
+        await self.sink.send_event(event["frame"], id_, replay=replay)
         metrics.DELIVERED.inc()
         return True
 
@@ -212,7 +207,7 @@ class Subscription:
             for logged in result.events:
                 if logged.id > self.last_id:
                     self.last_id = logged.id
-                    await self.sink.send_event(logged.frame, logged.id)
+                    await self.sink.send_event(logged.frame, logged.id, replay=True)
                     metrics.REPLAYED.inc()
             replayed += len(result.events)
             if not result.more:
@@ -231,7 +226,3 @@ class Subscription:
                     self._buffer = pending[i:] + self._buffer
                     return False
         return True  # no await since the emptiness check: going live is atomic
-
-
-def describe(sub: Subscription) -> dict[str, Any]:
-    return {"channel": sub.channel, "last_id": sub.last_id, "live": not sub._catching_up}

@@ -198,7 +198,6 @@ class Installed:
     channel: str
     events: tuple[str, ...]
     config: dict[str, Any]
-    digests: tuple[str, ...]
     names: tuple[str, ...]
 
     @property
@@ -246,7 +245,6 @@ def installed(cursor: Any) -> list[Installed]:
             channel=str(group["config"].get("channel", "")),
             events=tuple(e for e in ALL_EVENTS if e in group["events"]),
             config=group["config"],
-            digests=tuple(sorted(group["digests"])),
             names=tuple(group["names"]),
         )
         for (schema, table, base), group in groups.items()

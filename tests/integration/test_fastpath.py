@@ -19,7 +19,7 @@ class ListSink:
         self.sent: list[int | None] = []
         self.controls: list[str] = []
 
-    async def send_event(self, frame: str, id: int | None) -> None:
+    async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
         self.sent.append(id)
 
     async def send_control(self, frame: str) -> None:

@@ -52,4 +52,4 @@ def test_no_direct_writer_outside_daphne() -> None:
     async def send(message: object) -> None:
         pass
 
-    assert writer(send) is None
+    assert writer(send, limit=1024, on_slow=lambda: None) is None

@@ -313,7 +313,6 @@
       this.src = d.pgeventsSrc || null; // null: this page, the element with the same id
       this.rowSrc = d.pgeventsRowSrc || null;
       this.keyName = d.pgeventsKey || "id";
-      this.rowId = d.pgeventsRowId || null; // legacy: rows found by a DOM id template
       this.insert = d.pgeventsInsert === "prepend" ? "prepend" : "append";
       this.delay = parseInt(d.pgeventsDebounce || "50", 10);
       this.since = d.pgeventsSince ? parseInt(d.pgeventsSince, 10) : null;
@@ -399,7 +398,6 @@
     }
 
     _find(key) {
-      if (this.rowId) return document.getElementById(decodeURIComponent(fill(this.rowId, key)));
       for (const child of this.el.children) {
         if (child.dataset.pgeventsRow === key) return child;
       }
