@@ -21,14 +21,14 @@ from pgevents import conf
 from pgevents.core import sql
 from pgevents.core.names import matches
 from pgevents.models import Watch
-from pgevents.setup import installation, status
+from pgevents.setup import installation, report
 from pgevents.setup.forms import WatchForm
 
 
 @admin.register(Watch)
 class WatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = WatchForm
-    list_display = ["__str__", "event_list", "durable", "enabled", "trigger_status", "updated_at"]
+    list_display = ["__str__", "event_list", "durable", "enabled", "trigger_state", "updated_at"]
     list_filter = ["enabled", "durable", "schema"]
     search_fields = ["table", "channel"]
     actions = ["install_triggers", "remove_triggers", "send_test_event"]
@@ -44,10 +44,10 @@ class WatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return " ".join(obj.events)
 
     @admin.display(description="trigger")
-    def trigger_status(self, obj: Watch) -> str:
+    def trigger_state(self, obj: Watch) -> str:
         """What the database really has: installed, outdated (differs) or missing."""
         with connections[obj._state.db or "default"].cursor() as cursor:
-            return obj.status(cursor)
+            return obj.trigger_state(cursor)
 
     def save_model(self, request: HttpRequest, obj: Watch, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -108,6 +108,6 @@ class WatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             **self.admin_site.each_context(request),
             "title": "pgevents status",
             "opts": self.model._meta,
-            "report": status.collect(),
+            "report": report.collect(),
         }
         return TemplateResponse(request, "admin/pgevents/status.html", context)

@@ -2,7 +2,8 @@ from django.apps import AppConfig
 
 
 class PgeventsConfig(AppConfig):
-    """Wiring only: registering the system checks. No SQL and no connections here."""
+    """Wiring only: the system checks, and the embedded listener handed to the server
+    process's runtime (which starts it only when configured). No SQL and no connections."""
 
     name = "pgevents"
     verbose_name = "pgevents"
@@ -10,3 +11,7 @@ class PgeventsConfig(AppConfig):
 
     def ready(self) -> None:
         from pgevents import checks  # noqa: F401  (registers the checks)
+        from pgevents.capture import embedded
+        from pgevents.delivery import runtime
+
+        runtime.on_start(embedded.start)

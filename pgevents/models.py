@@ -16,7 +16,7 @@ from django.dispatch import receiver
 from pgevents import conf
 from pgevents.core.sql import ALL_EVENTS, TriggerSpec
 from pgevents.setup import installation
-from pgevents.setup.installation import Status
+from pgevents.setup.installation import TriggerState
 
 
 def default_events() -> list[str]:
@@ -73,12 +73,12 @@ class Watch(models.Model):
         """Enough of the spec to name (and drop) the triggers, even if the table is gone."""
         return TriggerSpec(table=self.table, channel=self.channel, schema=self.schema)
 
-    def status(self, cursor: Any) -> Status:
+    def trigger_state(self, cursor: Any) -> TriggerState:
         try:
             spec = self.spec(cursor)
         except installation.WatchError:  # table or column gone: whatever is installed is stale
-            return "missing" if installation.status(cursor, self.stub()) == "missing" else "outdated"
-        return installation.status(cursor, spec)
+            return "missing" if installation.trigger_state(cursor, self.stub()) == "missing" else "outdated"
+        return installation.trigger_state(cursor, spec)
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)

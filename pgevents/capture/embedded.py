@@ -2,6 +2,8 @@
 
 With the in-memory channel layer a separate ``runlisten`` process could never reach the
 server's consumers, so the server runs the listener itself, on its own event loop.
+``apps.ready`` hands ``start`` to the server process's runtime, which calls it once per
+event loop.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ from typing import Any
 from channels.layers import InMemoryChannelLayer
 
 from pgevents import conf
+from pgevents.capture.listener import Listener
 
 logger = logging.getLogger(__name__)
-
-_started: dict[int, asyncio.Task[None]] = {}
 
 
 def wanted(layer: Any) -> bool:
@@ -24,15 +25,9 @@ def wanted(layer: Any) -> bool:
     return isinstance(layer, InMemoryChannelLayer) if setting is None else bool(setting)
 
 
-def ensure_listener(layer: Any) -> None:
-    """Start one listener task on this loop if the configuration asks for an embedded one."""
+def start(layer: Any) -> asyncio.Task[None] | None:
+    """The embedded listener's task on the running loop, if the configuration asks for one."""
     if not wanted(layer):
-        return
-    loop = asyncio.get_running_loop()
-    task = _started.get(id(loop))
-    if task is not None and not task.done():
-        return
-    from pgevents.capture.listener import Listener
-
+        return None
     logger.info("starting the embedded listener")
-    _started[id(loop)] = asyncio.ensure_future(Listener(layer=layer, name="pgevents-embedded").run())
+    return asyncio.ensure_future(Listener(layer=layer, name="pgevents-embedded").run())

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from pgevents import metrics
-from pgevents.store import db
+from pgevents.store import db, log
 
 logger = logging.getLogger(__name__)
 
@@ -43,29 +43,28 @@ class HealthServer:
     def state(self) -> tuple[int, dict[str, Any]]:
         """HTTP status and body of ``/health``: 200 while active or standing by, else 503."""
         listener = self.listener
-        status = "active" if listener.active else "standby" if listener.standby else "connecting"
+        role = "active" if listener.active else "standby" if listener.standby else "connecting"
         body = {
-            "status": status,
+            "status": role,
             "forwarded": listener.forwarded,
             "last_forward_at": listener.last_forward_at,
             "seconds_since_forward": (
                 round(time.time() - listener.last_forward_at, 3) if listener.last_forward_at else None
             ),
         }
-        return (200 if status != "connecting" else 503), body
+        return (200 if role != "connecting" else 503), body
 
     async def _refresh(self) -> None:
         """Scrape-time figures from the database, on a short-lived connection of their own."""
         try:
             conn = await asyncio.wait_for(db.connect(self.listener.database, "pgevents-metrics"), 5)
             async with conn:
-                cur = await conn.execute(
-                    "SELECT coalesce(extract(epoch FROM clock_timestamp() - min(at)), 0),"
-                    " count(*), pg_notification_queue_usage() FROM pgevents_event WHERE id IS NULL"
-                )
-                row = await cur.fetchone()
-            assert row is not None
-            self._scraped = {"lag": float(row[0]), "pending": float(row[1]), "queue": float(row[2])}
+                lag = await asyncio.wait_for(log.lag(conn), 5)
+            self._scraped = {
+                "lag": lag.oldest_pending_seconds or 0.0,
+                "pending": float(lag.pending),
+                "queue": lag.notify_queue_usage,
+            }
         except Exception as exc:  # the metrics still answer; the gauges go missing
             logger.warning("could not read listener lag from the database: %s", exc)
             self._scraped = {}

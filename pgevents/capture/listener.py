@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -30,6 +30,7 @@ from pgevents.core.backoff import Backoff
 from pgevents.store import db, log
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Errors after which the session is abandoned and the listener reconnects.
 RECOVERABLE: tuple[type[BaseException], ...] = (psycopg.Error, OSError, asyncio.TimeoutError, ConnectionError)
@@ -131,20 +132,22 @@ class Listener:
 
     async def _session(self) -> None:
         self._backend_pid = None
-        conn = await asyncio.wait_for(db.connect(self.database, self.name), self.query_timeout)
+        conn = await self._bounded(db.connect(self.database, self.name))
         async with conn:
             await self._end_stale_backend(conn)
             self._backend_pid = conn.info.backend_pid
             await self._acquire_lock(conn)
             for statement in sql.listen((envelope.INTERNAL_CHANNEL, *self.channels)):
-                await conn.execute(statement)
+                await self._bounded(conn.execute(statement))
             self.active = True
             metrics.LISTENER_ACTIVE.set(1)
             self.connected.set()
             logger.info("listener active; LISTEN %s", ", ".join((envelope.INTERNAL_CHANNEL, *self.channels)))
             await self._catch_up(conn)
             self.backoff.reset()
-            while True:
+            # Checked as well as cancelled: Python 3.11's wait_for can swallow a cancellation
+            # that arrives just as the call it bounds completes.
+            while not self._stopping:
                 woke = await self._wait(conn)
                 if woke:
                     if self.coalesce:
@@ -156,9 +159,14 @@ class Listener:
                 now = time.monotonic()
                 if now - self._last_prune >= self.prune_interval:
                     self._last_prune = now
-                    removed = await log.prune(conn, self.retention)
+                    removed = await log.prune(conn, self.retention, timeout=self.query_timeout)
                     if removed:
                         logger.info("pruned %d events older than %.0fs", removed, self.retention)
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """``call``, or ``TimeoutError`` after ``QUERY_TIMEOUT``: a hung server or layer ends
+        the session (and the loop reconnects) instead of stalling the listener forever."""
+        return await asyncio.wait_for(call, self.query_timeout)
 
     async def _end_stale_backend(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Terminate our previous backend if it stopped answering (a hung or half-dead
@@ -168,7 +176,7 @@ class Listener:
             return
         pid, self._stale_backend = self._stale_backend, None
         try:
-            await asyncio.wait_for(conn.execute("SELECT pg_terminate_backend(%s)", (pid,)), self.query_timeout)
+            await self._bounded(conn.execute("SELECT pg_terminate_backend(%s)", (pid,)))
             logger.info("terminated the unresponsive previous listener backend (pid %d)", pid)
         except psycopg.Error as exc:
             logger.warning("could not terminate the previous listener backend (pid %d): %s", pid, exc)
@@ -178,9 +186,7 @@ class Listener:
             return
         waiting_logged = False
         while True:
-            cur = await asyncio.wait_for(
-                conn.execute("SELECT pg_try_advisory_lock(%s)", (conf.get().listener_lock,)), self.query_timeout
-            )
+            cur = await self._bounded(conn.execute("SELECT pg_try_advisory_lock(%s)", (conf.get().listener_lock,)))
             row = await cur.fetchone()
             if row and row[0]:
                 self.standby = False
@@ -193,11 +199,9 @@ class Listener:
 
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Re-send what a previous listener may not have forwarded, then drain the log."""
-        self._published = (await log.cursors(conn)).get("published", 0)
+        self._published = (await self._bounded(log.cursors(conn))).get("published", 0)
         while True:
-            events = await asyncio.wait_for(
-                log.positioned_after(conn, self._published, self.batch_size), self.query_timeout
-            )
+            events = await self._bounded(log.positioned_after(conn, self._published, self.batch_size))
             if not events:
                 break
             await self._forward(events)
@@ -205,7 +209,7 @@ class Listener:
 
     async def _drain(self, conn: psycopg.AsyncConnection[Any]) -> None:
         while True:
-            events = await asyncio.wait_for(log.assign(conn, self.batch_size, self._published), self.query_timeout)
+            events = await self._bounded(log.assign(conn, self.batch_size, self._published))
             if events:
                 await self._forward(events)
             if len(events) < self.batch_size:
@@ -213,7 +217,9 @@ class Listener:
 
     async def _forward(self, events: list[log.LoggedEvent]) -> None:
         sent = await relay.publish(
-            self.layer, (envelope.layer_message(e.channel, e.frame, e.id, e.prev) for e in events)
+            self.layer,
+            (envelope.layer_message(e.channel, e.frame, e.id, e.prev) for e in events),
+            self.query_timeout,
         )
         self._published = events[-1].id
         self._count(len(events), sent)
@@ -233,7 +239,7 @@ class Listener:
         async for note in conn.notifies(timeout=0.0):  # whatever else has already arrived
             woke = self._take(note, plain) or woke
         if plain:
-            self._count(len(plain), await relay.publish(self.layer, plain))
+            self._count(len(plain), await relay.publish(self.layer, plain, self.query_timeout))
         return woke
 
     def _take(self, note: psycopg.Notify, plain: list[envelope.Event]) -> bool:

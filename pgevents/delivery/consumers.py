@@ -39,7 +39,7 @@ from pgevents.core.protocol import (
 from pgevents.delivery import fastsend, sessions
 from pgevents.delivery.flow import Flow
 from pgevents.delivery.gate import FilteredSink
-from pgevents.delivery.hub import get_hub
+from pgevents.delivery.runtime import get_hub
 from pgevents.delivery.subscription import Subscription
 from pgevents.store.columns import Source, sources
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from pgevents import conf, metrics
-from pgevents.delivery.hub import hubs
+from pgevents.delivery.runtime import hubs
 
 
 async def health(request: HttpRequest) -> HttpResponse:

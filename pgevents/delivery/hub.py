@@ -11,6 +11,9 @@ When the layer fails (Redis restarts, a receive times out) the hub reconnects wi
 re-joins its groups and tells every subscription to check the log, so nothing the layer
 dropped in the meantime is lost. Group memberships are refreshed periodically because
 channels-redis expires them (``group_expiry``).
+
+The hub only fans out: the process's runtime (``pgevents.delivery.runtime``) creates it with
+the log reader its subscriptions share, and runs whatever else the process needs beside it.
 """
 
 from __future__ import annotations
@@ -19,16 +22,14 @@ import asyncio
 import logging
 from typing import Any
 
-from channels.layers import get_channel_layer
-
 from pgevents import conf, metrics
-from pgevents.capture import relay
 from pgevents.core.backoff import Backoff
+from pgevents.core.batch import unpack
 from pgevents.core.envelope import Event
 from pgevents.core.names import group_name
 from pgevents.delivery.fastsend import text_frame
 from pgevents.delivery.subscription import NOT_HANDLED, Subscription
-from pgevents.store.log import Reader
+from pgevents.store.log import LogReader
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,10 @@ REFRESH_INTERVAL = 3600.0
 
 
 class Hub:
-    def __init__(self, layer: Any) -> None:
+    def __init__(self, layer: Any, reader: LogReader) -> None:
         self.layer = layer
-        self.reader = Reader()
+        #: The log the process's subscriptions replay from (one shared connection).
+        self.reader = reader
         self.subscriptions: dict[str, set[Subscription]] = {}
         self.channel_name: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -87,11 +89,6 @@ class Hub:
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
-            from pgevents.capture import embedded
-            from pgevents.delivery import presence
-
-            embedded.ensure_listener(self.layer)
-            presence.ensure_reporter(self)  # subscriptions per channel, for pgevents_status
 
     async def _run(self) -> None:
         backoff = Backoff(cap=conf.get().max_backoff)
@@ -141,7 +138,7 @@ class Hub:
         subs = self.subscriptions.get(message.get("channel", ""))
         if not subs:
             return
-        events = relay.unpack(message)
+        events = unpack(message)
         wires = [text_frame(event["frame"]) for event in events]  # framed once, written to every socket
         # A run of consecutive durable events goes to each socket in one write (one system call).
         run = b"".join(wires) if len(events) > 1 and _consecutive(events) else None
@@ -162,11 +159,6 @@ class Hub:
         metrics.DELIVERED.inc(sent)
         self.delivered += sent
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        await self.reader.close()
-
 
 def _consecutive(events: list[Event]) -> bool:
     """Durable events each of which follows the one before it on the channel."""
@@ -178,46 +170,3 @@ def _consecutive(events: list[Event]) -> bool:
             return False
         previous = event["id"]
     return True
-
-
-_hubs: dict[tuple[int, str], Hub] = {}
-
-
-def get_hub() -> Hub:
-    """The hub of the running event loop (one per process and loop)."""
-    alias = conf.get().channel_layer
-    key = (id(asyncio.get_running_loop()), alias)
-    hub = _hubs.get(key)
-    if hub is None:
-        layer = get_channel_layer(alias)
-        if layer is None:
-            raise RuntimeError(f"pgevents needs a channel layer: CHANNEL_LAYERS has no {alias!r}")
-        hub = _hubs[key] = Hub(layer)
-        metrics.register_scrape("hub", _gauges)
-    return hub
-
-
-def hubs() -> list[Hub]:
-    """Every hub of this process (one per event loop; one under daphne)."""
-    return list(_hubs.values())
-
-
-def _gauges() -> list[tuple[str, str, list[str], list[tuple[list[str], float]]]]:
-    counts: dict[str, int] = {}
-    for hub in hubs():
-        for channel, n in hub.count().items():
-            counts[channel] = counts.get(channel, 0) + n
-    return [
-        (
-            "pgevents_connected_clients",
-            "Subscriptions (WebSocket or SSE) in this process, by channel.",
-            ["channel"],
-            [([channel], float(n)) for channel, n in sorted(counts.items())],
-        ),
-        (
-            "pgevents_layer_ok",
-            "1 when every hub of this process receives from the channel layer.",
-            [],
-            [([], float(all(h.layer_ok for h in hubs())))],
-        ),
-    ]

@@ -16,6 +16,7 @@ from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
 from pgevents import conf
+from pgevents.store import log
 
 KEY = "{key}"
 #: Arguments tried when reversing a row URL, for str/slug/path, int and uuid converters.
@@ -24,17 +25,15 @@ INSERT_MODES = ("append", "prepend")
 
 
 def current_id(channel: str) -> int:
-    """The newest positioned event id on ``channel`` (0 when none), read before the region's rows.
+    """The head of ``channel`` (``pgevents.store.log.HEAD``), read before the region's rows.
 
     Events committed before this read have an id at most this one and are visible to the
-    queries that follow; later ones get larger ids, so resuming from here loses nothing.
+    queries that follow; later ones get larger ids, so resuming from here loses nothing. The
+    same definition as a new subscription's starting point: a region on a quiet channel whose
+    events were pruned resumes from the prune point instead of being reset on every view.
     """
     with connections[conf.get().database].cursor() as cursor:
-        cursor.execute(
-            "SELECT coalesce(max(id), 0) FROM pgevents_event WHERE channel = %s AND id IS NOT NULL", [channel]
-        )
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
+        return log.head_sync(cursor, channel)
 
 
 def row_url(row: str) -> str:

@@ -17,7 +17,7 @@ from pgevents import conf, policy
 from pgevents.core.protocol import ProtocolError, channel_of, parse_filter, parse_last_event_id, parse_token
 from pgevents.delivery import sessions
 from pgevents.delivery.gate import FilteredSink
-from pgevents.delivery.hub import get_hub
+from pgevents.delivery.runtime import get_hub
 from pgevents.delivery.subscription import Sink, Subscription
 from pgevents.store.columns import Source, sources
 

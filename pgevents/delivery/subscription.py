@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from pgevents import conf, metrics
+from pgevents.core.backoff import Backoff
 from pgevents.core.envelope import Event, control
-from pgevents.store.log import Reader
+from pgevents.store.log import LogReader
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class Sink(Protocol):
 
 
 class Subscription:
-    def __init__(self, channel: str, sink: Sink, reader: Reader, *, last_id: int | None = None) -> None:
+    def __init__(self, channel: str, sink: Sink, reader: LogReader, *, last_id: int | None = None) -> None:
         self.channel = channel
         #: ``subscribed`` goes out once the starting point is fixed: every event committed
         #: after the client reads it is delivered.
@@ -162,7 +163,7 @@ class Subscription:
 
     async def _catch_up(self) -> None:
         """The only task that reads the log for this subscription; ends live."""
-        backoff = 0.1
+        backoff = Backoff(cap=conf.get().max_backoff)
         while not self.closed:
             try:
                 await self._replay_log()
@@ -172,9 +173,9 @@ class Subscription:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("catch-up on %r failed (%s); retrying in %.1fs", self.channel, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, conf.get().max_backoff)
+                delay = backoff.next()
+                logger.warning("catch-up on %r failed (%s); retrying in %.2fs", self.channel, exc, delay)
+                await asyncio.sleep(delay)
 
     async def _announce(self) -> None:
         if not self._announced:
@@ -183,7 +184,7 @@ class Subscription:
 
     async def _replay_log(self) -> None:
         if self.last_id is None:
-            self.last_id = await self.reader.last_id(self.channel)
+            self.last_id = await self.reader.head(self.channel)
             await self._announce()
             return
         await self._announce()
@@ -193,7 +194,7 @@ class Subscription:
             result = await self.reader.read_after(self.channel, self.last_id, REPLAY_PAGE)
             if result.reset or replayed + len(result.events) > limit:
                 metrics.RESETS.inc()
-                head = await self.reader.last_id(self.channel)
+                head = await self.reader.head(self.channel)
                 await self.sink.send_control(
                     control(
                         "reset",

@@ -17,7 +17,8 @@ from pgevents import conf
 from pgevents.core.sql import ALL_EVENTS, Reference, TriggerSpec
 from pgevents.setup import references
 
-Status = Literal["installed", "outdated", "missing"]
+#: Whether the database has a watch's triggers exactly as configured.
+TriggerState = Literal["installed", "outdated", "missing"]
 
 
 class WatchError(ValueError):
@@ -171,7 +172,7 @@ def remove(cursor: Any, spec: TriggerSpec) -> None:
         cursor.execute(statement.as_string(None))
 
 
-def status(cursor: Any, spec: TriggerSpec) -> Status:
+def trigger_state(cursor: Any, spec: TriggerSpec) -> TriggerState:
     """Whether the database has exactly these triggers (drift made by hand is detected)."""
     cursor.execute(
         "SELECT t.tgname, obj_description(t.oid, 'pg_trigger') FROM pg_trigger t"

@@ -99,7 +99,7 @@ def plan(cursor: Any, watches: list[Configured], *, prune: bool = False) -> list
             stub = TriggerSpec(table=opts["table"], channel=opts["channel"], schema=opts["schema"])
             if (
                 installation.table_exists(cursor, stub.schema, stub.table)
-                and installation.status(cursor, stub) != "missing"
+                and installation.trigger_state(cursor, stub) != "missing"
             ):
                 step.action, step.detail, step.statements = "remove", "disabled", list(stub.drop_statements())
             else:
@@ -115,7 +115,7 @@ def plan(cursor: Any, watches: list[Configured], *, prune: bool = False) -> list
             else:
                 step.action, step.detail = "error", str(exc)
             continue
-        current = installation.status(cursor, spec)
+        current = installation.trigger_state(cursor, spec)
         step.detail = current
         if current != "installed":
             step.action, step.statements = "install", list(spec.create_statements())

@@ -1,6 +1,6 @@
 """Standalone psycopg connections built from Django's ``DATABASES``.
 
-The listener and the replay reader need their own long-lived async connections (LISTEN
+The listener and each server process need their own long-lived async connections (LISTEN
 needs a session; Django's request connections come and go). Reusing Django's own
 ``get_connection_params`` means the same host, credentials and options, and under
 pytest-django the test database, with no extra wiring.
@@ -8,6 +8,8 @@ pytest-django the test database, with no extra wiring.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -41,3 +43,45 @@ async def connect(alias: str | None = None, application_name: str = "pgevents") 
     conn = await psycopg.AsyncConnection.connect(autocommit=True, **params)
     await conn.execute("SET TIME ZONE 'UTC'")
     return conn
+
+
+Query = Callable[..., Awaitable[Any]]
+
+
+class SharedConnection:
+    """One connection a whole server process shares for short statements, reconnected on failure.
+
+    Replays, head reads and presence reports are short indexed statements; serialising them
+    on one connection keeps the database's connection count independent of the number of
+    browsers. Every call (the connect included) is bounded by ``QUERY_TIMEOUT``, so a hung
+    server makes callers fail and retry instead of waiting forever.
+    """
+
+    def __init__(self, application_name: str, alias: str | None = None) -> None:
+        self.application_name = application_name
+        self.alias = alias
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+
+    async def run(self, fn: Query, *args: Any) -> Any:
+        """``await fn(conn, *args)`` on the shared connection, reconnecting once if it broke."""
+        timeout = conf.get().query_timeout
+        async with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = await asyncio.wait_for(connect(self.alias, self.application_name), timeout)
+                    return await asyncio.wait_for(fn(self._conn, *args), timeout)
+                except (TimeoutError, psycopg.OperationalError):
+                    await self.close()
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except (psycopg.Error, OSError):  # pragma: no cover - closing a broken connection
+                pass

@@ -7,13 +7,13 @@ the listener's catch-up and the consumers' replay share one definition of "after
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
-from pgevents import conf
 from pgevents.store import db
 
 logger = logging.getLogger(__name__)
@@ -63,14 +63,29 @@ async def read_after(conn: psycopg.AsyncConnection[Any], channel: str, after: in
     return Replay(rows[:limit], more=len(rows) > limit)
 
 
-async def last_id(conn: psycopg.AsyncConnection[Any], channel: str) -> int:
-    """The newest positioned id on ``channel`` (0 when none): a subscription's starting point."""
-    cur = await conn.execute(
-        "SELECT coalesce(max(id), (SELECT value FROM pgevents_cursor WHERE name = 'pruned'))"
-        " FROM pgevents_event WHERE channel = %s AND id IS NOT NULL",
-        (channel,),
-    )
-    row = await cur.fetchone()
+#: Where a new subscription to a channel starts: its newest positioned event, or the point
+#: the log was pruned to when that is later (a quiet channel whose events were all pruned, or
+#: an event positioned before a later-pruned one). Every event committed before this read has
+#: an id at most this one, and a resume from it is never answered with ``reset``.
+HEAD = (
+    "SELECT greatest(coalesce(max(id), 0), (SELECT value FROM pgevents_cursor WHERE name = 'pruned'))"
+    " FROM pgevents_event WHERE channel = %s AND id IS NOT NULL"
+)
+
+
+async def head(conn: psycopg.AsyncConnection[Any], channel: str) -> int:
+    """The starting point of a new subscription to ``channel`` (see ``HEAD``)."""
+    cur = await conn.execute(HEAD, (channel,))
+    return _first_int(await cur.fetchone())
+
+
+def head_sync(cursor: Any, channel: str) -> int:
+    """``head`` on a Django cursor, for pages that render at the head (live regions)."""
+    cursor.execute(HEAD, [channel])
+    return _first_int(cursor.fetchone())
+
+
+def _first_int(row: Any) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
@@ -84,15 +99,17 @@ async def positioned_after(conn: psycopg.AsyncConnection[Any], after: int, limit
     return [LoggedEvent(*row) for row in await cur.fetchall()]
 
 
-async def prune(conn: psycopg.AsyncConnection[Any], retention: float, chunk: int = 5000) -> int:
+async def prune(
+    conn: psycopg.AsyncConnection[Any], retention: float, chunk: int = 5000, timeout: float | None = None
+) -> int:
     """Delete forwarded events older than ``retention`` seconds, in short transactions.
 
     Only events already positioned *and* published are removed; each chunk is its own
-    statement so writers never wait on a long delete.
+    statement (bounded by ``timeout`` seconds, if given) so writers never wait on a long delete.
     """
     removed = 0
     while True:
-        cur = await conn.execute(
+        statement = conn.execute(
             """
             WITH head AS (
                 -- the oldest positioned, published events: the scan never goes past CHUNK rows,
@@ -112,6 +129,7 @@ async def prune(conn: psycopg.AsyncConnection[Any], retention: float, chunk: int
             """,
             (chunk, retention),
         )
+        cur = await asyncio.wait_for(statement, timeout)
         row = await cur.fetchone()
         count = int(row[0]) if row else 0
         removed += count
@@ -119,62 +137,91 @@ async def prune(conn: psycopg.AsyncConnection[Any], retention: float, chunk: int
             return removed
 
 
-async def stats(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
-    """Size and age of the log and the sequencer cursors, for status output."""
-    cur = await conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE id IS NULL), min(at), max(at),"
-        " pg_total_relation_size('pgevents_event'), pg_notification_queue_usage() FROM pgevents_event"
-    )
-    row = await cur.fetchone()
-    assert row is not None
+#: What waits for the listener: events committed but not yet positioned, the oldest one's
+#: age, and PostgreSQL's NOTIFY queue. Reads only the pending events (a partial index), so
+#: it is cheap enough for every metrics scrape.
+LAG = (
+    "SELECT count(*), extract(epoch FROM clock_timestamp() - min(at)), pg_notification_queue_usage()"
+    " FROM pgevents_event WHERE id IS NULL"
+)
+#: ``LAG``, the size and age of the whole log, and the sequencer's cursors, in one row.
+STATS = f"""
+SELECT lag.*, size.*, (SELECT json_object_agg(name, value)::text FROM pgevents_cursor)
+FROM ({LAG}) lag,
+     (SELECT count(*), min(at), max(at), pg_total_relation_size('pgevents_event') FROM pgevents_event) size
+"""
+
+
+@dataclass(frozen=True)
+class Lag:
+    pending: int
+    #: Age of the oldest pending event in seconds (None: nothing pending).
+    oldest_pending_seconds: float | None
+    notify_queue_usage: float
+
+
+def _lag(row: Any) -> Lag:
+    pending, age, queue = row[:3]
+    return Lag(int(pending), None if age is None else float(age), float(queue))
+
+
+def _stats(row: Any) -> dict[str, Any]:
+    lag = _lag(row)
+    events, oldest, newest, size, cursors_json = row[3:]
+    state: dict[str, int] = json.loads(cursors_json or "{}")
     return {
-        "events": row[0],
-        "pending": row[1],
-        "oldest": row[2],
-        "newest": row[3],
-        "bytes": row[4],
-        "notify_queue_usage": row[5],
-        "cursors": await cursors(conn),
+        "events": events,
+        "bytes": size,
+        "oldest": oldest,
+        "newest": newest,
+        "pending": lag.pending,
+        "oldest_pending_seconds": lag.oldest_pending_seconds,
+        "unpublished": max(state.get("assigned", 0) - state.get("published", 0), 0),
+        "cursors": state,
+        "notify_queue_usage": lag.notify_queue_usage,
     }
 
 
+async def lag(conn: psycopg.AsyncConnection[Any]) -> Lag:
+    cur = await conn.execute(LAG)
+    return _lag(await cur.fetchone())
+
+
+async def stats(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+    """The log's size, age, lag and cursors, for ``pgevents_log status``."""
+    cur = await conn.execute(STATS)
+    return _stats(await cur.fetchone())
+
+
+def stats_sync(cursor: Any) -> dict[str, Any]:
+    """``stats`` on a Django cursor, for ``pgevents_status`` and the admin's status page."""
+    cursor.execute(STATS)
+    return _stats(cursor.fetchone())
+
+
+class LogReader(Protocol):
+    """What a subscription reads from the log: the event log in PostgreSQL (``Reader``), or
+    ``pgevents.store.memory.MemoryLog`` in tests."""
+
+    async def read_after(self, channel: str, after: int, limit: int) -> Replay: ...
+
+    async def head(self, channel: str) -> int: ...
+
+
 class Reader:
-    """One shared connection per process for replays, reconnected when it fails.
+    """The log as a server process reads it, on the process's shared connection."""
 
-    Replays are short indexed reads; serialising them on one connection keeps the database's
-    connection count independent of the number of browsers.
-    """
+    def __init__(self, connection: db.SharedConnection) -> None:
+        self.connection = connection
 
-    def __init__(self) -> None:
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._lock = asyncio.Lock()
-
-    async def run(self, fn: Any, *args: Any) -> Any:
-        """``await fn(conn, *args)`` on the shared connection, reconnecting once if it broke."""
-        async with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._conn is None or self._conn.closed:
-                        self._conn = await db.connect(application_name="pgevents-replay")
-                    return await asyncio.wait_for(fn(self._conn, *args), conf.get().query_timeout)
-                except (TimeoutError, psycopg.OperationalError):
-                    await self.close()
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
+    async def run(self, fn: db.Query, *args: Any) -> Any:
+        """Any other short read on the same connection (e.g. the columns a channel carries)."""
+        return await self.connection.run(fn, *args)
 
     async def read_after(self, channel: str, after: int, limit: int) -> Replay:
-        result: Replay = await self.run(read_after, channel, after, limit)
+        result: Replay = await self.connection.run(read_after, channel, after, limit)
         return result
 
-    async def last_id(self, channel: str) -> int:
-        result: int = await self.run(last_id, channel)
+    async def head(self, channel: str) -> int:
+        result: int = await self.connection.run(head, channel)
         return result
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            try:
-                await conn.close()
-            except Exception:  # pragma: no cover - closing a broken connection
-                pass

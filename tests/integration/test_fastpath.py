@@ -7,6 +7,7 @@ import time
 
 from pgevents.core.envelope import layer_message
 from pgevents.delivery.subscription import NOT_HANDLED, Subscription
+from pgevents.store.db import SharedConnection
 from pgevents.store.log import Reader
 from tests.support import run
 
@@ -34,7 +35,8 @@ def test_fast_paths_dedupe_and_hand_gaps_back(db_url: str) -> None:
     channel = f"fastpath{time.monotonic_ns()}"
 
     async def scenario() -> None:
-        reader, sink = Reader(), ListSink()
+        connection, sink = SharedConnection("pgevents-test"), ListSink()
+        reader = Reader(connection)
         sub = Subscription(channel, sink, reader)
         try:
             sub.start()
@@ -58,6 +60,6 @@ def test_fast_paths_dedupe_and_hand_gaps_back(db_url: str) -> None:
             assert sink.sent == []
         finally:
             sub.close()
-            await reader.close()
+            await connection.close()
 
     run(scenario())

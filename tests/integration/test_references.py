@@ -65,7 +65,7 @@ def test_update_of_a_parent_emits_one_ids_only_event_per_referencing_channel(hos
             cur, table=PARENT, schema=SCHEMA, channel="authors", notify_referencing=[{"table": CHILD, "schema": SCHEMA}]
         )
         installation.install(cur, spec)
-        assert installation.status(cur, spec) == "installed"
+        assert installation.trigger_state(cur, spec) == "installed"
     assert spec.referencing == (sql.Reference(channel=CHILD, table=CHILD, schema=SCHEMA, columns=(FK,), keys=(KEY,)),)
     parent = psql.SQL("{}.{}").format(psql.Identifier(SCHEMA), psql.Identifier(PARENT))
     child = psql.SQL("{}.{}").format(psql.Identifier(SCHEMA), psql.Identifier(CHILD))

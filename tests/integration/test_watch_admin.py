@@ -64,7 +64,7 @@ def form(**overrides: Any) -> dict[str, Any]:
 def statuses(client: DjangoClient) -> dict[str, str]:
     page = client.get(reverse("admin:pgevents_watch_changelist")).content.decode()
     rows = re.findall(
-        r'<th class="field-__str__">.*?>([^<]+)</a></th>.*?<td class="field-trigger_status">(\w+)</td>', page
+        r'<th class="field-__str__">.*?>([^<]+)</a></th>.*?<td class="field-trigger_state">(\w+)</td>', page
     )
     return dict(rows)
 

@@ -31,7 +31,7 @@ def names(table: str) -> list[str]:
 
 def status(watch: Watch) -> str:
     with connection.cursor() as cursor:
-        return watch.status(cursor)
+        return watch.trigger_state(cursor)
 
 
 def test_changing_table_or_channel_moves_the_triggers(tables: None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgevents.capture import relay
+from pgevents.core import batch
 from pgevents.core.envelope import layer_message
 from pgevents.delivery.fastsend import text_frame, writer
 
@@ -27,25 +27,25 @@ def test_text_frames_follow_rfc6455_length_encoding(size: int) -> None:
 
 def test_batches_keep_each_channels_order_and_round_trip() -> None:
     events = [layer_message("a" if i % 3 else "b", f"frame{i}", i, i - 1 if i else None) for i in range(1, 10)]
-    messages = relay.batches(events)
+    messages = batch.batches(events)
     assert [m["channel"] for m in messages] == ["a", "b"]
-    back = [e for m in messages for e in relay.unpack(m)]
+    back = [e for m in messages for e in batch.unpack(m)]
     assert sorted(back, key=lambda e: e["id"]) == events
     for m in messages:
-        ids = [e["id"] for e in relay.unpack(m)]
+        ids = [e["id"] for e in batch.unpack(m)]
         assert ids == sorted(ids)
 
 
 def test_batches_are_capped_in_bytes_but_a_big_event_still_goes() -> None:
-    big = "x" * (relay.BATCH_BYTES + 1)
+    big = "x" * (batch.BATCH_BYTES + 1)
     events = [layer_message("a", "small", 1), layer_message("a", big, 2), layer_message("a", "small", 3)]
-    messages = relay.batches(events)
-    assert [[e["id"] for e in relay.unpack(m)] for m in messages] == [[1], [2], [3]]
+    messages = batch.batches(events)
+    assert [[e["id"] for e in batch.unpack(m)] for m in messages] == [[1], [2], [3]]
 
 
 def test_a_single_event_message_still_unpacks() -> None:
     message = layer_message("a", "f", 7, 6)
-    assert relay.unpack(dict(message)) == [message]
+    assert batch.unpack(dict(message)) == [message]
 
 
 def test_no_direct_writer_outside_daphne() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from pgevents import conf
-from pgevents.setup import status
+from pgevents.setup import report as status_report
 
 
 class Command(BaseCommand):
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        report = status.collect(options["database"])
+        report = status_report.collect(options["database"])
         if options["json"]:
             self.stdout.write(json.dumps(report, default=str, indent=2))
             return

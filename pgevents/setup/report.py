@@ -1,21 +1,21 @@
-"""What is running and how far behind it is: for ``pgevents_status`` and the admin page.
+"""The status report: what is running and how far behind it is, for ``pgevents_status``
+and the admin's status page.
 
 Everything is read from PostgreSQL, so it works from any host and for every topology:
 listeners are the sessions named ``pgevents-listener`` / ``pgevents-embedded`` in
 ``pg_stat_activity`` (the active one holds the advisory lock, the others stand by); server
-processes report their subscriptions in ``pgevents_presence`` (see ``presence.py``).
+processes report their subscriptions in ``pgevents_presence`` (``pgevents.store.presence``).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.db import connections
 
 from pgevents import conf
-from pgevents.delivery.presence import STALE_AFTER
 from pgevents.setup import sync
+from pgevents.store import log, presence
 
 LISTENER_NAMES = ("pgevents-listener", "pgevents-embedded")
 
@@ -38,41 +38,9 @@ def listeners(cursor: Any) -> list[dict[str, Any]]:
     ]
 
 
-def event_log(cursor: Any) -> dict[str, Any]:
-    """Size and age of the log, and the lag: events committed but not yet positioned and sent."""
-    cursor.execute(
-        "SELECT count(*), count(*) FILTER (WHERE id IS NULL), min(at), max(at),"
-        " extract(epoch FROM now() - min(at) FILTER (WHERE id IS NULL)),"
-        " pg_total_relation_size('pgevents_event'), pg_notification_queue_usage() FROM pgevents_event"
-    )
-    events, pending, oldest, newest, pending_age, size, queue = cursor.fetchone()
-    cursor.execute("SELECT name, value FROM pgevents_cursor")
-    cursors = dict(cursor.fetchall())
-    return {
-        "events": events,
-        "bytes": size,
-        "oldest": oldest,
-        "newest": newest,
-        "pending": pending,
-        "oldest_pending_seconds": float(pending_age) if pending_age is not None else None,
-        "unpublished": max(cursors.get("assigned", 0) - cursors.get("published", 0), 0),
-        "cursors": cursors,
-        "notify_queue_usage": float(queue),
-    }
-
-
 def clients(cursor: Any) -> dict[str, Any]:
     """Subscriptions per channel, summed over the server processes that reported recently."""
-    cursor.execute(
-        "SELECT process, counts, seen FROM pgevents_presence"
-        " WHERE seen > now() - make_interval(secs => %s) ORDER BY process",
-        [STALE_AFTER],
-    )
-    processes = [
-        # Django's cursors hand jsonb over as text (its JSONField decodes it), psycopg's as objects.
-        {"process": p, "channels": json.loads(counts) if isinstance(counts, str) else counts, "seen": seen}
-        for p, counts, seen in cursor.fetchall()
-    ]
+    processes = presence.recent(cursor)
     totals: dict[str, int] = {}
     for proc in processes:
         for channel, n in proc["channels"].items():
@@ -81,7 +49,7 @@ def clients(cursor: Any) -> dict[str, Any]:
 
 
 def triggers(cursor: Any, alias: str) -> list[dict[str, Any]]:
-    """Every configured or installed watch and whether the database matches it."""
+    """Every configured or installed watch and the state of its triggers in the database."""
     return [
         {"source": s.source, "schema": s.schema, "table": s.table, "channel": s.channel, "status": s.detail}
         for s in sync.plan(cursor, sync.configured(alias))
@@ -94,7 +62,7 @@ def collect(alias: str | None = None) -> dict[str, Any]:
         return {
             "database": alias,
             "listeners": listeners(cursor),
-            "log": event_log(cursor),
+            "log": log.stats_sync(cursor),
             "clients": clients(cursor),
             "triggers": triggers(cursor, alias),
         }

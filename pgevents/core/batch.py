@@ -1,0 +1,47 @@
+"""Channel-layer messages: events travel in per-channel batches (pure).
+
+The listener sends one ``pgevents.batch`` message per channel per round trip, holding that
+channel's events in id order; each server process's hub unpacks it. A channel-layer send
+costs a few Redis round trips whatever its size, so batching is what lets one listener keep
+up with a writer at full speed; at low rates a batch holds one event and costs what it did
+before. Batches are capped in bytes so a burst of large rows never becomes one huge message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pgevents.core.envelope import Event
+
+#: Largest batch (sum of frame lengths); a single larger event still goes, alone.
+BATCH_BYTES = 256 * 1024
+BATCH_TYPE = "pgevents.batch"
+
+
+def batches(events: Iterable[Event]) -> list[dict[str, Any]]:
+    """Group ``events`` by channel (keeping their order) into byte-capped batch messages."""
+    out: list[dict[str, Any]] = []
+    open_: dict[str, tuple[list[list[Any]], list[int]]] = {}
+    for event in events:
+        channel = event["channel"]
+        entry = open_.get(channel)
+        size = len(event["frame"])
+        if entry is None or (entry[1][0] + size > BATCH_BYTES and entry[0]):
+            items: list[list[Any]] = []
+            entry = open_[channel] = (items, [0])
+            out.append({"type": BATCH_TYPE, "channel": channel, "events": items})
+        entry[0].append([event["id"], event["prev"], event["frame"]])
+        entry[1][0] += size
+    return out
+
+
+def unpack(message: dict[str, Any]) -> list[Event]:
+    """The events of a layer message: a batch, or a single ``pgevents.event``."""
+    if message.get("type") != BATCH_TYPE:
+        return [message]  # type: ignore[list-item]
+    channel = message["channel"]
+    return [
+        {"type": "pgevents.event", "channel": channel, "id": id_, "prev": prev, "frame": frame}
+        for id_, prev, frame in message["events"]
+    ]

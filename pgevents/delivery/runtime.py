@@ -1,0 +1,112 @@
+"""What one server process runs for pgevents: one runtime per event loop (one under daphne).
+
+A runtime holds the process's shared database connection, the log reader over it, the hub
+(fan-out) and the presence reporter, and runs whatever the project wired in with
+``on_start`` (``apps.ready`` wires the embedded listener this way, so the delivery side
+never imports the capture side). It is created on first use, by the first WebSocket or SSE
+subscription of the loop.
+
+Runtimes are keyed by the loop object itself, never by ``id(loop)`` (ids are reused once a
+loop is gone); runtimes of closed loops are dropped the next time one is looked up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from pgevents import conf, metrics
+from pgevents.delivery.hub import Hub
+from pgevents.delivery.presence import Reporter
+from pgevents.store.db import SharedConnection
+from pgevents.store.log import LogReader, Reader
+
+logger = logging.getLogger(__name__)
+
+#: ``(layer) -> task or None``: more work a server process runs beside its hub.
+Starter = Callable[[Any], "asyncio.Task[Any] | None"]
+
+_starters: list[Starter] = []
+_runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}
+
+
+def on_start(starter: Starter) -> None:
+    """Run ``starter(layer)`` in every new runtime (once per starter)."""
+    if starter not in _starters:
+        _starters.append(starter)
+
+
+class Runtime:
+    def __init__(self, layer: Any, reader: LogReader | None = None) -> None:
+        self.layer = layer
+        self.connection = SharedConnection("pgevents-replay")
+        self.hub = Hub(layer, Reader(self.connection) if reader is None else reader)
+        self.reporter = Reporter(self.hub.count, self.connection)
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def start(self) -> None:
+        """Start the presence reporter and the wired-in work on the running loop."""
+        self.tasks.append(asyncio.ensure_future(self.reporter.run()))
+        for starter in _starters:
+            task = starter(self.layer)
+            if task is not None:
+                self.tasks.append(task)
+
+
+def install(runtime: Runtime) -> Runtime:
+    """Make ``runtime`` the running loop's (tests use one over an in-memory log)."""
+    _runtimes[asyncio.get_running_loop()] = runtime
+    metrics.register_scrape("hub", _gauges)
+    return runtime
+
+
+def current() -> Runtime:
+    """The running loop's runtime, created and started on first use."""
+    loop = asyncio.get_running_loop()
+    for gone in [other for other in _runtimes if other.is_closed()]:
+        del _runtimes[gone]
+    runtime = _runtimes.get(loop)
+    if runtime is None:
+        alias = conf.get().channel_layer
+        layer = get_channel_layer(alias)
+        if layer is None:
+            raise RuntimeError(f"pgevents needs a channel layer: CHANNEL_LAYERS has no {alias!r}")
+        runtime = install(Runtime(layer))
+        runtime.start()
+    return runtime
+
+
+def get_hub() -> Hub:
+    """The hub of the running loop's runtime."""
+    return current().hub
+
+
+def hubs() -> list[Hub]:
+    """The hubs of this process's live runtimes (one per event loop; one under daphne)."""
+    return [runtime.hub for loop, runtime in list(_runtimes.items()) if not loop.is_closed()]
+
+
+def _gauges() -> list[tuple[str, str, list[str], list[tuple[list[str], float]]]]:
+    counts: dict[str, int] = {}
+    running = hubs()
+    for hub in running:
+        for channel, n in hub.count().items():
+            counts[channel] = counts.get(channel, 0) + n
+    return [
+        (
+            "pgevents_connected_clients",
+            "Subscriptions (WebSocket or SSE) in this process, by channel.",
+            ["channel"],
+            [([channel], float(n)) for channel, n in sorted(counts.items())],
+        ),
+        (
+            "pgevents_layer_ok",
+            "1 when every hub of this process receives from the channel layer.",
+            [],
+            [([], float(all(h.layer_ok for h in running)))],
+        ),
+    ]
