@@ -232,11 +232,7 @@ def _exposed(cursor: Any, current: conf.Settings) -> Iterator[CheckMessage]:
     from pgevents.setup import installation
 
     for found in installation.installed(cursor):
-        include = found.config.get("include") or []
-        exclude = found.config.get("exclude") or []
-        columns = installation.table_columns(cursor, found.schema, found.table)
-        sent = [c for c in columns if c not in exclude and (not include or c in include)]
-        exposed = [c for c in sent if installation.is_sensitive(c, current.sensitive_columns)]
+        exposed = sorted(c for c in found.sent if installation.is_sensitive(c, current.sensitive_columns))
         if exposed:
             yield Warning(
                 f"The pgevents triggers on {found.schema}.{found.table} (channel {found.channel!r}) send "

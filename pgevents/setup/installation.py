@@ -6,7 +6,6 @@ unless the watch lists them in ``include``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from psycopg import sql
 from pgevents import conf
 from pgevents.core.sql import ALL_EVENTS, Reference, TriggerSpec
 from pgevents.setup import references
+from pgevents.store import columns
 
 #: Whether the database has a watch's triggers exactly as configured.
 TriggerState = Literal["installed", "outdated", "missing"]
@@ -191,7 +191,7 @@ def trigger_state(cursor: Any, spec: TriggerSpec) -> TriggerState:
 
 @dataclass(frozen=True)
 class Installed:
-    """The pgevents triggers on one table for one channel, as found in ``pg_trigger``."""
+    """The pgevents triggers on one table for one channel, as found in the database."""
 
     schema: str
     table: str
@@ -200,6 +200,8 @@ class Installed:
     events: tuple[str, ...]
     config: dict[str, Any]
     names: tuple[str, ...]
+    #: The columns their events carry.
+    sent: frozenset[str]
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -211,7 +213,7 @@ class Installed:
         return [sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(n), table) for n in self.names]
 
 
-# pg_trigger.tgtype bits (PostgreSQL's include/catalog/pg_trigger.h).
+# pg_trigger.tgtype bits (PostgreSQL's include/catalog/pg_trigger.h), in ALL_EVENTS order.
 _TYPE_BITS = (("INSERT", 4), ("UPDATE", 16), ("DELETE", 8), ("TRUNCATE", 32))
 
 
@@ -220,33 +222,21 @@ def installed(cursor: Any) -> list[Installed]:
 
     Whoever installed them (a migration, the admin, a script), this is what really runs.
     """
-    cursor.execute(
-        "SELECT n.nspname, c.relname, t.tgname, t.tgtype, t.tgargs, obj_description(t.oid, 'pg_trigger')"
-        " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " JOIN pg_proc p ON p.oid = t.tgfoid WHERE p.proname = 'pgevents_notify' AND NOT t.tgisinternal"
-        " ORDER BY 1, 2, 3"
-    )
-    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for schema, table, name, tgtype, tgargs, comment in cursor.fetchall():
+    groups: dict[tuple[str, str, str], list[columns.Trigger]] = {}
+    for trigger in columns.triggers_sync(cursor):
+        name = trigger.name
         base = name.rsplit("_", 1)[0] if name.count("_") >= 2 else name
-        group = groups.setdefault((schema, table, base), {"events": set(), "config": {}, "digests": set(), "names": []})
-        group["names"].append(name)
-        group["events"].update(event for event, bit in _TYPE_BITS if tgtype & bit)
-        args = bytes(tgargs).split(b"\x00")
-        try:
-            group["config"] = json.loads(args[0].decode()) if args and args[0] else {}
-        except ValueError:
-            group["config"] = {}
-        group["digests"].add(str(comment or "").removeprefix("pgevents:"))
+        groups.setdefault((trigger.schema, trigger.table, base), []).append(trigger)
     return [
         Installed(
             schema=schema,
             table=table,
             base_name=base,
-            channel=str(group["config"].get("channel", "")),
-            events=tuple(e for e in ALL_EVENTS if e in group["events"]),
-            config=group["config"],
-            names=tuple(group["names"]),
+            channel=found[-1].channel,
+            events=tuple(event for event, bit in _TYPE_BITS if any(t.tgtype & bit for t in found)),
+            config=found[-1].config,
+            names=tuple(t.name for t in found),
+            sent=found[-1].sent,
         )
-        for (schema, table, base), group in groups.items()
+        for (schema, table, base), found in groups.items()
     ]

@@ -1,11 +1,12 @@
-"""Which tables feed a channel and which of their columns it carries, read from the triggers.
+"""The pgevents triggers in the database, and which columns each one sends.
 
-Row filters are checked against this before a subscription starts, so a filter on a column
-that no watch sends (a typo, an excluded or sensitive column) is refused with a clear error
-instead of silently matching nothing; ``policy.require_permission`` finds the models behind
-a channel the same way. The answer comes from the database itself (each trigger's
-configuration argument and its table's columns), so it holds for watches made by
-migrations, by the admin or by hand.
+Read from the catalog itself (each trigger's configuration argument and its table's columns),
+so the answer holds for watches made by migrations, by the admin or by hand. One query and
+one parser serve everyone who asks: row filters are checked against the columns a channel
+carries before a subscription starts (a filter on a column no watch sends is refused with a
+clear error instead of silently matching nothing); ``policy.require_permission`` finds the
+models behind a channel; ``pgevents_sync`` and the system checks compare what is installed
+with what is configured.
 """
 
 from __future__ import annotations
@@ -16,15 +17,42 @@ from typing import Any
 
 import psycopg
 
+#: Every trigger calling ``pgevents_notify()``, with its table's columns in table order.
 QUERY = """
-SELECT t.tgargs, n.nspname::text, c.relname::text, array_agg(a.attname::text ORDER BY a.attnum)
+SELECT n.nspname::text, c.relname::text, t.tgname::text, t.tgtype, t.tgargs,
+       array_agg(a.attname::text ORDER BY a.attnum)
 FROM pg_trigger t
 JOIN pg_class c ON c.oid = t.tgrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = t.tgrelid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE t.tgfoid = to_regproc('pgevents_notify')
-GROUP BY t.oid, t.tgargs, n.nspname, c.relname
+WHERE t.tgfoid = to_regproc('pgevents_notify') AND NOT t.tgisinternal
+GROUP BY t.oid, n.nspname, c.relname, t.tgname, t.tgtype, t.tgargs
+ORDER BY 1, 2, 3
 """
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One pgevents trigger as the database has it."""
+
+    schema: str
+    table: str
+    name: str
+    #: ``pg_trigger.tgtype``: which events fire it (see ``installation.installed``).
+    tgtype: int
+    #: Its configuration argument (``TriggerSpec.config``); empty when unreadable.
+    config: dict[str, Any]
+    #: Its table's columns, in table order.
+    table_columns: tuple[str, ...]
+
+    @property
+    def channel(self) -> str:
+        return str(self.config.get("channel", ""))
+
+    @property
+    def sent(self) -> frozenset[str]:
+        """The columns its events carry."""
+        return visible(self.config, self.table_columns)
 
 
 @dataclass(frozen=True)
@@ -36,7 +64,7 @@ class Source:
     columns: frozenset[str]
 
 
-def visible(config: dict[str, Any], columns: list[str]) -> frozenset[str]:
+def visible(config: dict[str, Any], columns: tuple[str, ...] | list[str]) -> frozenset[str]:
     """The columns a trigger with ``config`` sends: ``include`` (or all) minus ``exclude``."""
     include = config.get("include")
     chosen = [c for c in columns if c in include] if include else columns
@@ -48,27 +76,34 @@ def parse_config(tgargs: bytes) -> dict[str, Any] | None:
     first = bytes(tgargs).split(b"\x00", 1)[0]
     try:
         config = json.loads(first.decode("utf-8"))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return config if isinstance(config, dict) else None
 
 
-def sources_from_rows(rows: list[tuple[Any, ...]], channel: str) -> list[Source]:
-    found = []
-    for tgargs, schema, table, columns in rows:
-        config = parse_config(tgargs)
-        if config is not None and config.get("channel") == channel:
-            found.append(Source(schema, table, visible(config, list(columns))))
-    return found
+def _triggers(rows: list[tuple[Any, ...]]) -> list[Trigger]:
+    return [
+        Trigger(schema, table, name, int(tgtype), parse_config(tgargs) or {}, tuple(columns))
+        for schema, table, name, tgtype, tgargs, columns in rows
+    ]
+
+
+def triggers_sync(cursor: Any) -> list[Trigger]:
+    """Every pgevents trigger, on a Django cursor."""
+    cursor.execute(QUERY)
+    return _triggers(list(cursor.fetchall()))
+
+
+def _sources(found: list[Trigger], channel: str) -> list[Source]:
+    return [Source(t.schema, t.table, t.sent) for t in found if t.channel == channel]
 
 
 async def sources(conn: psycopg.AsyncConnection[Any], channel: str) -> list[Source]:
     """The watched tables feeding ``channel`` (empty for a plain-NOTIFY channel)."""
     cur = await conn.execute(QUERY)
-    return sources_from_rows(list(await cur.fetchall()), channel)
+    return _sources(_triggers(list(await cur.fetchall())), channel)
 
 
 def sources_sync(cursor: Any, channel: str) -> list[Source]:
     """``sources`` on a Django cursor, for sync policy hooks."""
-    cursor.execute(QUERY)
-    return sources_from_rows(list(cursor.fetchall()), channel)
+    return _sources(triggers_sync(cursor), channel)
