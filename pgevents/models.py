@@ -14,6 +14,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from pgevents import conf
+from pgevents.core.options import WatchOptions
 from pgevents.core.sql import ALL_EVENTS, TriggerSpec
 from pgevents.setup import installation
 from pgevents.setup.installation import TriggerState
@@ -61,13 +62,13 @@ class Watch(models.Model):
         """What names the triggers: changing any of these means other triggers."""
         return (self.schema, self.table, self.channel)
 
-    def options(self) -> dict[str, Any]:
-        """Keyword arguments of ``installation.build_spec``."""
-        return installation.watch_options(self, self.table)
+    def options(self) -> WatchOptions:
+        """This watch's options, read from the fields of the same names."""
+        return WatchOptions.pick(vars(self))
 
     def spec(self, cursor: Any) -> TriggerSpec:
         """The triggers this watch needs, checked against the real table (raises ``WatchError``)."""
-        return installation.build_spec(cursor, **self.options())
+        return installation.spec(cursor, self.table, self.options())
 
     def stub(self) -> TriggerSpec:
         """Enough of the spec to name (and drop) the triggers, even if the table is gone."""

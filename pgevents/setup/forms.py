@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections, router
 
 from pgevents.core.names import BadChannel, validate_channel
+from pgevents.core.options import WatchOptions
 from pgevents.core.sql import ALL_EVENTS
 from pgevents.models import Watch
 from pgevents.setup import installation
@@ -111,20 +112,10 @@ class WatchForm(forms.ModelForm):  # type: ignore[type-arg]
         taken = Watch.objects.using(self.alias).filter(schema=schema, table=table, channel=data["channel"])
         if taken.exclude(pk=self.instance.pk).exists():
             raise ValidationError(f"{schema}.{table} is already watched on channel {data['channel']!r}.")
-        options = {
-            "table": table,
-            "schema": schema,
-            "channel": data["channel"],
-            "events": data.get("events") or [],
-            "include": data.get("include") or [],
-            "exclude": data.get("exclude") or [],
-            "durable": data.get("durable", True),
-            "notify": data.get("notify", True),
-            "update_columns": data.get("update_columns") or [],
-        }
+        options = WatchOptions.pick({**data, "schema": schema})  # what is not on the form keeps its default
         with connections[self.alias].cursor() as cursor:
             try:
-                installation.build_spec(cursor, **options)
+                installation.spec(cursor, table, options)
             except (installation.WatchError, ValueError) as exc:
                 raise ValidationError(str(exc))
         return data

@@ -13,7 +13,9 @@ from typing import Any, Literal
 from psycopg import sql
 
 from pgevents import conf
-from pgevents.core.sql import ALL_EVENTS, Reference, TriggerSpec
+from pgevents.core.names import BadChannel, validate_channel
+from pgevents.core.options import WatchOptions
+from pgevents.core.sql import Reference, TriggerSpec
 from pgevents.setup import references
 from pgevents.store import columns
 
@@ -63,70 +65,42 @@ def is_sensitive(column: str, patterns: Iterable[str] | None = None) -> bool:
     return any(p in name for p in (conf.get().sensitive_columns if patterns is None else patterns))
 
 
-def watch_options(watch: Any, table: str) -> dict[str, Any]:
-    """``build_spec`` keyword arguments from anything shaped like a watch (the admin's
-    ``Watch`` row, the ``Watch`` migration operation): one description for both."""
-    return {
-        "table": table,
-        "channel": watch.channel,
-        "schema": watch.schema,
-        "events": list(watch.events),
-        "include": list(watch.include),
-        "exclude": list(watch.exclude),
-        "durable": watch.durable,
-        "notify": watch.notify,
-        "update_columns": list(watch.update_columns),
-        "notify_referencing": list(getattr(watch, "notify_referencing", ())),
-    }
-
-
-def build_spec(
-    cursor: Any,
-    *,
-    table: str,
-    channel: str,
-    schema: str = "public",
-    events: Sequence[str] = ALL_EVENTS,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    durable: bool | None = None,
-    notify: bool = True,
-    update_columns: Sequence[str] = (),
-    notify_referencing: Sequence[str | Mapping[str, Any]] = (),
-) -> TriggerSpec:
-    """A ``TriggerSpec`` checked against the real table, with sensitive columns excluded.
-
-    ``notify_referencing`` names tables referencing this one (see :mod:`pgevents.setup.references`).
-    """
-    from pgevents.core.names import BadChannel, validate_channel
-
+def spec(cursor: Any, table: str, options: WatchOptions) -> TriggerSpec:
+    """The triggers of a watch on ``table``, checked against the real table (``WatchError``
+    says what is wrong), with sensitive-looking columns excluded unless included."""
+    o = options
     try:
-        validate_channel(channel)
+        validate_channel(o.channel)
     except BadChannel as exc:
-        raise WatchError(f"invalid channel {channel!r}: {exc}") from None
-    columns = table_columns(cursor, schema, table)
-    if not columns:
-        raise WatchError(f"table {schema}.{table} does not exist")
-    unknown = [c for c in (*include, *exclude, *update_columns) if c not in columns]
+        raise WatchError(f"invalid channel {o.channel!r}: {exc}") from None
+    names = table_columns(cursor, o.schema, table)
+    if not names:
+        raise WatchError(f"table {o.schema}.{table} does not exist")
+    unknown = [c for c in (*o.include, *o.exclude, *o.update_columns) if c not in names]
     if unknown:
-        raise WatchError(f"table {schema}.{table} has no column(s) {', '.join(unknown)}")
-    hidden = [c for c in columns if is_sensitive(c) and c not in include and c not in exclude]
-    refs = _references(cursor, notify_referencing, schema, table, columns, (*exclude, *hidden))
+        raise WatchError(f"table {o.schema}.{table} has no column(s) {', '.join(unknown)}")
+    hidden = tuple(c for c in names if is_sensitive(c) and c not in o.include and c not in o.exclude)
+    refs = _references(cursor, o.notify_referencing, o.schema, table, names, (*o.exclude, *hidden))
     try:
         return TriggerSpec(
             table=table,
-            channel=channel,
-            schema=schema,
-            events=tuple(e.upper() for e in events),
-            include=tuple(include),
-            exclude=tuple(exclude) + tuple(hidden),
-            durable=conf.get().durable if durable is None else durable,
-            notify=notify,
-            update_columns=tuple(update_columns),
+            channel=o.channel,
+            schema=o.schema,
+            events=tuple(e.upper() for e in o.events),
+            include=o.include,
+            exclude=o.exclude + hidden,
+            durable=conf.get().durable if o.durable is None else o.durable,
+            notify=o.notify,
+            update_columns=o.update_columns,
             referencing=refs,
         )
     except ValueError as exc:
         raise WatchError(str(exc)) from None
+
+
+def build_spec(cursor: Any, *, table: str, **options: Any) -> TriggerSpec:
+    """``spec`` with the options as keyword arguments (those of ``WatchOptions``)."""
+    return spec(cursor, table, WatchOptions(**options))
 
 
 def _references(
@@ -138,8 +112,6 @@ def _references(
     hidden: Sequence[str],
 ) -> tuple[Reference, ...]:
     """Resolved references, checked: real columns, valid channels, no hidden column as a key."""
-    from pgevents.core.names import BadChannel, validate_channel
-
     try:
         refs = references.resolve_all(cursor, entries, schema=schema, table=table)
     except ValueError as exc:

@@ -18,6 +18,7 @@ from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 from psycopg import sql
 
+from pgevents.core.options import WatchOptions
 from pgevents.core.sql import TriggerSpec
 from pgevents.setup import installation
 
@@ -29,13 +30,18 @@ class Configured:
     """One watch as configured, with where it comes from (``admin #3``, ``migration app.0002``)."""
 
     source: str
-    options: dict[str, Any]
+    table: str
+    options: WatchOptions
     enabled: bool = True
 
     @property
+    def stub(self) -> TriggerSpec:
+        """Enough of the spec to name (and drop) the triggers, even if the table is gone."""
+        return TriggerSpec(table=self.table, channel=self.options.channel, schema=self.options.schema)
+
+    @property
     def key(self) -> tuple[str, str, str]:
-        stub = TriggerSpec(table=self.options["table"], channel=self.options["channel"], schema=self.options["schema"])
-        return (stub.schema, stub.table, stub.base_name)
+        return (self.options.schema, self.table, self.stub.base_name)
 
 
 @dataclass
@@ -67,7 +73,7 @@ def _migration_watches(alias: str) -> Iterator[Configured]:
                             table = apps.get_model(str(operation.model))._meta.db_table
                         except LookupError:  # the model was deleted by a later migration
                             table = str(operation.model)
-                    yield Configured(source=f"migration {node[0]}.{node[1]}", options=operation.options(table))
+                    yield Configured(f"migration {node[0]}.{node[1]}", table, operation.options)
 
 
 def _admin_watches(alias: str) -> Iterator[Configured]:
@@ -76,7 +82,7 @@ def _admin_watches(alias: str) -> Iterator[Configured]:
     if Watch._meta.db_table not in connections[alias].introspection.table_names():
         return  # not migrated yet
     for watch in Watch.objects.using(alias).order_by("pk"):
-        yield Configured(source=f"admin #{watch.pk}", options=watch.options(), enabled=watch.enabled)
+        yield Configured(f"admin #{watch.pk}", watch.table, watch.options(), enabled=watch.enabled)
 
 
 def configured(alias: str) -> list[Configured]:
@@ -93,10 +99,10 @@ def plan(cursor: Any, watches: list[Configured], *, prune: bool = False) -> list
     configured_keys = {w.key for w in watches}
     for watch in watches:
         opts = watch.options
-        step = Step("ok", watch.source, opts["schema"], opts["table"], opts["channel"])
+        step = Step("ok", watch.source, opts.schema, watch.table, opts.channel)
         steps.append(step)
         if not watch.enabled:
-            stub = TriggerSpec(table=opts["table"], channel=opts["channel"], schema=opts["schema"])
+            stub = watch.stub
             if (
                 installation.table_exists(cursor, stub.schema, stub.table)
                 and installation.trigger_state(cursor, stub) != "missing"
@@ -106,11 +112,9 @@ def plan(cursor: Any, watches: list[Configured], *, prune: bool = False) -> list
                 step.detail = "disabled"
             continue
         try:
-            spec = installation.build_spec(cursor, **opts)
+            spec = installation.spec(cursor, watch.table, opts)
         except installation.WatchError as exc:
-            if watch.source.startswith("migration") and not installation.table_exists(
-                cursor, opts["schema"], opts["table"]
-            ):
+            if watch.source.startswith("migration") and not installation.table_exists(cursor, opts.schema, watch.table):
                 step.detail = "no table"  # history: a later migration dropped or renamed it
             else:
                 step.action, step.detail = "error", str(exc)

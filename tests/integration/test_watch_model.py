@@ -79,3 +79,25 @@ def test_a_dropped_column_makes_the_installed_trigger_outdated(tables: None) -> 
         cursor.execute("ALTER TABLE tickets DROP COLUMN state CASCADE")  # takes the UPDATE trigger with it
     assert names("tickets") == [f"{watch.stub().base_name}_r", f"{watch.stub().base_name}_t"]
     assert status(watch) == "outdated"
+
+
+def test_the_admin_form_defaults_durable_to_the_setting(tables: None) -> None:
+    """A form that does not carry ``durable`` (a project's own, or a partial post) leaves it to
+    ``PGEVENTS["DURABLE"]``, like a migration's ``Watch`` without ``durable=``."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    from pgevents.core.options import WatchOptions
+    from pgevents.setup.forms import WatchForm
+
+    class NoDurable(WatchForm):
+        class Meta(WatchForm.Meta):
+            fields = ["channel", "events"]
+
+    with override_settings(PGEVENTS={**settings.PGEVENTS, "DURABLE": False}):
+        form = NoDurable(data={"relation": '["public", "tickets"]', "channel": "demo", "events": ["INSERT"]})
+        assert form.is_valid(), form.errors
+        assert WatchOptions.pick(form.cleaned_data).durable is None
+        with connection.cursor() as cursor:
+            assert not installation.spec(cursor, "tickets", WatchOptions.pick(form.cleaned_data)).durable
+            assert installation.spec(cursor, "tickets", WatchOptions(channel="demo", durable=True)).durable
