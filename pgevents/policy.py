@@ -112,7 +112,7 @@ def _authorize_path(channel: str) -> str | None:
 SourcesOf = Callable[[str], Awaitable[list[Source]]]
 
 
-async def authorise(
+async def authorize(
     user: Any,
     channel: str,
     filter: dict[str, Any] | None = None,
@@ -120,49 +120,78 @@ async def authorise(
     token: object = None,
     sources: SourcesOf | None = None,
 ) -> Access | Denial:
-    """Decide one subscription. ``sources`` looks up the tables feeding a channel (needed
-    only to check a client filter's columns)."""
-    settings = conf.get()
-    if not matches(channel, settings.channels):
+    """Decide one subscription: the steps of the module docstring, in order; the first
+    refusal wins. ``sources`` looks up the tables feeding a channel (needed only to check a
+    client filter's columns)."""
+    if not matches(channel, conf.get().channels):
         return Denial("unknown_channel", "no such channel")
-    if token is not None or matches(channel, settings.signed_channels):
-        if token is None:
-            return Denial("forbidden", "this channel needs a signed token from the page")
-        try:
-            grant = signing.verify(token, channel, user)
-        except signing.BadToken as exc:
-            return Denial("forbidden", str(exc))
-        if grant.filter is not None:
-            if filter is not None and filter != grant.filter:
-                return Denial("forbidden", "filter differs from the one the token was signed with")
-            filter = grant.filter
-    try:
-        client_filter = None if filter is None else compile_filter(filter)
-    except FilterError as exc:
-        return Denial("bad_request", f"invalid filter: {exc}")
-    path = _authorize_path(channel)
-    try:
-        allowed = path is not None and bool(await _call(path, user, channel, filter))
-    except Exception:
-        logger.exception("AUTHORIZE hook %s failed for %r", path, channel)
-        allowed = False
-    if not allowed:
+    filter = _signed(user, channel, filter, token)
+    if isinstance(filter, Denial):
+        return filter
+    client_filter = _compiled(filter)
+    if isinstance(client_filter, Denial):
+        return client_filter
+    if not await _allowed(user, channel, filter):
         return Denial("forbidden", "not allowed to subscribe to this channel")
-    policy_filter = None
-    if settings.row_policy:
-        try:
-            spec = await _call(settings.row_policy, user, channel)
-            policy_filter = None if spec is None or spec is False else compile_filter(spec)
-        except Exception:
-            logger.exception("ROW_POLICY hook %s failed for %r", settings.row_policy, channel)
-            spec = False
-        if spec is False:
-            return Denial("forbidden", "not allowed to subscribe to this channel")
+    policy_filter = await _row_policy(user, channel)
+    if isinstance(policy_filter, Denial):
+        return policy_filter
     if client_filter is not None and sources is not None:
         denial = await _check_columns(client_filter, channel, sources)
         if denial is not None:
             return denial
     return Access(combine(client_filter, policy_filter))
+
+
+def _signed(user: Any, channel: str, filter: dict[str, Any] | None, token: object) -> dict[str, Any] | Denial | None:
+    """The filter to use once the token is checked: a signed channel needs a valid token; a
+    token that fixes a filter replaces the client's (which may only repeat it)."""
+    if token is None and not matches(channel, conf.get().signed_channels):
+        return filter
+    if token is None:
+        return Denial("forbidden", "this channel needs a signed token from the page")
+    try:
+        grant = signing.verify(token, channel, user)
+    except signing.BadToken as exc:
+        return Denial("forbidden", str(exc))
+    if grant.filter is None:
+        return filter
+    if filter is not None and filter != grant.filter:
+        return Denial("forbidden", "filter differs from the one the token was signed with")
+    return grant.filter
+
+
+def _compiled(filter: dict[str, Any] | None) -> RowFilter | Denial | None:
+    try:
+        return None if filter is None else compile_filter(filter)
+    except FilterError as exc:
+        return Denial("bad_request", f"invalid filter: {exc}")
+
+
+async def _allowed(user: Any, channel: str, filter: dict[str, Any] | None) -> bool:
+    """What the ``AUTHORIZE`` hook for ``channel`` says; no hook, or one that fails: no."""
+    path = _authorize_path(channel)
+    if path is None:
+        return False
+    try:
+        return bool(await _call(path, user, channel, filter))
+    except Exception:
+        logger.exception("AUTHORIZE hook %s failed for %r", path, channel)
+        return False
+
+
+async def _row_policy(user: Any, channel: str) -> RowFilter | Denial | None:
+    """The ``ROW_POLICY`` filter for this user and channel; ``False`` or a failure refuses."""
+    path = conf.get().row_policy
+    if not path:
+        return None
+    try:
+        spec = await _call(path, user, channel)
+        if spec is not False:
+            return None if spec is None else compile_filter(spec)
+    except Exception:
+        logger.exception("ROW_POLICY hook %s failed for %r", path, channel)
+    return Denial("forbidden", "not allowed to subscribe to this channel")
 
 
 async def _check_columns(flt: RowFilter, channel: str, sources: SourcesOf) -> Denial | None:

@@ -153,7 +153,7 @@ class EventConsumer(AsyncWebsocketConsumer):
             found: list[Source] = await hub.reader.run(sources, name)
             return found
 
-        decision = await policy.authorise(
+        decision = await policy.authorize(
             self.scope.get("user"), channel, command.filter, token=command.token, sources=sources_of
         )
         if isinstance(decision, policy.Denial):

@@ -71,7 +71,7 @@ async def sse(request: HttpRequest, channel: str) -> HttpResponse:
         found: list[Source] = await hub.reader.run(sources, name)
         return found
 
-    decision = await policy.authorise(user, name, flt, token=token, sources=sources_of)
+    decision = await policy.authorize(user, name, flt, token=token, sources=sources_of)
     if isinstance(decision, policy.Denial):
         status = {"unknown_channel": 404, "forbidden": 403, "unavailable": 503}.get(decision.code, 400)
         return JsonResponse({"type": "error", "code": decision.code, "message": decision.message}, status=status)

@@ -1,4 +1,4 @@
-"""policy.authorise() decisions that need no database: hooks, tokens, filters, columns."""
+"""policy.authorize() decisions that need no database: hooks, tokens, filters, columns."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def decide(
     settings: dict[str, Any], channel: str = "c", flt: Any = None, **kwargs: Any
 ) -> policy.Access | policy.Denial:
     with override_settings(PGEVENTS={"CHANNELS": ["c", "d", "x.*"], **settings}):
-        return asyncio.run(policy.authorise(AnonymousUser(), channel, flt, **kwargs))
+        return asyncio.run(policy.authorize(AnonymousUser(), channel, flt, **kwargs))
 
 
 def code(result: policy.Access | policy.Denial) -> str:
