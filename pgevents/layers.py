@@ -36,6 +36,20 @@ logger = logging.getLogger(__name__)
 
 _RESET = object()
 
+#: The private parts of channels-redis (4.3) this module overrides or calls, besides the
+#: instance state it reads (``_redis``, ``_pubsub``, ``_lock``, ``_subscribed_to``,
+#: ``_shards``, ``_layers``, ``_args``, ``_kwargs``). ``pyproject.toml`` pins channels-redis
+#: to 4.3.x for this reason; a version that renamed one fails here, at import, not at the
+#: first lost message.
+RELIES_ON = {
+    RedisSingleShardConnection: ("_ensure_redis", "_do_receiving", "_receive_message"),
+    RedisPubSubLoopLayer: ("_subscribe_to_channel", "_get_shard"),
+    RedisPubSubChannelLayer: ("_get_layer",),
+}
+_missing = [f"{cls.__name__}.{name}" for cls, names in RELIES_ON.items() for name in names if not hasattr(cls, name)]
+if _missing:  # pragma: no cover - only with an unsupported channels-redis
+    raise ImportError(f"pgevents.layers needs channels-redis 4.3: {', '.join(_missing)} not found")
+
 
 class LayerReset(ConnectionError):
     """Messages may have been lost (overflow, or the connection to Redis broke)."""
