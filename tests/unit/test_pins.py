@@ -23,4 +23,3 @@ def test_installed_versions_are_within_the_pins(requirement: Requirement) -> Non
     assert requirement.specifier.contains(version(requirement.name), prereleases=True), (
         f"{requirement.name} {version(requirement.name)} is outside {requirement.specifier}"
     )
-
