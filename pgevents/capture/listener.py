@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -57,6 +57,7 @@ class Listener:
         prune_interval: float = 60.0,
         name: str = "pgevents-listener",
         coalesce: float = 0.0,
+        connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]] | None = None,
     ) -> None:
         settings = conf.get()
         self.layer = layer
@@ -73,6 +74,8 @@ class Listener:
         self.coalesce = coalesce
         self._last_drain = 0.0
         self.name = name
+        #: Opens the session's connection (default: ``database``'s, from Django's settings).
+        self.connect = connect or (lambda: db.connect(self.database, self.name))
         self.backoff = Backoff(cap=settings.max_backoff)
         self.active = False
         #: Connected and waiting for the advisory lock (another listener is active).
@@ -132,7 +135,7 @@ class Listener:
 
     async def _session(self) -> None:
         self._backend_pid = None
-        conn = await self._bounded(db.connect(self.database, self.name))
+        conn = await self._bounded(self.connect())
         async with conn:
             await self._end_stale_backend(conn)
             self._backend_pid = conn.info.backend_pid

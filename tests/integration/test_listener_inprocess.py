@@ -1,0 +1,58 @@
+"""The listener in this process, on a database of its own and channels' in-memory layer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import psycopg
+from channels.layers import InMemoryChannelLayer
+
+from pgevents.capture.listener import Listener
+from pgevents.core.batch import unpack
+from pgevents.core.names import group_name
+from pgevents.store import db
+
+
+def test_catches_up_forwards_row_changes_and_plain_notifies_then_stops(isolated_db: str) -> None:
+    async def body() -> None:
+        with psycopg.connect(isolated_db, autocommit=True) as writer:
+            writer.execute("INSERT INTO people (name) VALUES ('before')")  # committed while no listener runs
+        layer = InMemoryChannelLayer()
+        inbox = await layer.new_channel("test.")
+        for channel in ("people", "demo"):
+            await layer.group_add(group_name(channel), inbox)
+
+        async def connect() -> psycopg.AsyncConnection[Any]:
+            conn = await psycopg.AsyncConnection.connect(isolated_db, autocommit=True, application_name="t")
+            await conn.execute("SET TIME ZONE 'UTC'")
+            return conn
+
+        listener = Listener(layer=layer, connect=connect, channels=["demo"], prune_interval=0)
+        task = asyncio.ensure_future(listener.run())
+
+        async def next_event() -> dict[str, Any]:
+            (event,) = unpack(await asyncio.wait_for(layer.receive(inbox), 10))
+            return {**json.loads(event["frame"]), "prev": event["prev"]}
+
+        first = await next_event()
+        assert first["row"]["name"] == "before" and first["prev"] is None
+        async with await psycopg.AsyncConnection.connect(isolated_db, autocommit=True) as writer:
+            await writer.execute("INSERT INTO people (name) VALUES ('after')")
+            second = await next_event()
+            assert second["row"]["name"] == "after" and second["prev"] == first["id"]
+            await writer.execute("NOTIFY demo, 'hi'")
+            plain = await next_event()
+            assert plain["payload"] == "hi" and plain["id"] is None
+        assert listener.active
+        listener.stop()
+        await asyncio.wait_for(task, 10)
+        assert not listener.active and listener.forwarded == 3
+
+    asyncio.run(body())
+
+
+def test_the_listener_reads_its_database_from_django_settings(db_url: str) -> None:
+    params = db.connection_params()
+    assert params["application_name"] == "pgevents" and params["dbname"] == db_url.rsplit("/", 1)[1]

@@ -1,0 +1,106 @@
+"""The hub over channels' in-memory layer and the in-memory log: dispatch, membership, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer
+
+from pgevents.capture import relay
+from pgevents.core.envelope import Event
+from pgevents.delivery.hub import Hub
+from pgevents.delivery.memory import RecordingSink
+from pgevents.delivery.subscription import Subscription
+from pgevents.store.memory import MemoryLog
+
+
+async def subscribe(hub: Hub, channel: str, sink: RecordingSink) -> Subscription:
+    sub = Subscription(channel, sink, hub.reader)
+    await hub.join(sub)
+    assert (await sink.next())["type"] == "subscribed"
+    return sub
+
+
+async def send(layer: Any, *events: Event) -> None:
+    await relay.publish(layer, events, timeout=5)
+
+
+def test_one_receive_per_process_reaches_each_subscriber_of_its_channel_only() -> None:
+    async def body() -> None:
+        layer, log = InMemoryChannelLayer(), MemoryLog()
+        hub = Hub(layer, log)
+        direct, queued, other = RecordingSink(direct=True), RecordingSink(), RecordingSink()
+        await subscribe(hub, "a", direct)
+        await subscribe(hub, "a", queued)
+        await subscribe(hub, "b", other)
+        assert hub.count() == {"a": 2, "b": 1}
+        await send(layer, *(log.commit("a") for _ in range(3)))
+        assert [(await queued.next())["id"] for _ in range(3)] == [1, 2, 3]
+        assert [(await direct.next())["id"] for _ in range(3)] == [1, 2, 3]
+        assert len(direct.writes) == 1  # a run of consecutive events: one write per socket
+        await send(layer, log.commit("b"))
+        assert (await other.next())["id"] == 4  # the fence: "b" got nothing before its own event
+
+    asyncio.run(body())
+
+
+def test_leaving_the_last_subscription_leaves_the_group() -> None:
+    async def body() -> None:
+        layer, log = InMemoryChannelLayer(), MemoryLog()
+        hub = Hub(layer, log)
+        first, second = RecordingSink(), RecordingSink()
+        sub = await subscribe(hub, "a", first)
+        await hub.leave(sub)
+        assert hub.count() == {} and layer.groups.get("pgevents.a", {}) == {}
+        await subscribe(hub, "a", second)
+        await send(layer, log.commit("a"))
+        assert (await second.next())["id"] == 1
+        assert [m["type"] for m in first.received] == ["subscribed"]
+
+    asyncio.run(body())
+
+
+def test_a_gap_in_a_batch_is_repaired_for_every_subscriber() -> None:
+    async def body() -> None:
+        layer, log = InMemoryChannelLayer(), MemoryLog()
+        hub = Hub(layer, log)
+        sinks = [RecordingSink(direct=True), RecordingSink()]
+        for sink in sinks:
+            await subscribe(hub, "a", sink)
+        log.commit("a")  # never reaches the layer
+        await send(layer, log.commit("a"), log.commit("a"))
+        for sink in sinks:
+            assert [(await sink.next())["id"] for _ in range(3)] == [1, 2, 3]
+
+    asyncio.run(body())
+
+
+class BreakingLayer(InMemoryChannelLayer):  # type: ignore[misc]
+    """The in-memory layer, whose next receive fails once when told to (Redis went away)."""
+
+    breaks = 0
+
+    async def receive(self, channel: str) -> Any:
+        if self.breaks:
+            self.breaks -= 1
+            raise ConnectionError("layer unreachable")
+        return await super().receive(channel)
+
+
+def test_after_a_layer_failure_the_hub_rejoins_and_every_subscription_reads_the_log() -> None:
+    async def body() -> None:
+        layer, log = BreakingLayer(), MemoryLog()
+        hub = Hub(layer, log)
+        sink = RecordingSink()
+        await subscribe(hub, "a", sink)
+        log.commit("a")  # published while the layer was failing: lost
+        layer.breaks = 1
+        await send(layer, log.commit("a"))  # wakes the receive, which fails once
+        assert [(await sink.next())["id"] for _ in range(2)] == [1, 2]
+        assert not hub.layer_ok  # until a message is received again
+        await send(layer, log.commit("a"))
+        assert (await sink.next())["id"] == 3
+        assert hub.layer_ok
+
+    asyncio.run(body())

@@ -1,0 +1,100 @@
+"""The listener's decisions without a database: what each notification is, and reconnecting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.test import override_settings
+
+from pgevents.capture.listener import Listener
+from pgevents.core.envelope import INTERNAL_CHANNEL, Event
+
+
+def classify(channel: str, payload: str) -> tuple[bool, list[Event]]:
+    plain: list[Event] = []
+    woke = Listener(layer=object())._take(psycopg.Notify(channel, payload, 1), plain)
+    return woke, plain
+
+
+def test_an_empty_notification_on_the_internal_channel_is_a_wake_up() -> None:
+    assert classify(INTERNAL_CHANNEL, "") == (True, [])
+
+
+def test_a_plain_notify_is_forwarded_untouched_without_an_id() -> None:
+    woke, (event,) = classify("demo", "héllo, 'world'")
+    frame = json.loads(event["frame"])
+    assert not woke and event["channel"] == "demo" and event["id"] is None
+    assert frame["payload"] == "héllo, 'world'" and frame["op"] is None and frame["type"] == "event"
+
+
+def test_a_non_durable_trigger_notification_becomes_an_event_on_its_channel() -> None:
+    payload = json.dumps({"channel": "people", "op": "INSERT", "table": "people", "row": {"id": 1}})
+    woke, (event,) = classify(INTERNAL_CHANNEL, payload)
+    assert not woke and event["channel"] == "people" and event["id"] is None
+    assert json.loads(event["frame"])["row"] == {"id": 1}
+
+
+def test_a_malformed_notification_is_dropped() -> None:
+    for payload in ("not json", "[1, 2]", '{"channel": 7}'):
+        assert classify(INTERNAL_CHANNEL, payload) == (False, [])
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_failing_connection_is_retried_with_backoff_until_stopped() -> None:
+    port = _closed_port()
+
+    async def body() -> None:
+        attempts: list[float] = []
+
+        async def connect() -> psycopg.AsyncConnection[Any]:
+            attempts.append(asyncio.get_running_loop().time())
+            if len(attempts) == 3:
+                listener.stop()
+            return await psycopg.AsyncConnection.connect(f"host=127.0.0.1 port={port} user=x connect_timeout=2")
+
+        listener = Listener(layer=object(), connect=connect)
+        await asyncio.wait_for(listener.run(), 10)
+        assert len(attempts) == 3 and not listener.active
+        assert listener.backoff.attempts >= 2  # each failure waited longer (reset only once connected)
+
+    asyncio.run(body())
+
+
+def test_a_server_that_never_answers_ends_the_session_by_timeout() -> None:
+    async def body() -> None:
+        accepted: list[asyncio.StreamWriter] = []
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(writer)  # keep the socket open; say nothing
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tries = 0
+
+        async def connect() -> psycopg.AsyncConnection[Any]:
+            nonlocal tries
+            tries += 1
+            if tries == 2:
+                listener.stop()
+            return await psycopg.AsyncConnection.connect(f"host=127.0.0.1 port={port} user=x")
+
+        with override_settings(PGEVENTS={**settings.PGEVENTS, "QUERY_TIMEOUT": 0.2}):
+            listener = Listener(layer=object(), connect=connect)
+            await asyncio.wait_for(listener.run(), 10)
+        assert tries == 2 and len(accepted) >= 1
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(body())
