@@ -26,6 +26,7 @@ from tests.support import (
     assert_exactly_once_in_order,
     base_env,
     committed_names,
+    execute,
     run,
     write_rows,
 )
@@ -53,9 +54,17 @@ async def _stream_with_fault(stack: Stack, url: str, tag: str, count: int, fault
         await writer
         expected = committed_names(url, tag)
         await recorder.wait_for(expected, timeout=90)
-        await asyncio.sleep(0.5)  # let any duplicate show itself before judging
+        await recorder.fence(url, f"{tag}-end")  # any duplicate or stray event shows up before it
         await recorder.stop()
         return start, recorder.events, expected
+
+
+async def _fence(client: Client, url: str, tag: str) -> dict:
+    """Write one more row and return it: it must be the client's next event."""
+    await asyncio.to_thread(execute, url, f"INSERT INTO people (name) VALUES ('{tag}-fence')")
+    (event,) = await client.events(1)
+    assert event["row"]["name"] == f"{tag}-fence", event
+    return event
 
 
 def test_kill_9_listener_during_2000_inserts(fresh_stack: Stack, isolated_db: str) -> None:
@@ -74,9 +83,11 @@ def test_kill_9_listener_during_2000_inserts(fresh_stack: Stack, isolated_db: st
         async with Client.connect(f"{fresh_stack.ws}/ws/pgevents/people/?last_event_id={start}") as resumer:
             await resumer.expect("subscribed")
             replayed = await resumer.events(2000, timeout=60)
-            await resumer.silent(0.5)
+            (fence,) = await resumer.events(1)  # the row that ended the live stream comes next
+            assert fence["row"]["name"] == f"{tag}-end"
         assert_exactly_once_in_order(replayed, expected)
         assert [e["id"] for e in replayed] == [e["id"] for e in live]
+        assert fence["id"] > replayed[-1]["id"]
 
     run(scenario())
     assert fresh_stack.listeners[0].proc.returncode == -signal.SIGKILL
@@ -127,17 +138,22 @@ def test_client_disconnect_and_resume_during_a_stream(stack: Stack, db_url: str)
     async def scenario() -> None:
         async with Client.connect(f"{stack.ws}/ws/pgevents/people/") as first:
             await first.expect("subscribed")
-            writer = asyncio.ensure_future(asyncio.to_thread(write_rows, db_url, tag, 600, threads=2))
+            halfway = threading.Event()
+            writer = asyncio.ensure_future(
+                asyncio.to_thread(
+                    write_rows, db_url, tag, 600, threads=2, progress=lambda n: n >= 300 and halfway.set()
+                )
+            )
             before = [e for e in await first.events(100, timeout=60) if e["row"]["name"].startswith(tag)]
         last = before[-1]["id"]
-        await asyncio.sleep(0.3)  # away while rows keep coming
+        await asyncio.to_thread(halfway.wait, 60)  # away while rows keep coming
         async with Client.connect(f"{stack.ws}/ws/pgevents/") as second:
             await second.subscribe("people", last_event_id=last)
             recorder = Recorder(second)
             await writer
             expected = committed_names(db_url, tag)
             await recorder.wait_for(expected - {e["row"]["name"] for e in before})
-            await asyncio.sleep(0.5)
+            await recorder.fence(db_url, f"{tag}-fence")
             await recorder.stop()
         combined = before + [e for e in recorder.events if e["row"]["name"].startswith(tag)]
         assert_exactly_once_in_order(combined, expected)
@@ -161,7 +177,7 @@ def test_transaction_that_started_first_but_committed_last_is_not_skipped(stack:
         async with Client.connect(f"{stack.ws}/ws/pgevents/people/?last_event_id={seen_b['id']}") as client:
             await client.expect("subscribed")
             (seen_a,) = await client.events(1)
-            await client.silent(0.5)
+            await _fence(client, db_url, tag)
         assert seen_a["row"]["name"] == f"{tag}-A"
         assert seen_a["id"] > seen_b["id"]
 

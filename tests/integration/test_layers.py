@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio
 
 from pgevents.layers import LayerReset, PubSubChannelLayer
-from tests.support import Client, Stack, run
+from tests.support import Client, Stack, run, wait_until
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -35,7 +35,12 @@ def test_overflow_and_a_killed_connection_raise_layer_reset() -> None:
 
             for n in range(10):  # more than the capacity, with nobody receiving
                 await layer.group_send("g", {"type": "t", "n": n})
-            await asyncio.sleep(0.5)
+            # A fence: one subscription connection reads in publish order, so once a later
+            # message to another channel has arrived, the ten were read (and overflowed).
+            marker = await layer.new_channel()
+            await layer.group_add("fence", marker)
+            await layer.group_send("fence", {"type": "t", "n": "fence"})
+            assert (await _receive(layer, marker))["n"] == "fence"
             with pytest.raises(LayerReset):
                 await _receive(layer, channel)
             await layer.group_send("g", {"type": "t", "n": 99})
@@ -138,10 +143,15 @@ def test_killed_redis_connections_lose_nothing_on_the_pubsub_layer(
                 await asyncio.to_thread(write, [f"k{i}" for i in range(before)])
                 first = await client.events(before)
                 assert await kill_mine() >= 1
-                await asyncio.sleep(0.5)  # after the hub's first re-sync, before the layer is back
+                assert stack.daphne is not None
+                await asyncio.to_thread(  # after the hub's first re-sync, before the layer is back
+                    wait_until, lambda: "receivers will re-sync" in stack.daphne.output(), 20, 0.02, "the reset"
+                )
                 await asyncio.to_thread(write, [f"k{i}" for i in range(before, before + during)])
                 rest = await client.events(during, timeout=30)  # nothing written after these
-                await client.silent(0.5)
+                await asyncio.to_thread(write, ["fence"])
+                (fence,) = await client.events(1)
+                assert fence["row"]["name"] == "fence"  # and no duplicate before it
                 return first + rest
 
         got = run(scenario())

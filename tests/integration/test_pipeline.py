@@ -69,11 +69,15 @@ def test_multiplexed_subscribe_and_unsubscribe(stack: Stack, pg: psycopg.Connect
             assert {e["channel"] for e in got} == {"people", "demo"}
             await client.send({"type": "unsubscribe", "channel": "people"})
             assert await client.expect("unsubscribed") == {"type": "unsubscribed", "channel": "people"}
-            pg.execute("INSERT INTO people (name) VALUES ('after-unsubscribe')")
-            pg.execute("NOTIFY demo, 'still here'")
-            (only,) = await client.events(1)
-            assert only["channel"] == "demo" and only["payload"] == "still here"
-            await client.silent(1.0)
+            async with Client.connect(f"{stack.ws}/ws/pgevents/people/") as watcher:
+                await watcher.expect("subscribed")
+                pg.execute("INSERT INTO people (name) VALUES ('after-unsubscribe')")
+                pg.execute("NOTIFY demo, 'still here'")
+                (only,) = await client.events(1)
+                assert only["channel"] == "demo" and only["payload"] == "still here"
+                (seen,) = await watcher.events(1)  # the server has dispatched the people event...
+                assert seen["row"]["name"] == "after-unsubscribe"
+                await client.pong()  # ...and wrote nothing of it to the unsubscribed client
 
     run(scenario())
 

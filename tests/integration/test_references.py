@@ -186,7 +186,9 @@ def test_renaming_an_author_reaches_books_subscribers(stack: Stack, pg: psycopg.
             pg.execute("INSERT INTO books (title, author_id) VALUES ('One', %s), ('Two', %s)", (author[0], author[0]))
             pg.execute("UPDATE authors SET name = 'Raymond' WHERE id = %s", (author[0],))
             first, second, event = await client.events(3)
-            await client.silent(0.5)  # one event for the rename, not one per book
+            pg.execute("INSERT INTO books (title, author_id) VALUES ('Three', %s)", (author[0],))
+            (fence,) = await client.events(1)  # one event for the rename, not one per book
+            assert fence["op"] == "INSERT" and fence["row"]["title"] == "Three"
         assert [first["op"], second["op"]] == ["INSERT", "INSERT"]
         assert event["op"] == "UPDATE" and event["table"] == "books" and event["old"] is None
         assert event["row"] == {"author_id": author[0]}

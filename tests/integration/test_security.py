@@ -191,7 +191,9 @@ def test_a_signed_filter_is_enforced(stack: Stack, docs: str, db_url: str) -> No
             execute(db_url, "INSERT INTO sec_docs (owner_id, title) VALUES (2, 'not yours'), (1, 'yours')")
             (event,) = await client.events(1)
             assert event["row"]["title"] == "yours"
-            await client.silent(0.5)
+            execute(db_url, "INSERT INTO sec_docs (owner_id, title) VALUES (2, 'not yours'), (1, 'fence')")
+            (fence,) = await client.events(1)
+            assert fence["row"]["title"] == "fence"
 
     try:
         run(scenario())
@@ -231,7 +233,8 @@ def test_row_filter_sends_matching_rows_and_leave_when_a_row_stops_matching(
             execute(db_url, "DELETE FROM sec_docs WHERE title IN ('b', 'c2')")
             all_events = await everything.events(8)
             live = [await filtered.recv() for _ in expected]
-            await filtered.silent(0.5)
+            execute(db_url, "INSERT INTO sec_docs (status, title) VALUES ('open', 'fence')")
+            fence = await filtered.recv()  # the next message: nothing else was sent before it
         assert kinds(live) == expected
         leave = live[2]
         assert leave["row"]["status"] == "open" and leave["channel"] == "sec.docs" and leave["table"] == "sec_docs"
@@ -242,7 +245,7 @@ def test_row_filter_sends_matching_rows_and_leave_when_a_row_stops_matching(
         async with Client.connect(f"{stack.ws}/ws/pgevents/") as resumed:
             await resumed.subscribe("sec.docs", filter={"status": {"in": ["open"]}}, last_event_id=start)
             replayed = [await resumed.recv() for _ in expected]
-            await resumed.silent(0.5)
+            assert await resumed.recv() == fence  # the fence ends the replay too
         assert replayed == live
 
     run(scenario())
@@ -270,7 +273,9 @@ def test_row_policy_limits_each_user_to_their_rows(
             execute(db_url, "UPDATE sec_docs SET owner_id = %s WHERE title = 'plain doc'", params=(staff.user.pk,))
             got_mine = [await mine.recv() for _ in range(2)]
             got_theirs = await theirs.events(2)
-            await mine.silent(0.5)
+            execute(db_url, "INSERT INTO sec_docs (owner_id, title) VALUES (%s, 'fence')", params=(plain.user.pk,))
+            (fence,) = await mine.events(1)
+            assert fence["row"]["title"] == "fence"
         assert [(m["type"], m["row"]["title"]) for m in got_mine] == [("event", "plain doc"), ("leave", "plain doc")]
         assert [(e["op"], e["row"]["title"]) for e in got_theirs] == [("INSERT", "staff doc"), ("UPDATE", "plain doc")]
 

@@ -67,8 +67,10 @@ def test_watch_installs_and_reverses_on_hostile_identifiers(stack: Stack, db_url
                 conn.execute(psycopg.sql.SQL("UPDATE {} SET n = 2").format(target))  # Name unchanged: no event
                 conn.execute(psycopg.sql.SQL("UPDATE {} SET \"Name\" = 'y'").format(target))
                 conn.execute(psycopg.sql.SQL("DELETE FROM {}").format(target))  # DELETE not watched
-            events = await client.events(2)
-            await client.silent(1.0)
+                events = await client.events(2)
+                conn.execute(psycopg.sql.SQL("INSERT INTO {} (\"Name\", n) VALUES ('fence', 3)").format(target))
+                (fence,) = await client.events(1)  # no event for the unchanged UPDATE or the DELETE
+                assert fence["op"] == "INSERT" and fence["row"]["Name"] == "fence"
             return events
 
     inserted, renamed = run(scenario())
