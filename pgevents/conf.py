@@ -157,7 +157,7 @@ def get() -> Settings:
     return _cached
 
 
-@receiver(setting_changed)  # type: ignore[untyped-decorator]
+@receiver(setting_changed)
 def _reset(*, setting: str, **kwargs: Any) -> None:
     global _cached
     if setting == "PGEVENTS":

@@ -79,6 +79,9 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
         await super().subscribe(channel)
         self._wake.set()
 
+    _redis: aioredis.Redis | None
+    _pubsub: _PubSub | None
+
     def _ensure_redis(self) -> None:
         if self._redis is None:
             pool = create_pool(self.host)
@@ -123,7 +126,7 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
             old = self._pubsub
             if old is not None:
                 try:
-                    await old.aclose()
+                    await old.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                 except Exception:  # it is broken already
                     pass
             assert self._redis is not None
@@ -200,7 +203,7 @@ class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
 class PubSubChannelLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
     def _get_layer(self) -> _LoopLayer:
         loop = asyncio.get_running_loop()
-        layer = self._layers.get(loop)
+        layer: _LoopLayer | None = self._layers.get(loop)
         if layer is None:
             layer = self._layers[loop] = _LoopLayer(*self._args, **self._kwargs, channel_layer=self)
             _wrap_close(self, loop)

@@ -125,13 +125,13 @@ async def authorize(
     client filter's columns)."""
     if not matches(channel, conf.get().channels):
         return Denial("unknown_channel", "no such channel")
-    filter = _signed(user, channel, filter, token)
-    if isinstance(filter, Denial):
-        return filter
-    client_filter = _compiled(filter)
+    signed = _signed(user, channel, filter, token)
+    if isinstance(signed, Denial):
+        return signed
+    client_filter = _compiled(signed)
     if isinstance(client_filter, Denial):
         return client_filter
-    if not await _allowed(user, channel, filter):
+    if not await _allowed(user, channel, signed):
         return Denial("forbidden", "not allowed to subscribe to this channel")
     policy_filter = await _row_policy(user, channel)
     if isinstance(policy_filter, Denial):

@@ -18,9 +18,10 @@ from django.urls import re_path
 from pgevents import conf
 from pgevents.delivery.consumers import EventConsumer
 
+# Channels' URLRouter takes ASGI applications in Django's URL patterns; Django's stubs expect views.
 websocket_urlpatterns = [
-    re_path(r"^ws/pgevents/$", EventConsumer.as_asgi()),
-    re_path(r"^ws/pgevents/(?P<channel>[^/]+)/$", EventConsumer.as_asgi()),
+    re_path(r"^ws/pgevents/$", EventConsumer.as_asgi()),  # type: ignore[arg-type]
+    re_path(r"^ws/pgevents/(?P<channel>[^/]+)/$", EventConsumer.as_asgi()),  # type: ignore[arg-type]
 ]
 
 
@@ -41,7 +42,7 @@ class ServerSendMiddleware:
 
 def websocket_application(extra_patterns: list[Any] | None = None) -> Any:
     """pgevents' WebSocket routes (plus yours) behind the origin check and auth middleware."""
-    inner = AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *(extra_patterns or [])]))
+    inner = AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *(extra_patterns or [])]))  # type: ignore[list-item]
     origins = conf.get().allowed_origins
     checked = AllowedHostsOriginValidator(inner) if origins is None else OriginValidator(inner, list(origins))
     return ServerSendMiddleware(checked)

@@ -11,6 +11,7 @@ for an anonymous visitor is as public as the page that carried it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.core import signing
@@ -54,7 +55,7 @@ def verify(token: object, channel: str, user: Any) -> Grant:
     if not isinstance(token, str) or not token or len(token) > 4096:
         raise BadToken("token must be a non-empty string")
     try:
-        payload = signing.loads(token, salt=SALT, max_age=conf.get().signature_max_age)
+        payload = signing.loads(token, salt=SALT, max_age=timedelta(seconds=conf.get().signature_max_age))
     except signing.SignatureExpired:
         raise BadToken("token has expired; reload the page") from None
     except (signing.BadSignature, ValueError):

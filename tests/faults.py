@@ -168,6 +168,7 @@ class BlackholeProxy:
         self.port = free_port()
         self._dead: set[object] = set()
         self._pairs: list[object] = []
+        self._writers: list[object] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -192,16 +193,28 @@ class BlackholeProxy:
 
         async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+            self._writers += [client_w, server_w]
             pair = object()
             self._pairs.append(pair)
             await asyncio.gather(pipe(client_r, server_w, pair), pipe(server_r, client_w, pair))
 
         async def main() -> None:
-            await asyncio.start_server(handle, "127.0.0.1", self.port)
+            server = await asyncio.start_server(handle, "127.0.0.1", self.port)
             self._ready.set()
-            await asyncio.Event().wait()
+            await self._stop.wait()
+            server.close()
+            for writer in self._writers:
+                writer.close()  # type: ignore[attr-defined]
+            await asyncio.sleep(0)  # let the transports finish closing
 
+        self._stop = asyncio.Event()
         self._loop.run_until_complete(main())
+        self._loop.close()
+
+    def close(self) -> None:
+        """Close every connection (the blackholed ones too) and stop the proxy."""
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
 
     def blackhole_existing(self) -> None:
         self._loop.call_soon_threadsafe(lambda: self._dead.update(self._pairs))

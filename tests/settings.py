@@ -1,6 +1,7 @@
 """Test settings: the demo's, on real Redis (``REDIS_URL``, default the local server)."""
 
 import os
+from typing import Any
 
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Each run gets its own Redis key prefix, so parallel runs never see each other's events.
@@ -8,7 +9,7 @@ os.environ.setdefault("PGEVENTS_REDIS_PREFIX", f"pgevents-test-{os.getpid()}")
 
 from demo_project.settings import *  # noqa: F403
 
-PGEVENTS = {
+PGEVENTS: dict[str, Any] = {
     "CHANNELS": ["people", "authors", "books", "demo", "chat", "Mixed Case", "sp ace", "q'uote", "ünï", "t.*"],
     "POLL_INTERVAL": 0.5,
     "MAX_BACKOFF": 2.0,

@@ -71,7 +71,7 @@ class HealthServer:
 
     def _gauges(self) -> list[tuple[str, str, list[str], list[tuple[list[str], float]]]]:
         s = self._scraped
-        out = []
+        out: list[tuple[str, str, list[str], list[tuple[list[str], float]]]] = []
         if "lag" in s:
             out += [
                 (

@@ -60,7 +60,7 @@ def _daphne_protocol(send: Any) -> Any:
 
 def _buffered(transport: Any) -> int:
     """Bytes a twisted transport holds that the socket has not taken yet."""
-    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
 
 
 def _plain_tcp(transport: Any) -> bool:

@@ -18,7 +18,8 @@ def _user_pk(session_key: str) -> Any:
     from django.contrib.auth import get_user
 
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    return get_user(SimpleNamespace(session=store)).pk
+    # get_user reads only ``request.session``: a stand-in request carrying the stored session.
+    return get_user(SimpleNamespace(session=store)).pk  # type: ignore[arg-type]
 
 
 async def still_logged_in(session_key: str | None, user: Any) -> bool:

@@ -11,7 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 
 from pgevents import conf, policy
 from pgevents.core.protocol import ProtocolError, channel_of, parse_filter, parse_last_event_id, parse_token
@@ -51,7 +51,7 @@ async def _session_alive(session_key: str | None, user: object) -> bool:
         return True
 
 
-async def sse(request: HttpRequest, channel: str) -> HttpResponse:
+async def sse(request: HttpRequest, channel: str) -> HttpResponseBase:
     """``GET /pgevents/sse/<channel>/`` → ``text/event-stream``."""
     try:
         name = channel_of(channel)

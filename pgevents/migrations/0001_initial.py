@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 from django.db import migrations
 
 from pgevents.migrations._frozen import read
@@ -16,7 +18,7 @@ class Migration(migrations.Migration):
     """
 
     initial = True
-    dependencies: list[tuple[str, str]] = []
+    dependencies: ClassVar[list[tuple[str, str]]] = []
 
     operations = [
         migrations.RunSQL(read("0001_initial"), read("0001_initial.reverse")),

@@ -35,7 +35,7 @@ class ColumnsField(forms.CharField):
         return value
 
     def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
-        text = super().to_python(value)
+        text = super().to_python(value) or ""
         return [name.strip() for name in text.split(",") if name.strip()]
 
 
@@ -74,7 +74,9 @@ class WatchForm(forms.ModelForm):  # type: ignore[type-arg]
         if current and current not in found:
             found.append(current)  # shown (and refused on save) when the table was dropped
         mapped = _mapped_tables()
-        self.fields["relation"].choices = [("", "---------")] + [
+        relation = self.fields["relation"]
+        assert isinstance(relation, forms.ChoiceField)
+        relation.choices = [("", "---------")] + [
             (json.dumps([schema, table]), self._label(schema, table, mapped)) for schema, table in found
         ]
         if current:

@@ -200,12 +200,15 @@ def stats_sync(cursor: Any) -> dict[str, Any]:
 
 
 class LogReader(Protocol):
-    """What a subscription reads from the log: the event log in PostgreSQL (``Reader``), or
-    ``pgevents.store.memory.MemoryLog`` in tests."""
+    """What a server process reads from the log: the event log in PostgreSQL (``Reader``),
+    or ``pgevents.store.memory.MemoryLog`` in tests."""
 
     async def read_after(self, channel: str, after: int, limit: int) -> Replay: ...
 
     async def head(self, channel: str) -> int: ...
+
+    async def run(self, fn: db.Query, *args: Any) -> Any:
+        """Another short read on the same connection (the columns a channel carries)."""
 
 
 class Reader:

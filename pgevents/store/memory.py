@@ -89,6 +89,11 @@ class MemoryLog:
     async def head(self, channel: str) -> int:
         return max(self._newest(channel) or 0, self.cursors["pruned"])
 
+    async def run(self, fn: Any, *args: Any) -> Any:
+        """There is no database here: a filtered subscription's column check is answered
+        ``unavailable``, as it would be with the database down."""
+        raise OSError("MemoryLog has no database to run SQL on")
+
     # -- helpers ---------------------------------------------------------------------------
     def _newest(self, channel: str, below: int | None = None) -> int | None:
         ids = [r.id for r in self.rows if r.channel == channel and r.id is not None and (below is None or r.id < below)]

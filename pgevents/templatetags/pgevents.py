@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django import template
 from django.template.base import FilterExpression, Parser, Token
@@ -110,7 +110,7 @@ class RegionNode(template.Node):
     def _auto_id(context: template.Context, channel: str) -> str:
         """Stable across renders of the page, so a region can reload itself from it."""
         base = f"pgevents-{slugify(channel) or 'region'}"
-        seen = context.render_context.setdefault("pgevents_region_ids", {})
+        seen = cast(dict[str, int], context.render_context.setdefault("pgevents_region_ids", {}))  # type: ignore[arg-type]
         seen[base] = seen.get(base, 0) + 1
         return base if seen[base] == 1 else f"{base}-{seen[base]}"
 

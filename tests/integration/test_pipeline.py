@@ -275,18 +275,21 @@ def test_listener_detects_a_silently_dead_connection(isolated_db: str, iso_pg: p
     from tests.faults import BlackholeProxy
 
     proxy = BlackholeProxy()
-    with Stack(isolated_db, listener=False) as stack:
-        listener = stack.start_listener(env={"DATABASE_URL": proxy.url(isolated_db)})
+    try:
+        with Stack(isolated_db, listener=False) as stack:
+            listener = stack.start_listener(env={"DATABASE_URL": proxy.url(isolated_db)})
 
-        async def scenario() -> None:
-            async with Client.connect(f"{stack.ws}/ws/pgevents/people/") as client:
-                await client.expect("subscribed")
-                proxy.blackhole_existing()
-                iso_pg.execute("INSERT INTO people (name) VALUES ('during the partition')")
-                (event,) = await client.events(1, timeout=60)
-            assert event["row"]["name"] == "during the partition"
+            async def scenario() -> None:
+                async with Client.connect(f"{stack.ws}/ws/pgevents/people/") as client:
+                    await client.expect("subscribed")
+                    proxy.blackhole_existing()
+                    iso_pg.execute("INSERT INTO people (name) VALUES ('during the partition')")
+                    (event,) = await client.events(1, timeout=60)
+                assert event["row"]["name"] == "during the partition"
 
-        run(scenario())
-        out = listener.output()
+            run(scenario())
+            out = listener.output()
+    finally:
+        proxy.close()
     assert "TimeoutError" in out
     assert "terminated the unresponsive previous listener backend" in out
