@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - the "metrics" extra is not installed
     prometheus_client = None  # type: ignore[assignment]
 
 
-class _Noop:
+class _Noop:  # pragma: no cover - only without the optional prometheus-client
     def labels(self, *args: Any, **kwargs: Any) -> _Noop:
         return self
 
@@ -31,13 +31,13 @@ class _Noop:
 
 
 def _counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
-    if prometheus_client is None:
+    if prometheus_client is None:  # pragma: no cover - only without the optional prometheus-client
         return _Noop()
     return prometheus_client.Counter(name, doc, labels)
 
 
 def _gauge(name: str, doc: str) -> Any:
-    if prometheus_client is None:
+    if prometheus_client is None:  # pragma: no cover - only without the optional prometheus-client
         return _Noop()
     return prometheus_client.Gauge(name, doc)
 
@@ -92,6 +92,6 @@ def register_scrape(key: str, compute: Callable[[], Any]) -> None:
 
 def exposition() -> tuple[bytes, str]:
     """The metrics in Prometheus' text format, and its content type."""
-    if prometheus_client is None:
+    if prometheus_client is None:  # pragma: no cover - only without the optional prometheus-client
         raise RuntimeError("prometheus-client is not installed (pip install 'pgevents[metrics]')")
     return prometheus_client.generate_latest(REGISTRY), prometheus_client.CONTENT_TYPE_LATEST

@@ -104,3 +104,25 @@ def test_after_a_layer_failure_the_hub_rejoins_and_every_subscription_reads_the_
         assert hub.layer_ok
 
     asyncio.run(body())
+
+
+class BrokenSink(RecordingSink):
+    """A client whose connection raises on every send."""
+
+    async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
+        raise ConnectionResetError("gone")
+
+
+def test_one_failing_subscriber_does_not_stop_the_others() -> None:
+    async def body() -> None:
+        layer, log = InMemoryChannelLayer(), MemoryLog()
+        hub = Hub(layer, log)
+        broken, healthy = BrokenSink(), RecordingSink()
+        await subscribe(hub, "a", broken)
+        await subscribe(hub, "a", healthy)
+        await send(layer, log.commit("a"))
+        await send(layer, log.commit("a", op="DELETE"), {**log.commit("a"), "id": None, "prev": None})
+        assert [(await healthy.next())["id"] for _ in range(3)] == [1, 2, 3]
+        await hub.leave(Subscription("never-joined", RecordingSink(), log))  # nothing to leave
+
+    asyncio.run(body())

@@ -36,3 +36,14 @@ def test_operation_refuses_unknown_options_and_needs_one_table() -> None:
         Watch(table="t", channel="c", colour="red")
     with pytest.raises(ValueError, match="exactly one"):
         Watch(table="t", model="a.B", channel="c")
+
+
+def test_operation_resolves_a_model_to_its_table_and_describes_itself() -> None:
+    from django.apps import apps
+    from django.db.migrations.state import ProjectState
+
+    op = Watch(model="people.Person", channel="people")
+    assert op.table_name(ProjectState.from_apps(apps)) == "people"
+    assert op.describe() == "Watch people.Person on channel 'people'"
+    assert op.migration_name_fragment == "watch_people_person"
+    op.state_forwards("people", ProjectState())  # triggers are no part of the model state
