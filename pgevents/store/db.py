@@ -53,8 +53,9 @@ class SharedConnection:
 
     Replays, head reads and presence reports are short indexed statements; serialising them
     on one connection keeps the database's connection count independent of the number of
-    browsers. Every call (the connect included) is bounded by ``QUERY_TIMEOUT``, so a hung
-    server makes callers fail and retry instead of waiting forever.
+    browsers. Every attempt (the connect included) is bounded by ``QUERY_TIMEOUT``, and so is
+    the wait for the connection behind other callers: a server that accepts connections but
+    never answers raises ``TimeoutError`` instead of holding every caller in a queue.
     """
 
     def __init__(self, application_name: str, alias: str | None = None) -> None:
@@ -66,17 +67,23 @@ class SharedConnection:
     async def run(self, fn: Query, *args: Any) -> Any:
         """``await fn(conn, *args)`` on the shared connection, reconnecting once if it broke."""
         timeout = conf.get().query_timeout
-        async with self._lock:
+        await asyncio.wait_for(self._lock.acquire(), timeout)
+        try:
             for attempt in (1, 2):
                 try:
-                    if self._conn is None or self._conn.closed:
-                        self._conn = await asyncio.wait_for(connect(self.alias, self.application_name), timeout)
-                    return await asyncio.wait_for(fn(self._conn, *args), timeout)
+                    return await asyncio.wait_for(self._attempt(fn, *args), timeout)
                 except (TimeoutError, psycopg.OperationalError):
                     await self.close()
                     if attempt == 2:
                         raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            self._lock.release()
+        raise AssertionError("unreachable")
+
+    async def _attempt(self, fn: Query, *args: Any) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = await connect(self.alias, self.application_name)
+        return await fn(self._conn, *args)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
