@@ -8,6 +8,8 @@ from typing import Any
 
 import psycopg
 from channels.layers import InMemoryChannelLayer
+from django.conf import settings
+from django.test import override_settings
 
 from pgevents.capture.listener import Listener
 from pgevents.core.batch import unpack
@@ -29,7 +31,9 @@ def test_catches_up_forwards_row_changes_and_plain_notifies_then_stops(isolated_
             await conn.execute("SET TIME ZONE 'UTC'")
             return conn
 
-        listener = Listener(layer=layer, connect=connect, channels=["demo"], prune_interval=0)
+        # Prune on every round (retention 0: whatever was sent), and space sequencer runs.
+        with override_settings(PGEVENTS={**settings.PGEVENTS, "RETENTION": 0}):
+            listener = Listener(layer=layer, connect=connect, channels=["demo"], prune_interval=0, coalesce=0.01)
         task = asyncio.ensure_future(listener.run())
 
         async def next_event() -> dict[str, Any]:
@@ -49,6 +53,8 @@ def test_catches_up_forwards_row_changes_and_plain_notifies_then_stops(isolated_
         listener.stop()
         await asyncio.wait_for(task, 10)
         assert not listener.active and listener.forwarded == 3
+        with psycopg.connect(isolated_db) as check:  # pruned once confirmed sent (at the next round trip)
+            assert check.execute("SELECT count(*) FROM pgevents_event WHERE id = %s", (first["id"],)).fetchone() == (0,)
 
     asyncio.run(body())
 
