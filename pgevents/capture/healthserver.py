@@ -110,7 +110,7 @@ class HealthServer:
                 try:
                     body, ctype = metrics.exposition()
                     status = 200
-                except RuntimeError as exc:
+                except RuntimeError as exc:  # pragma: no cover - only without the optional prometheus-client
                     status, ctype, body = 501, "text/plain", f"{exc}\n".encode()
             else:
                 status, ctype, body = 404, "text/plain", b"not found\n"

@@ -31,6 +31,6 @@ async def metrics_view(request: HttpRequest) -> HttpResponse:
         return HttpResponse("forbidden\n", status=403, content_type="text/plain")
     try:
         body, content_type = metrics.exposition()
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # pragma: no cover - only without the optional prometheus-client
         return HttpResponse(f"{exc}\n", status=501, content_type="text/plain")
     return HttpResponse(body, content_type=content_type)

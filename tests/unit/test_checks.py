@@ -85,3 +85,18 @@ def test_messages_have_hints() -> None:
         found = [*pgchecks.check_settings(), *pgchecks.check_origins()]
     assert {m.id for m in found} == {"pgevents.E002", "pgevents.E005", "pgevents.W002"}
     assert all(m.hint for m in found)
+
+
+def test_the_database_checks_skip_what_they_cannot_judge() -> None:
+    with override_settings(PGEVENTS={"CHANELS": []}):  # malformed: E000 says so, not this
+        assert pgchecks.check_database(databases=["default"]) == []
+    with override_settings(PGEVENTS=GOOD):
+        assert pgchecks.check_database(databases=None) == []
+        assert pgchecks.check_database(databases=["other"]) == []
+
+
+def test_an_asgi_application_that_cannot_be_imported_is_left_to_the_server() -> None:
+    with override_settings(PGEVENTS=GOOD, ASGI_APPLICATION="no.such.module.application"):
+        assert pgchecks.check_origins() == []
+    with override_settings(PGEVENTS=GOOD, ASGI_APPLICATION="pgevents.routing.websocket_urlpatterns"):
+        assert pgchecks.check_origins() == []  # not a protocol router: nothing to inspect

@@ -12,6 +12,7 @@ from pgevents.capture.healthserver import HealthServer
 async def request(port: int, raw: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
+    writer.write_eof()  # nothing more is coming: an incomplete request ends here
     await writer.drain()
     answer = await reader.read()
     writer.close()

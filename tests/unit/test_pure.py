@@ -131,3 +131,8 @@ def test_probe_event_statements_quote_the_channel() -> None:
     assert "VALUES ('it''s', NULL, 'public', 't')" in durable and "pg_notify('pgevents', '')" in durable
     fleeting = sql.render(sql.probe_event(sql.TriggerSpec(table="t", channel="it's", durable=False)))
     assert '"channel": "it\'\'s"' in fleeting and "INSERT" not in fleeting
+
+
+def test_a_reference_pairs_each_column_with_a_key() -> None:
+    with pytest.raises(ValueError, match="as many columns as keys"):
+        sql.Reference(channel="books", table="books", columns=("a", "b"), keys=("id",))
