@@ -120,3 +120,18 @@ def test_admin_status_page(admin_client: DjangoClient, stack: Stack) -> None:
     assert "<td>public.people</td><td>people</td><td>installed</td>" in page
     changelist = admin_client.get(reverse("admin:pgevents_watch_changelist")).content.decode()
     assert reverse("admin:pgevents_watch_status") in changelist
+
+
+def test_pgevents_log_reports_the_log_and_prunes_on_demand(db_url: str) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    text, as_json, pruned = StringIO(), StringIO(), StringIO()
+    call_command("pgevents_log", "status", stdout=text)
+    call_command("pgevents_log", "status", "--json", stdout=as_json)
+    call_command("pgevents_log", "prune", "--older-than", "1000000000", stdout=pruned)  # nothing is that old
+    stats = json.loads(as_json.getvalue())
+    assert f"events: {stats['events']}" in text.getvalue() and "last id assigned:" in text.getvalue()
+    assert set(stats["cursors"]) == {"assigned", "published", "pruned"}
+    assert pruned.getvalue().startswith("pruned 0 event(s)")

@@ -88,3 +88,10 @@ def test_script_and_status_tags() -> None:
     assert 'data-pgevents-url="/ws/pgevents/" data-pgevents-sse-url="/pgevents/sse/"' in out
     assert 'data-pgevents-transport="sse" data-pgevents-channels="demo"' in out
     assert 'data-pgevents-status data-state="connecting"' in out
+
+
+def test_row_urls_given_as_paths_and_prepending_regions() -> None:
+    out = render('{% pgevents_attrs "people" row="/p/{key}/" insert="prepend" resume=False %}')
+    assert 'data-pgevents-row-src="/p/{key}/"' in out and 'data-pgevents-insert="prepend"' in out
+    with pytest.raises(ValueError, match="does not take one argument"):
+        render('{% pgevents_attrs "people" row="admin:index" resume=False %}')

@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 import psycopg
+import pytest
 from django.conf import settings
 from django.test import override_settings
 
@@ -98,3 +99,8 @@ def test_a_server_that_never_answers_ends_the_session_by_timeout() -> None:
         await server.wait_closed()
 
     asyncio.run(body())
+
+
+def test_without_a_channel_layer_the_listener_says_so() -> None:
+    with override_settings(CHANNEL_LAYERS={}), pytest.raises(RuntimeError, match="needs a channel layer"):
+        asyncio.run(Listener().run())
