@@ -1,4 +1,8 @@
-"""Private PostgreSQL and Redis servers that tests may restart without disturbing anyone."""
+"""Private PostgreSQL and Redis servers that tests may restart without disturbing anyone.
+
+Both are context managers (``with PrivatePostgres() as pg: ...``) that leave nothing behind:
+the chaos run (``python -m chaos``) uses them as well as the fault tests.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +48,14 @@ class PrivatePostgres:
         self.data = self.dir / "data"
         self.port = free_port()
         self.bin = _bindir()
+        try:
+            self._init()
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _init(self) -> None:
         subprocess.run(
             _as_postgres(
                 [
@@ -61,7 +73,17 @@ class PrivatePostgres:
             check=True,
             capture_output=True,
         )
-        self.start()
+
+    def __enter__(self) -> PrivatePostgres:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def log_path(self) -> Path:
+        """The server's log (gone once ``close()`` removed the cluster: copy it first)."""
+        return self.dir / "server.log"
 
     @property
     def admin_url(self) -> str:
@@ -82,7 +104,7 @@ class PrivatePostgres:
                     "-o",
                     options,
                     "-l",
-                    str(self.dir / "server.log"),
+                    str(self.log_path),
                     "-w",
                     *args,
                 ]
@@ -98,13 +120,13 @@ class PrivatePostgres:
     def restart(self, mode: str = "fast") -> None:
         self._ctl("restart", "-m", mode)
 
-    def migrate(self) -> str:
+    def migrate(self, settings: str = "tests.settings") -> str:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute("CREATE DATABASE pgevents")
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
             cwd=ROOT,
-            env=base_env(self.url),
+            env=base_env(self.url, DJANGO_SETTINGS_MODULE=settings),
             check=True,
             timeout=120,
         )
@@ -126,6 +148,12 @@ class PrivateRedis:
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
+    def __enter__(self) -> PrivateRedis:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
@@ -145,6 +173,7 @@ class PrivateRedis:
             return False
 
     def stop(self) -> None:
+        """SIGKILL: nothing is saved, so the next ``start()`` begins empty (data loss)."""
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(10)
