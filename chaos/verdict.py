@@ -1,0 +1,168 @@
+"""Every client's streams against the truth, and how long each gap took to close.
+
+Pure code over plain data, so it is tested on hand-made streams (tests/unit/test_chaos.py).
+
+Per stream (one client, one channel), with every change committed on the channel expected
+(each client subscribed before the writer started):
+
+- **lost**: expected changes never received;
+- **duplicated**: extra copies of a change already received;
+- **out of order**: a change received after one with a higher id on the channel, or after
+  a later revision of the same row;
+- **corrupt**: an event whose row is not intact, or a change the tables do not hold.
+
+**Gap-closing time** of a fault: a change is *late* at a client when it arrived more than
+``LATE`` seconds after its commit. The gap a fault opened is closed when the last late
+change committed from just before the fault until the next fault has arrived, at the
+slowest client; 0 when nothing was late. A late change is not blamed on a server fault
+when its client was away on purpose while it was on its way: deliberate drops are measured
+on their own, from the client's reconnect until it held every change committed before it
+(**resume** time).
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+
+from .schema import Change, Received
+
+INF = float("inf")
+#: A change that reaches a client later than this after its commit is *late*: normal
+#: delivery on a loaded 2-core machine stays well under it (see the delay figures).
+LATE = 0.5
+
+
+@dataclass
+class Tally:
+    streams: int = 0
+    expected: int = 0
+    received: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    out_of_order: int = 0
+    corrupt: int = 0
+
+    def __iadd__(self, other: Tally) -> Tally:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    @property
+    def clean(self) -> bool:
+        return self.lost == self.duplicated == self.out_of_order == self.corrupt == 0 and self.received > 0
+
+
+def judge(got: list[Received], expected: set[tuple[str, int]]) -> Tally:
+    """One stream: ``got`` in arrival order, ``expected`` the (key, revision) pairs it owes."""
+    seen: set[tuple[str, int]] = set()
+    top_id = -1
+    top_rev: dict[str, int] = {}
+    t = Tally(streams=1, expected=len(expected), received=len(got))
+    for id_, k, rev, intact, _ in got:
+        if (k, rev) in seen:
+            t.duplicated += 1
+            continue
+        seen.add((k, rev))
+        if not intact or (k, rev) not in expected:
+            t.corrupt += 1
+        if id_ <= top_id or rev < top_rev.get(k, -1):
+            t.out_of_order += 1
+        top_id = max(top_id, id_)
+        top_rev[k] = max(top_rev.get(k, -1), rev)
+    t.lost = len(expected - seen)
+    return t
+
+
+class Timed:
+    """One stream's owed changes in commit order: when each was committed and when it first
+    arrived (inf: never)."""
+
+    def __init__(self, got: list[Received], owed: list[tuple[float, tuple[str, int]]]) -> None:
+        first: dict[tuple[str, int], float] = {}
+        for _, k, rev, _, at in got:
+            first.setdefault((k, rev), at)
+        self.commits = [t for t, _ in owed]
+        self.arrivals = [first.get(change, INF) for _, change in owed]
+        #: held[i]: when changes 0..i had all arrived.
+        self.held: list[float] = []
+        latest = -INF
+        for arrival in self.arrivals:
+            latest = max(latest, arrival)
+            self.held.append(latest)
+
+    def held_all(self, committed_by: float) -> float:
+        """When the stream held every change committed by ``committed_by`` (-inf: none owed)."""
+        i = bisect.bisect_right(self.commits, committed_by)
+        return self.held[i - 1] if i else -INF
+
+    def window(self, start: float, end: float) -> range:
+        return range(bisect.bisect_left(self.commits, start), bisect.bisect_left(self.commits, end))
+
+
+@dataclass
+class ClientView:
+    kind: str
+    streams: list[Timed]
+    away: list[tuple[float, float]]
+
+    def away_between(self, start: float, end: float) -> bool:
+        return any(a < end and b > start for a, b in self.away)
+
+    def delays(self) -> list[float]:
+        return [a - c for s in self.streams for c, a in zip(s.commits, s.arrivals, strict=True) if a != INF]
+
+
+@dataclass
+class Closing:
+    """A gap's closing time per client kind."""
+
+    by_kind: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def overall(self) -> float:
+        return max(self.by_kind.values(), default=0.0)
+
+
+def closing(clients: Iterable[ClientView], began: float, until: float) -> Closing:
+    """Seconds from ``began`` until the last *late* change (one that arrived more than
+    ``LATE`` after its commit) committed between just before the fault and ``until`` (the
+    next fault) reached the client; 0 when none was late, inf when one never arrived. A
+    change that did arrive is not blamed on the fault when its own client was away on
+    purpose while it was on its way."""
+    result = Closing()
+    for c in clients:
+        last = began
+        for s in c.streams:
+            for i in s.window(began - LATE, until):
+                commit, arrival = s.commits[i], s.arrivals[i]
+                excused = arrival != INF and c.away_between(commit, arrival)
+                if arrival - commit > LATE and arrival > last and not excused:
+                    last = arrival
+        result.by_kind[c.kind] = max(result.by_kind.get(c.kind, 0.0), last - began)
+    return result
+
+
+def resumes(client: ClientView) -> list[float]:
+    """Seconds from each deliberate reconnect until the client held everything committed
+    before it (inf: never)."""
+    return [max(0.0, max((s.held_all(back) for s in client.streams), default=-INF) - back) for _, back in client.away]
+
+
+def owed(truth: set[Change], channel: str, time_of: dict[Change, float]) -> list[tuple[float, tuple[str, int]]]:
+    """The channel's changes with a known commit time, in commit-time order."""
+    return sorted((time_of[c], (c[1], c[2])) for c in truth if c[0] == channel and c in time_of)
+
+
+def summary(values: list[float]) -> dict[str, float] | None:
+    """Median, 95th and 99th percentiles and maximum (nearest rank), or None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"median": statistics.median(ordered), "p95": rank(0.95), "p99": rank(0.99), "max": ordered[-1]}
