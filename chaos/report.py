@@ -47,6 +47,7 @@ def build(o: Outcome) -> dict[str, Any]:
                 "took": round(item.over - item.began, 2),
                 "closed": _round(closed.overall),
                 "closed_by_kind": {k: _round(v) for k, v in closed.by_kind.items()},
+                "worst_delay": _round(closed.worst_delay),
                 "detail": item.detail,
             }
         )
@@ -106,6 +107,10 @@ def _secs(s: dict[str, float] | None, *keys: str) -> str:
     return " / ".join(_short(s[k]) for k in keys)
 
 
+def _secs_or_never(value: float) -> str:
+    return "never" if value == verdict.INF else f"{value:.2f} s"
+
+
 def _short(value: float | None) -> str:
     return "-" if value is None else "never" if value == verdict.INF else f"{value:.2f}"
 
@@ -146,15 +151,18 @@ def render(r: dict[str, Any]) -> str:
         "dup: duplicated; order: out of order; bad: a corrupt row or a change the tables do not hold.",
         "drops: deliberate disconnects; forced: connections that ended any other way. delay: from commit",
         f"to arrival. gap closed: from a fault until the last change delayed over {verdict.LATE:g} s arrived at",
-        "the slowest client. resume: from a deliberate reconnect until the client held every change",
-        "committed before it.",
+        "the slowest client. worst delay: of a change committed from just before the fault until the",
+        "next one. resume: from a deliberate reconnect until the client held every change committed",
+        "before it.",
         "",
-        f"{'t (s)':>7}  {'fault':<22} {'took':>6}  {'gap closed':>10}  {'ws-single ws-multi sse':<24}  detail",
+        f"{'t (s)':>7}  {'fault':<22} {'took':>6}  {'worst delay':>11}  {'gap closed':>10}  "
+        f"{'ws-single ws-multi sse':<24}  detail",
     ]
     for f in r["faults"]:
         by_kind = " ".join(f"{_short(f['closed_by_kind'].get(k)):>7}" for k in CLIENT_KINDS)
         lines.append(
-            f"{f['at']:>7.1f}  {f['kind']:<22} {f['took']:>5.1f}s  {_short(f['closed']) + ('' if f['closed'] == verdict.INF else ' s'):>10}  "
+            f"{f['at']:>7.1f}  {f['kind']:<22} {f['took']:>5.1f}s  {_secs_or_never(f['worst_delay']):>11}  "
+            f"{_secs_or_never(f['closed']):>10}  "
             f"{by_kind:<24}  {f['detail']}"
         )
     counts = r["fault_counts"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -86,8 +87,6 @@ class Topology:
         )
 
     def _wait_daphne(self, i: int) -> None:
-        import socket
-
         proc = self.daphnes[i]
         assert proc is not None
 

@@ -117,9 +117,10 @@ class ClientView:
 
 @dataclass
 class Closing:
-    """A gap's closing time per client kind."""
+    """A gap's closing time per client kind, and the longest delay of a change in it."""
 
     by_kind: dict[str, float] = field(default_factory=dict)
+    worst_delay: float = 0.0
 
     @property
     def overall(self) -> float:
@@ -138,9 +139,11 @@ def closing(clients: Iterable[ClientView], began: float, until: float) -> Closin
         for s in c.streams:
             for i in s.window(began - LATE, until):
                 commit, arrival = s.commits[i], s.arrivals[i]
-                excused = arrival != INF and c.away_between(commit, arrival)
-                if arrival - commit > LATE and arrival > last and not excused:
-                    last = arrival
+                if arrival != INF and c.away_between(commit, arrival):
+                    continue
+                result.worst_delay = max(result.worst_delay, arrival - commit)
+                if arrival - commit > LATE:
+                    last = max(last, arrival)
         result.by_kind[c.kind] = max(result.by_kind.get(c.kind, 0.0), last - began)
     return result
 

@@ -92,6 +92,7 @@ def test_a_gap_closes_when_the_last_late_change_arrives_at_the_slowest_client() 
     closed = verdict.closing([fast, slow], fault, verdict.INF)
     assert closed.by_kind == {"sse": 0.0, "ws-multi": pytest.approx(2.6)}
     assert closed.overall == pytest.approx(2.6)
+    assert closed.worst_delay == pytest.approx(2.3)
     # a change committed after the next fault began belongs to that fault
     assert verdict.closing([slow], fault, 10.5).overall == pytest.approx(2.5)
 
