@@ -151,9 +151,9 @@ def render(r: dict[str, Any]) -> str:
         "dup: duplicated; order: out of order; bad: a corrupt row or a change the tables do not hold.",
         "drops: deliberate disconnects; forced: connections that ended any other way. delay: from commit",
         f"to arrival. gap closed: from a fault until the last change delayed over {verdict.LATE:g} s arrived at",
-        "the slowest client. worst delay: of a change committed from just before the fault until the",
-        "next one. resume: from a deliberate reconnect until the client held every change committed",
-        "before it.",
+        f"the slowest client. worst delay: of a change committed in the fault's window ({verdict.LATE:g} s before it",
+        f"to {verdict.LATE:g} s before the next). resume: from a deliberate reconnect until the client held every",
+        "change committed before it.",
         "",
         f"{'t (s)':>7}  {'fault':<22} {'took':>6}  {'worst delay':>11}  {'gap closed':>10}  "
         f"{'ws-single ws-multi sse':<24}  detail",

@@ -13,11 +13,11 @@ Per stream (one client, one channel), with every change committed on the channel
 
 **Gap-closing time** of a fault: a change is *late* at a client when it arrived more than
 ``LATE`` seconds after its commit. The gap a fault opened is closed when the last late
-change committed from just before the fault until the next fault has arrived, at the
-slowest client; 0 when nothing was late. A late change is not blamed on a server fault
-when its client was away on purpose while it was on its way: deliberate drops are measured
-on their own, from the client's reconnect until it held every change committed before it
-(**resume** time).
+change committed in the fault's window (from ``LATE`` before it to ``LATE`` before the
+next fault) has arrived, at the slowest client; 0 when nothing was late. A late change is
+not blamed on a server fault when its client was away on purpose while it was on its way:
+deliberate drops are measured on their own, from the client's reconnect until it held
+every change committed before it (**resume** time).
 """
 
 from __future__ import annotations
@@ -129,15 +129,15 @@ class Closing:
 
 def closing(clients: Iterable[ClientView], began: float, until: float) -> Closing:
     """Seconds from ``began`` until the last *late* change (one that arrived more than
-    ``LATE`` after its commit) committed between just before the fault and ``until`` (the
-    next fault) reached the client; 0 when none was late, inf when one never arrived. A
+    ``LATE`` after its commit) committed from ``LATE`` before the fault to ``LATE`` before
+    ``until`` (the next fault, whose window starts there) reached the client; 0 when none was late, inf when one never arrived. A
     change that did arrive is not blamed on the fault when its own client was away on
     purpose while it was on its way."""
     result = Closing()
     for c in clients:
         last = began
         for s in c.streams:
-            for i in s.window(began - LATE, until):
+            for i in s.window(began - LATE, until - LATE):
                 commit, arrival = s.commits[i], s.arrivals[i]
                 if arrival != INF and c.away_between(commit, arrival):
                     continue

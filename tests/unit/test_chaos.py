@@ -93,8 +93,9 @@ def test_a_gap_closes_when_the_last_late_change_arrives_at_the_slowest_client() 
     assert closed.by_kind == {"sse": 0.0, "ws-multi": pytest.approx(2.6)}
     assert closed.overall == pytest.approx(2.6)
     assert closed.worst_delay == pytest.approx(2.3)
-    # a change committed after the next fault began belongs to that fault
-    assert verdict.closing([slow], fault, 10.5).overall == pytest.approx(2.5)
+    # a change committed shortly before the next fault belongs to that fault
+    assert verdict.closing([slow], fault, 10.6).overall == pytest.approx(0.0)
+    assert verdict.closing([slow], fault, 10.8).overall == pytest.approx(2.5)
 
 
 def test_a_change_held_up_by_its_own_clients_absence_is_not_blamed_on_the_fault() -> None:
