@@ -1,6 +1,7 @@
 """What every chaos client does: drop and resume on its plan, and record what it receives.
 
-Each client records every event it receives (id, row key and revision, whether the row is
+A client subscribes first either before the writer starts or at a moment of its plan
+(``plan.join_after``), with no resume point. From then on it records every event it receives (id, row key and revision, whether the row is
 intact, when) per channel, and resumes after the last id it received: ``?last_event_id=``
 on the one-channel URL, ``"last_event_id"`` in a multiplexed subscribe, ``Last-Event-ID``
 (or ``?last_event_id=``, half of the time) for SSE. Deliberate drops follow the client's own
@@ -30,6 +31,8 @@ class Stream:
     channel: str
     last_id: int | None = None
     subscribed: bool = False
+    #: When the first ``subscribed`` arrived: changes committed after it are owed.
+    start_at: float | None = None
     got: list[Received] = field(default_factory=list)
     seen: set[tuple[str, int]] = field(default_factory=set)
 
@@ -41,9 +44,15 @@ class ConnectionEnded(Exception):
 class Client:
     kind = ""
 
-    def __init__(self, name: str, channels: tuple[str, ...], ports: list[int], cfg: Config) -> None:
+    def __init__(
+        self, name: str, channels: tuple[str, ...], ports: list[int], cfg: Config, join_after: float | None = None
+    ) -> None:
         self.name = name
         self.ports = ports
+        #: Seconds after the writer starts at which the client first connects (None: before).
+        self.join_after = join_after
+        #: When the writer started (set by the run with ``phase = "chaos"``).
+        self.started = 0.0
         self.streams = {ch: Stream(ch) for ch in channels}
         self.plan = Drops.for_client(cfg, name)
         #: "before" (no drops: the writer has not started), "chaos", "calm" (the run is settling).
@@ -74,6 +83,10 @@ class Client:
         await self._close(abort=True)
 
     async def _run(self) -> None:
+        if self.join_after is not None:
+            while self.phase == "before":
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(max(0.0, self.started + self.join_after - time.monotonic()))
         port = self.ports[self.plan.server(len(self.ports))]
         failures = 0
         while self.phase != "stopped":
@@ -146,6 +159,8 @@ class Client:
             stream.seen.add(key)
             stream.last_id = id_ if stream.last_id is None else max(stream.last_id, id_)
         elif kind == "subscribed" and stream is not None:
+            if stream.start_at is None:
+                stream.start_at = now
             if stream.last_id is None:
                 stream.last_id = msg.get("last_event_id")
             stream.subscribed = True

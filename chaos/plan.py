@@ -85,6 +85,15 @@ def faults(cfg: Config) -> list[Fault]:
     return out
 
 
+def join_after(cfg: Config, index: int, name: str) -> float | None:
+    """Seconds after the writer starts at which a client first subscribes (with no resume
+    point); None: before the writer starts. Every second client of each kind joins late,
+    at a seeded moment in the first 60 % of the writing time."""
+    if index % 2 == 0:
+        return None
+    return random.Random(f"{cfg.seed}:join:{name}").uniform(0.1, 0.6) * cfg.duration
+
+
 @dataclass
 class Drops:
     """One client's deliberate drops, drawn one after the other from its own generator."""

@@ -14,19 +14,28 @@ COLUMNS = ("streams", "expected", "received", "lost", "duplicated", "out_of_orde
 
 def build(o: Outcome) -> dict[str, Any]:
     """Everything the report says, in plain data."""
-    channels = sorted({s.channel for c in o.clients for s in c.streams.values()})
-    owed = {ch: verdict.owed(o.truth, ch, {**o.writer.unknown_at, **o.writer.committed_at}) for ch in channels}
-    expected = {ch: {(k, r) for c, k, r in o.truth if c == ch} for ch in channels}
+    w = o.writer
+    time_of = {**w.unknown_at, **w.committed_at}
     tallies = {kind: verdict.Tally() for kind in CLIENT_KINDS}
     views: list[verdict.ClientView] = []
     resumes: dict[str, list[float]] = {kind: [] for kind in CLIENT_KINDS}
     delays: dict[str, list[float]] = {kind: [] for kind in CLIENT_KINDS}
     problems: Counter[str] = Counter()
     notes: dict[str, list[str]] = {}
+    streams: list[dict[str, Any]] = []
     for c in o.clients:
+        timed = []
         for s in c.streams.values():
-            tallies[c.kind] += verdict.judge(s.got, expected[s.channel])
-        view = verdict.ClientView(c.kind, [verdict.Timed(s.got, owed[s.channel]) for s in c.streams.values()], c.away)
+            changes = {x for x in o.truth if x[0] == s.channel}
+            owed = verdict.owed_to(s.start_at, changes, w.sent_at)
+            tally = verdict.judge(s.got, owed, {(k, r) for _, k, r in changes} - owed)
+            tallies[c.kind] += tally
+            joined = None if s.start_at is None else round(s.start_at - o.started, 2)
+            streams.append({"client": c.name, "channel": s.channel, "joined": joined, **vars(tally)})
+            timed.append(verdict.Timed(s.got, verdict.in_commit_order(s.channel, owed, time_of)))
+            if s.start_at is None:
+                problems["never subscribed"] += 1
+        view = verdict.ClientView(c.kind, timed, c.away)
         views.append(view)
         resumes[c.kind] += verdict.resumes(view)
         delays[c.kind] += view.delays()
@@ -64,7 +73,6 @@ def build(o: Outcome) -> dict[str, Any]:
             "involuntary": sum(len(c.involuntary) for c in clients),
         }
     closed_all = [f["closed"] for f in timeline if f["closed"] is not None]
-    w = o.writer
     return {
         "config": {k: v for k, v in vars(o.cfg).items()},
         "load": o.load,
@@ -83,6 +91,7 @@ def build(o: Outcome) -> dict[str, Any]:
             "involuntary": sum(k["involuntary"] for k in kinds.values()),
         },
         "faults": timeline,
+        "streams": streams,
         "fault_counts": dict(Counter(f["kind"] for f in timeline)),
         "problems": dict(problems),
         "notes": notes,

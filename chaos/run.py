@@ -21,9 +21,9 @@ from psycopg import sql as pgsql
 
 from tests.support import wait_until
 
-from . import schema
-from .clients import Client
-from .plan import CHANNELS, CLIENT_KINDS, Config, Fault, faults
+from . import schema, verdict
+from .clients import Client, Stream
+from .plan import CHANNELS, CLIENT_KINDS, Config, Fault, faults, join_after
 from .topology import Topology
 from .transports import KINDS
 from .writer import Writer
@@ -51,12 +51,14 @@ class Outcome:
 
 
 def make_clients(cfg: Config, ports: list[int]) -> list[Client]:
-    """``cfg.clients`` of each kind; one-channel clients alternate between the channels."""
+    """``cfg.clients`` of each kind; one-channel clients alternate between the channels (in
+    pairs, so each channel has early and late joiners)."""
     out: list[Client] = []
     for kind in CLIENT_KINDS:
         for i in range(cfg.clients):
-            channels = CHANNELS if kind == "ws-multi" else (CHANNELS[i % len(CHANNELS)],)
-            out.append(KINDS[kind](f"{kind}-{i}", channels, ports, cfg))
+            channels = CHANNELS if kind == "ws-multi" else (CHANNELS[i // 2 % len(CHANNELS)],)
+            name = f"{kind}-{i}"
+            out.append(KINDS[kind](name, channels, ports, cfg, join_after(cfg, i, name)))
     return out
 
 
@@ -100,8 +102,15 @@ def _fence(url: str) -> None:
     wait_until(write, 60, interval=0.5, what="the fence rows to be written")
 
 
-def _missing(clients: list[Client], owed: dict[str, set[tuple[str, int]]]) -> int:
-    return sum(len(owed[s.channel] - s.seen) for c in clients for s in c.streams.values())
+def _owed(
+    clients: list[Client], truth: set[schema.Change], writer: Writer
+) -> list[tuple[Stream, set[tuple[str, int]]]]:
+    by_channel = {ch: {c for c in truth if c[0] == ch} for ch in CHANNELS}
+    return [
+        (s, verdict.owed_to(s.start_at, by_channel[s.channel], writer.sent_at))
+        for c in clients
+        for s in c.streams.values()
+    ]
 
 
 async def drive(cfg: Config, topo: Topology, say: Callable[[str], None] = print) -> Outcome:
@@ -116,17 +125,18 @@ async def drive(cfg: Config, topo: Topology, say: Callable[[str], None] = print)
 
 
 async def _drive(cfg: Config, topo: Topology, clients: list[Client], say: Callable[[str], None]) -> Outcome:
+    early = [c for c in clients if c.join_after is None]
     try:
-        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in clients)), 60)
+        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in early)), 60)
     except TimeoutError:
-        late = {c.name: c.notes[-3:] for c in clients if not c.ready.is_set()}
+        late = {c.name: c.notes[-3:] for c in early if not c.ready.is_set()}
         raise RuntimeError(f"clients could not subscribe within 60 s: {late}") from None
-    say(f"{len(clients)} clients subscribed; writing for {cfg.duration:g} s")
+    say(f"{len(early)} clients subscribed, {len(clients) - len(early)} to join later; writing for {cfg.duration:g} s")
     writer = Writer(topo.url, cfg)
     timeline: list[Injected] = []
     started = time.monotonic()
     for client in clients:
-        client.phase = "chaos"
+        client.started, client.phase = started, "chaos"
     injector = asyncio.ensure_future(_faults(topo, faults(cfg), started, timeline))
     try:
         await writer.run(started + cfg.duration)
@@ -142,8 +152,8 @@ async def _drive(cfg: Config, topo: Topology, clients: list[Client], say: Callab
         client.phase = "calm"
     await asyncio.to_thread(_fence, topo.url)
     truth = await asyncio.to_thread(schema.truth, topo.url)
-    owed = {ch: {(k, r) for c, k, r in truth if c == ch} for ch in CHANNELS}
+    owed = _owed(clients, truth, writer)
     settle_from = time.monotonic()
-    while (missing := _missing(clients, owed)) and time.monotonic() - settle_from < cfg.settle:
+    while (missing := sum(len(pairs - s.seen) for s, pairs in owed)) and time.monotonic() - settle_from < cfg.settle:
         await asyncio.sleep(0.5)
     return Outcome(cfg, started, writer, clients, truth, timeline, missing == 0, time.monotonic() - settle_from)

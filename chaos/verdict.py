@@ -2,10 +2,14 @@
 
 Pure code over plain data, so it is tested on hand-made streams (tests/unit/test_chaos.py).
 
-Per stream (one client, one channel), with every change committed on the channel expected
-(each client subscribed before the writer started):
+Per stream (one client, one channel), a change is *owed* when its transaction's COMMIT was
+sent after the client read its first ``subscribed`` on the channel (for clients subscribed
+before the writer started: every change). A change committed earlier may arrive or not
+(it does when it was positioned after the client's starting point); when it does, it is
+held to the same rules. Then:
 
-- **lost**: expected changes never received;
+- **expected**: owed changes, plus earlier ones that did arrive;
+- **lost**: owed changes never received;
 - **duplicated**: extra copies of a change already received;
 - **out of order**: a change received after one with a higher id on the channel, or after
   a later revision of the same row;
@@ -55,24 +59,36 @@ class Tally:
         return self.lost == self.duplicated == self.out_of_order == self.corrupt == 0 and self.received > 0
 
 
-def judge(got: list[Received], expected: set[tuple[str, int]]) -> Tally:
-    """One stream: ``got`` in arrival order, ``expected`` the (key, revision) pairs it owes."""
+def owed_to(start: float | None, changes: set[Change], sent_at: dict[Change, float]) -> set[tuple[str, int]]:
+    """The (key, revision) pairs of ``changes`` (one channel's) owed to a stream that read its
+    first ``subscribed`` at ``start`` (None: never subscribed, owed nothing). A change with no
+    COMMIT time (the fence, written after every client started) is owed."""
+    if start is None:
+        return set()
+    return {(k, rev) for c in changes if sent_at.get(c, INF) > start for _, k, rev in [c]}
+
+
+def judge(got: list[Received], owed: set[tuple[str, int]], optional: set[tuple[str, int]] | None = None) -> Tally:
+    """One stream: ``got`` in arrival order; ``owed`` the (key, revision) pairs it must get;
+    ``optional`` those committed before it started (welcome, once and in order, or absent)."""
+    optional = optional or set()
     seen: set[tuple[str, int]] = set()
     top_id = -1
     top_rev: dict[str, int] = {}
-    t = Tally(streams=1, expected=len(expected), received=len(got))
+    t = Tally(streams=1, received=len(got))
     for id_, k, rev, intact, _ in got:
         if (k, rev) in seen:
             t.duplicated += 1
             continue
         seen.add((k, rev))
-        if not intact or (k, rev) not in expected:
+        if not intact or ((k, rev) not in owed and (k, rev) not in optional):
             t.corrupt += 1
         if id_ <= top_id or rev < top_rev.get(k, -1):
             t.out_of_order += 1
         top_id = max(top_id, id_)
         top_rev[k] = max(top_rev.get(k, -1), rev)
-    t.lost = len(expected - seen)
+    t.lost = len(owed - seen)
+    t.expected = len(owed) + len(optional & seen)
     return t
 
 
@@ -154,9 +170,11 @@ def resumes(client: ClientView) -> list[float]:
     return [max(0.0, max((s.held_all(back) for s in client.streams), default=-INF) - back) for _, back in client.away]
 
 
-def owed(truth: set[Change], channel: str, time_of: dict[Change, float]) -> list[tuple[float, tuple[str, int]]]:
-    """The channel's changes with a known commit time, in commit-time order."""
-    return sorted((time_of[c], (c[1], c[2])) for c in truth if c[0] == channel and c in time_of)
+def in_commit_order(
+    channel: str, pairs: set[tuple[str, int]], time_of: dict[Change, float]
+) -> list[tuple[float, tuple[str, int]]]:
+    """The (key, revision) ``pairs`` of ``channel`` that have a known commit time, in that order."""
+    return sorted((time_of[(channel, k, r)], (k, r)) for k, r in pairs if (channel, k, r) in time_of)
 
 
 def summary(values: list[float]) -> dict[str, float] | None:

@@ -8,9 +8,9 @@ started first and commits last.
 
 A failed transaction (PostgreSQL restarting) may or may not have committed; the writer does
 not guess and does not retry under the same key. What counts is what the tables hold at the
-end (``schema.truth``). The writer only records *when* it saw each commit acknowledged (or,
-for an unknown outcome, when it saw the failure), which is what gap-closing times are
-measured against.
+end (``schema.truth``). The writer only records when it sent each COMMIT (which clients are
+owed the change: those subscribed before) and when it saw it acknowledged (or, for an
+unknown outcome, the failure), which is what delays and gap-closing times are measured from.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class Writer:
     def __init__(self, url: str, cfg: Config) -> None:
         self.url = url
         self.cfg = cfg
+        #: Change → when its transaction's COMMIT was sent: every client subscribed before
+        #: that moment is owed the change.
+        self.sent_at: dict[Change, float] = {}
         #: Change → when its commit was acknowledged.
         self.committed_at: dict[Change, float] = {}
         #: Change → when its transaction failed with an unknown outcome.
@@ -90,6 +93,9 @@ class Writer:
                 conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=5)
             async with conn.transaction():
                 changes = await body(conn)
+                sent = time.monotonic()
+                for change in changes:
+                    self.sent_at[change] = sent
         except psycopg.Error:
             now = time.monotonic()
             for change in changes:

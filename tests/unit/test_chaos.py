@@ -66,6 +66,21 @@ def test_a_lower_id_after_a_higher_one_or_an_older_revision_after_a_newer_is_out
     assert verdict.judge(_got((1, "b", 0), (2, "a", 1), (3, "a", 0)), EXPECTED).out_of_order == 1
 
 
+def test_a_client_that_joined_late_is_owed_what_was_committed_after_it_subscribed() -> None:
+    changes = {("chaos_a", "a", 0), ("chaos_a", "b", 0), ("chaos_a", "a", 1), ("chaos_a", "fence", 0)}
+    sent_at = {("chaos_a", "a", 0): 1.0, ("chaos_a", "b", 0): 2.0, ("chaos_a", "a", 1): 3.0}
+    owed = verdict.owed_to(2.5, changes, sent_at)
+    assert owed == {("a", 1), ("fence", 0)}
+    assert verdict.owed_to(None, changes, sent_at) == set()
+    optional = {("a", 0), ("b", 0)}
+    # an earlier change may arrive (it counts as expected then) or not; once, in order
+    assert verdict.judge(_got((5, "a", 1), (6, "fence", 0)), owed, optional).clean
+    t = verdict.judge(_got((2, "b", 0), (5, "a", 1), (6, "fence", 0)), owed, optional)
+    assert (t.expected, t.received, t.clean) == (3, 3, True)
+    t = verdict.judge(_got((2, "b", 0), (2, "b", 0), (5, "a", 1)), owed, optional)
+    assert (t.duplicated, t.lost) == (1, 1)
+
+
 def test_a_damaged_row_or_a_change_the_tables_do_not_hold_is_corrupt() -> None:
     assert verdict.judge(_got((1, "a", 0), (2, "b", 0), (5, "a", 1), intact=False), EXPECTED).corrupt == 3
     t = verdict.judge(_got((1, "a", 0), (2, "b", 0), (3, "z", 0), (5, "a", 1)), EXPECTED)
