@@ -135,7 +135,7 @@ def render(r: dict[str, Any]) -> str:
         + "; ".join(f"{k} {' '.join(f'{x:.2f}' for x in v)}" for k, v in r["load"].items()),
         f"writer: {sum(w['transactions'].values()):,} transactions committed "
         f"({', '.join(f'{k} {v:,}' for k, v in sorted(w['transactions'].items()))}); "
-        f"{sum(w['failed'].values())} failed with an unknown outcome (the tables decide); "
+        f"{sum(w['failed'].values())} failed (whether each committed, the tables say); "
         f"{w['changes']:,} changes in the tables",
         "",
         f"{'clients':<10} {'streams':>7} {'expected':>10} {'received':>10} {'lost':>6} {'dup':>6} {'order':>6} {'bad':>6}",
