@@ -11,11 +11,12 @@ behaves for the hub:
 - each receiving channel's queue holds at most ``capacity`` messages; on overflow the queue
   is emptied and the next ``receive()`` raises ``LayerReset``;
 - when the subscription connection fails, and again when it is re-established, every
-  receiving channel's next ``receive()`` raises ``LayerReset``.
+  receiving channel's next ``receive()`` raises ``LayerReset`` (once each: not again for
+  every failed attempt to reconnect in between).
 
-The hub treats ``LayerReset`` like any receive failure: it re-joins its groups and every
-subscription reads the log after its last id, so nothing is lost. Configure it like the
-pub/sub layer, plus ``capacity``::
+On ``LayerReset`` the hub re-joins its groups and every subscription reads the log after
+its last id, at once (no backoff): nothing is lost, and the gap closes as soon as Redis is
+back. Configure it like the pub/sub layer, plus ``capacity``::
 
     CHANNEL_LAYERS = {"default": {"BACKEND": "pgevents.layers.PubSubChannelLayer",
                                   "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"], "capacity": 10_000}}}
@@ -31,6 +32,10 @@ from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer,
 from channels_redis.utils import _wrap_close, create_pool, decode_hosts
 from redis import asyncio as aioredis
 from redis.asyncio.client import PubSub
+
+from pgevents.delivery.hub import LayerReset
+
+__all__ = ["LayerReset", "PubSubChannelLayer"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +54,6 @@ RELIES_ON = {
 _missing = [f"{cls.__name__}.{name}" for cls, names in RELIES_ON.items() for name in names if not hasattr(cls, name)]
 if _missing:  # pragma: no cover - only with an unsupported channels-redis
     raise ImportError(f"pgevents.layers needs channels-redis 4.3: {', '.join(_missing)} not found")
-
-
-class LayerReset(ConnectionError):
-    """Messages may have been lost (overflow, or the connection to Redis broke)."""
 
 
 class _PubSub(PubSub):
@@ -115,7 +116,8 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
                 raise
             except Exception as exc:
                 logger.warning("Redis pub/sub receive failed (%s: %s); receivers will re-sync", type(exc).__name__, exc)
-                self.channel_layer.reset_all()
+                if not broken:  # told once when it breaks, and again by _rebuild when it is back
+                    self.channel_layer.reset_all()
                 broken = True
                 await asyncio.sleep(1)
 

@@ -9,8 +9,11 @@ SSE stream) goes through the subscription's async path, which keeps every guaran
 
 When the layer fails (Redis restarts, a receive times out) the hub reconnects with backoff,
 re-joins its groups and tells every subscription to check the log, so nothing the layer
-dropped in the meantime is lost. Group memberships are refreshed periodically because
-channels-redis expires them (``group_expiry``).
+dropped in the meantime is lost. A layer that may have dropped messages but needs no
+waiting for (it reconnected, or a queue overflowed) says so with ``LayerReset``: the hub
+then re-joins and re-syncs at once, since a backoff would only delay the repair. Group
+memberships are refreshed periodically because channels-redis expires them
+(``group_expiry``).
 
 The hub only fans out: the process's runtime (``pgevents.delivery.runtime``) creates it with
 the log reader its subscriptions share, and runs whatever else the process needs beside it.
@@ -35,6 +38,12 @@ logger = logging.getLogger(__name__)
 
 #: Re-add groups this often (seconds); well under channels-redis' default group_expiry (1 day).
 REFRESH_INTERVAL = 3600.0
+
+
+class LayerReset(ConnectionError):
+    """Raised by a channel layer's ``receive()`` when messages may have been lost: once when
+    its connection breaks, once when it is re-established, and when a queue overflowed
+    (``pgevents.layers.PubSubChannelLayer``). The hub re-syncs from the log at once."""
 
 
 class Hub:
@@ -113,6 +122,14 @@ class Hub:
                         await self._rejoin(resync=False)
             except asyncio.CancelledError:
                 raise
+            except LayerReset as exc:
+                # No pause: a layer says this when it works again (or overflowed), and only once
+                # when it breaks; its receive() then waits until it is back.
+                logger.info("channel layer reset (%s); re-joining and checking the log", exc)
+                self._ready.set()
+                recovering = True
+                self.layer_ok = False
+                metrics.LAYER_FAILURES.inc()
             except Exception as exc:
                 delay = backoff.next()
                 logger.warning(
@@ -122,7 +139,10 @@ class Hub:
                 recovering = True
                 self.layer_ok = False
                 metrics.LAYER_FAILURES.inc()
-                await asyncio.sleep(delay)
+                await self._pause(delay)
+
+    async def _pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
     async def _rejoin(self, resync: bool = True) -> None:
         for channel in list(self.subscriptions):

@@ -4,6 +4,7 @@ subscription connection reported to the receiver instead of silently losing mess
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 
@@ -12,6 +13,7 @@ import pytest
 import redis.asyncio
 
 from pgevents.layers import LayerReset, PubSubChannelLayer
+from tests.faults import PrivateRedis
 from tests.support import Client, Stack, run, wait_until
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -89,6 +91,71 @@ def test_overflow_and_a_killed_connection_raise_layer_reset() -> None:
             await layer.flush()
 
     run(scenario())
+
+
+class _Failures(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += "receive failed" in record.getMessage()
+
+
+@pytest.mark.fault
+def test_a_redis_outage_is_reported_once_when_it_breaks_and_once_when_it_is_back() -> None:
+    """Not once per failed attempt to reconnect: each report makes every hub re-read the log
+    for every subscription, and only the one after the outage can find anything."""
+    failures = _Failures()
+    logging.getLogger("pgevents.layers").addHandler(failures)
+    try:
+        with PrivateRedis() as server:
+
+            async def scenario() -> list[object]:
+                layer = PubSubChannelLayer(hosts=[server.url], prefix="outage")
+                channel = await layer.new_channel()
+                await layer.group_add("g", channel)
+                seen: list[object] = []
+
+                async def pump() -> None:
+                    while True:
+                        try:
+                            seen.append((await layer.receive(channel))["n"])
+                        except LayerReset:
+                            seen.append("reset")
+
+                async def until(predicate: object, what: str) -> None:
+                    deadline = time.monotonic() + 20
+                    while not predicate():  # type: ignore[operator]
+                        assert time.monotonic() < deadline, f"{what}: {seen}"
+                        await asyncio.sleep(0.05)
+
+                receiver = asyncio.ensure_future(pump())
+                try:
+                    await layer.group_send("g", {"type": "t", "n": 1})
+                    await until(lambda: 1 in seen, "the first message")
+                    server.stop()
+                    await until(lambda: failures.count >= 3, "three failed attempts to reconnect")
+                    during = list(seen)
+                    server.start()
+                    deadline = time.monotonic() + 20
+                    while 2 not in seen:  # sent until the rebuilt subscription gets one
+                        assert time.monotonic() < deadline, f"the layer did not come back: {seen}"
+                        try:
+                            await layer.group_send("g", {"type": "t", "n": 2})
+                        except ConnectionError:
+                            pass  # the publishing connection reconnects on the next send
+                        await asyncio.sleep(0.2)
+                    assert during == [1, "reset"]
+                    return seen
+                finally:
+                    receiver.cancel()
+                    await layer.flush()
+
+            seen = run(scenario())
+    finally:
+        logging.getLogger("pgevents.layers").removeHandler(failures)
+    assert seen[:3] == [1, "reset", "reset"] and seen[-1] == 2
 
 
 def test_the_pipeline_runs_on_the_pubsub_layer(isolated_db: str, iso_pg: psycopg.Connection) -> None:
