@@ -15,6 +15,7 @@ from channels.layers import InMemoryChannelLayer
 from pgevents.core.envelope import layer_message
 from pgevents.core.names import group_name
 from pgevents.delivery.hub import Hub, LayerReset
+from pgevents.store.memory import MemoryLog
 
 
 class FailingLayer(InMemoryChannelLayer):
@@ -30,7 +31,7 @@ class FailingLayer(InMemoryChannelLayer):
 
 class RecordingHub(Hub):
     def __init__(self, layer: Any) -> None:
-        super().__init__(layer)
+        super().__init__(layer, MemoryLog())
         self.pauses: list[float] = []
 
     async def _pause(self, seconds: float) -> None:
