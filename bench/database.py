@@ -3,6 +3,8 @@
 - ``bench_events`` — watched by pgevents (durable, channel ``bench``);
 - ``bench_quiet`` — watched with ``notify=False`` (channel ``bench_quiet``): no NOTIFY in
   the writer's commit, the listener finds events by polling;
+- ``bench_transient`` — watched with ``durable=False`` (channel ``bench_transient``): the
+  event goes to an unlogged table the listener drains, with a wake-up NOTIFY;
 - ``bench_floor`` — a bare trigger that ``pg_notify``s the row to ``bench_floor`` (the floor);
 - ``bench_plain`` — no trigger at all (the writer-cost baseline).
 """
@@ -19,7 +21,8 @@ from psycopg import sql as pgsql
 from pgevents.core.sql import TriggerSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = ("bench_events", "bench_quiet", "bench_floor", "bench_plain")
+TABLES = ("bench_events", "bench_quiet", "bench_transient", "bench_floor", "bench_plain")
+COLUMNS = ("pk", "seqno", "payload")
 
 FLOOR_TRIGGER = """
 CREATE OR REPLACE FUNCTION bench_floor_notify() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -62,7 +65,7 @@ def migrate(url: str, env: dict[str, str]) -> None:
 
 
 def prepare(url: str) -> None:
-    """(Re)create the four tables and their triggers; empty the event log."""
+    """(Re)create the tables and their triggers; empty the event log."""
     with psycopg.connect(url, autocommit=True) as conn:
         for table in TABLES:
             conn.execute(pgsql.SQL("DROP TABLE IF EXISTS {}").format(pgsql.Identifier(table)))
@@ -72,11 +75,14 @@ def prepare(url: str) -> None:
                 )
             )
         for spec in (
-            TriggerSpec(table="bench_events", channel="bench", events=("INSERT",)),
-            TriggerSpec(table="bench_quiet", channel="bench_quiet", events=("INSERT",), notify=False),
+            TriggerSpec(table="bench_events", channel="bench", events=("INSERT",), columns=COLUMNS),
+            TriggerSpec(table="bench_quiet", channel="bench_quiet", events=("INSERT",), columns=COLUMNS, notify=False),
+            TriggerSpec(
+                table="bench_transient", channel="bench_transient", events=("INSERT",), columns=COLUMNS, durable=False
+            ),
         ):
             for statement in spec.create_statements():
                 conn.execute(statement)
         conn.execute(FLOOR_TRIGGER)
-        conn.execute("TRUNCATE pgevents_event")
+        conn.execute("TRUNCATE pgevents_event, pgevents_transient")
         conn.execute("UPDATE pgevents_cursor SET value = 0")

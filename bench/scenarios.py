@@ -199,6 +199,7 @@ WRITER_MODES = [
     ("bench_floor", "bare pg_notify trigger"),
     ("bench_events", "pgevents (log + NOTIFY wake-up)"),
     ("bench_quiet", "pgevents notify=False (log only)"),
+    ("bench_transient", "pgevents durable=False (unlogged table + wake-up)"),
 ]
 
 

@@ -26,6 +26,9 @@ LANGUAGE sql IMMUTABLE AS $$
 $$
 """
 
+#: The columns of each table, all sent by its watch (a spec made here, not from the table).
+COLUMNS = ("k", "rev", "size", "payload")
+
 #: A change: (channel, key, revision).
 Change = tuple[str, str, int]
 #: An event as a client recorded it: (id, key, revision, row intact, monotonic time received).
@@ -48,7 +51,8 @@ def create(url: str) -> None:
                     " size int NOT NULL, payload text NOT NULL)"
                 ).format(pgsql.Identifier(table))
             )
-            for statement in TriggerSpec(table=table, channel=table, events=("INSERT", "UPDATE")).create_statements():
+            spec = TriggerSpec(table=table, channel=table, events=("INSERT", "UPDATE"), columns=COLUMNS)
+            for statement in spec.create_statements():
                 conn.execute(statement)
 
 

@@ -85,6 +85,9 @@ else:
 
 PGEVENTS = {
     "CHANNELS": ["people", "authors", "books", "demo", "chat"],
+    # Channels relayed as plain NOTIFY (try `NOTIFY demo, 'hello'` on the console page). Any role that can connect
+    # to the database can NOTIFY them: never list a channel a watch publishes on.
+    "NOTIFY_CHANNELS": ["demo", "chat"],
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

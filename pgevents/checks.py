@@ -16,7 +16,7 @@ from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
 from pgevents import conf
-from pgevents.core.names import MAX_CHANNEL_BYTES, BadChannel, validate_channel
+from pgevents.core.names import MAX_CHANNEL_BYTES, BadChannel, matches, validate_channel
 
 IN_MEMORY = "channels.layers.InMemoryChannelLayer"
 
@@ -95,7 +95,7 @@ def _channels(current: conf.Settings) -> Iterator[CheckMessage]:
 
 
 def _notify_channels(current: conf.Settings) -> Iterator[CheckMessage]:
-    for name in current.notify_channels or ():
+    for name in current.notify_channels:
         try:
             validate_channel(name)
             problem = "a pattern: LISTEN needs exact names" if any(ch in name for ch in "*?[") else ""
@@ -106,6 +106,13 @@ def _notify_channels(current: conf.Settings) -> Iterator[CheckMessage]:
                 f"NOTIFY_CHANNELS entry {name!r} is invalid: {problem}.",
                 hint="List the exact channel names runlisten should LISTEN on.",
                 id="pgevents.E005",
+            )
+        elif not matches(name, current.channels):
+            yield Warning(
+                f"NOTIFY_CHANNELS entry {name!r} matches no CHANNELS entry: runlisten relays it, "
+                "but no client can subscribe to it.",
+                hint="Add it to CHANNELS, or remove it from NOTIFY_CHANNELS.",
+                id="pgevents.W007",
             )
 
 
@@ -204,7 +211,12 @@ def check_database(app_configs: Any = None, databases: Any = None, **kwargs: Any
         return []  # E001 says why
     try:
         with connections[alias].cursor() as cursor:
-            return [*_watches(cursor, alias), *_exposed(cursor, current), *_stray_listener(cursor, current)]
+            return [
+                *_watches(cursor, alias),
+                *_exposed(cursor, current),
+                *_plain_on_watched(cursor, current),
+                *_stray_listener(cursor, current),
+            ]
     except DatabaseError:
         return []  # not reachable or not migrated yet: nothing to compare with
 
@@ -241,6 +253,23 @@ def _exposed(cursor: Any, current: conf.Settings) -> Iterator[CheckMessage]:
                 "manage.py pgevents_sync. Silence pgevents.W010 if they are meant to be public.",
                 id="pgevents.W010",
             )
+
+
+def _plain_on_watched(cursor: Any, current: conf.Settings) -> Iterator[CheckMessage]:
+    """A channel both relayed as plain NOTIFY and fed by a watch: its subscribers cannot tell
+    a row change from whatever any role that can connect sends on it."""
+    from pgevents.setup import installation
+
+    plain = set(current.notify_channels)
+    watched = sorted({found.channel for found in installation.installed(cursor)} & plain)
+    for channel in watched:
+        yield Warning(
+            f"Channel {channel!r} is in NOTIFY_CHANNELS and a watch publishes on it: any database role "
+            "that can connect can NOTIFY it, and its subscribers receive that beside the watch's events.",
+            hint="Give plain NOTIFYs a channel of their own. Silence pgevents.W014 if every role that "
+            "can connect is as trusted as your writers.",
+            id="pgevents.W014",
+        )
 
 
 def _stray_listener(cursor: Any, current: conf.Settings) -> Iterator[CheckMessage]:

@@ -25,8 +25,10 @@ class Settings:
 
     #: Channels clients may subscribe to: exact names or ``fnmatch`` patterns. Deny by default.
     channels: tuple[str, ...] = ()
-    #: Plain-NOTIFY channels ``runlisten`` LISTENs on. ``None``: every exact name in CHANNELS.
-    notify_channels: tuple[str, ...] | None = None
+    #: Plain-NOTIFY channels ``runlisten`` LISTENs on and relays (``id: null``, the raw payload):
+    #: opt-in, one by one. Any role that can connect to the database can NOTIFY any channel,
+    #: so list only channels whose subscribers may receive whatever such a role sends.
+    notify_channels: tuple[str, ...] = ()
     #: Dotted path of ``(user, channel, filter) -> bool``, or ``{pattern: dotted path}`` (first
     #: matching pattern decides; no match: forbidden). Runs after the CHANNELS check.
     authorize: str | dict[str, str] = "pgevents.policy.allow_all"
@@ -82,14 +84,6 @@ class Settings:
     #: Key of the PostgreSQL advisory lock that makes one listener active at a time.
     listener_lock: int = 7_270_561_517_906_176_001 % (2**63)
 
-    @property
-    def exact_channels(self) -> tuple[str, ...]:
-        return tuple(c for c in self.channels if not any(ch in c for ch in "*?["))
-
-    @property
-    def listen_channels(self) -> tuple[str, ...]:
-        return self.exact_channels if self.notify_channels is None else self.notify_channels
-
 
 _TUPLE_KEYS = {"channels", "notify_channels", "sensitive_columns", "signed_channels", "allowed_origins", "metrics_ips"}
 
@@ -103,6 +97,8 @@ def _build(raw: dict[str, Any]) -> Settings:
         if name not in known:
             unknown.append(key)
             continue
+        if name == "notify_channels" and value is None:
+            value = ()  # what None meant before (every exact name in CHANNELS) is no longer offered
         if name in _TUPLE_KEYS and value is not None:
             if not isinstance(value, list | tuple | set | frozenset):
                 raise ImproperlyConfigured(f"PGEVENTS[{key!r}] must be a list of strings, not {value!r}.")

@@ -11,6 +11,9 @@ from demo_project.settings import *  # noqa: F403
 
 PGEVENTS: dict[str, Any] = {
     "CHANNELS": ["people", "authors", "books", "demo", "chat", "Mixed Case", "sp ace", "q'uote", "ünï", "t.*"],
+    # Plain NOTIFY is opt-in per channel. "people" is also a watched channel (pgevents.W014):
+    # the tests check that a NOTIFY there stays a plain event that cannot pass for a row change.
+    "NOTIFY_CHANNELS": ["people", "demo", "chat", "Mixed Case", "sp ace", "q'uote", "ünï"],
     "POLL_INTERVAL": 0.5,
     "MAX_BACKOFF": 2.0,
     "QUERY_TIMEOUT": 3.0,

@@ -5,9 +5,15 @@ Order of operations on every (re)connection, which is what makes it gap-free:
 1. take the advisory lock (standbys wait here: exactly one listener forwards at a time);
 2. LISTEN on the internal channel and the plain-NOTIFY channels;
 3. re-send events a previous listener positioned but may not have forwarded;
-4. drain the log (position and forward everything committed meanwhile);
-5. loop: wait for notifications (at most ``poll_interval``), drain on every wake-up and on
-   every timeout. The drain is also the liveness probe of an idle connection.
+4. drain the log (position and forward everything committed meanwhile) and the transient
+   (non-durable) table;
+5. loop: wait for notifications (at most ``poll_interval``), drain the log on every log
+   wake-up and on every timeout (also the liveness probe of an idle connection), and the
+   transient table on every transient wake-up (each transient event comes with one).
+
+The internal channel is not trusted: any role that can connect can NOTIFY it. Its payload
+only says where to look (``''`` the log, ``'t'`` the transient table); anything else is
+counted, logged (at most once a minute) and ignored, and no payload is ever decoded.
 
 Any database error ends the session; the loop reconnects with jittered backoff and starts
 again at 1. A channel-layer error does the same, so events are re-sent once it is back.
@@ -31,6 +37,9 @@ from pgevents.store import db, log
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: What a wake-up asks the listener to drain.
+WAKE_LOG, WAKE_TRANSIENT = 1, 2
 
 #: Errors after which the session is abandoned and the listener reconnects.
 RECOVERABLE: tuple[type[BaseException], ...] = (psycopg.Error, OSError, asyncio.TimeoutError, ConnectionError)
@@ -62,7 +71,7 @@ class Listener:
         settings = conf.get()
         self.layer = layer
         self.database = database or settings.database
-        self.channels = tuple(settings.listen_channels if channels is None else channels)
+        self.channels = tuple(settings.notify_channels if channels is None else channels)
         self.poll_interval = settings.poll_interval if poll_interval is None else poll_interval
         self.batch_size = batch_size or settings.batch_size
         self.query_timeout = settings.query_timeout
@@ -87,6 +96,7 @@ class Listener:
         self._stopping = False
         self._task: asyncio.Task[Any] | None = None
         self._last_prune = 0.0
+        self._ignored = _IgnoredNotifications()
         #: Backend of a session that stopped answering: it may still hold the advisory lock.
         self._stale_backend: int | None = None
         self._backend_pid: int | None = None
@@ -151,8 +161,10 @@ class Listener:
             # Checked as well as cancelled: Python 3.11's wait_for can swallow a cancellation
             # that arrives just as the call it bounds completes.
             while not self._stopping:
-                woke = await self._wait(conn)
-                if woke:
+                wake = await self._wait(conn)
+                if wake & WAKE_TRANSIENT:
+                    await self._drain_transient(conn)
+                if wake & WAKE_LOG:
                     if self.coalesce:
                         delay = self._last_drain + self.coalesce - time.monotonic()
                         if delay > 0:
@@ -201,7 +213,8 @@ class Listener:
             await asyncio.sleep(self.poll_interval)
 
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Re-send what a previous listener may not have forwarded, then drain the log."""
+        """Re-send what a previous listener may not have forwarded, then drain the log and
+        the transient table (non-durable events committed while no listener listened)."""
         self._published = (await self._bounded(log.cursors(conn))).get("published", 0)
         while True:
             events = await self._bounded(log.positioned_after(conn, self._published, self.batch_size))
@@ -209,6 +222,7 @@ class Listener:
                 break
             await self._forward(events)
         await self._drain(conn)
+        await self._drain_transient(conn)
 
     async def _drain(self, conn: psycopg.AsyncConnection[Any]) -> None:
         while True:
@@ -216,6 +230,18 @@ class Listener:
             if events:
                 await self._forward(events)
             if len(events) < self.batch_size:
+                return
+
+    async def _drain_transient(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Forward non-durable events; they leave the table as they are read (at most once)."""
+        while True:
+            taken = await self._bounded(log.take_transient(conn, self.batch_size))
+            if taken:
+                sent = await relay.publish(
+                    self.layer, (envelope.layer_message(c, frame) for c, frame in taken), self.query_timeout
+                )
+                self._count(len(taken), sent)
+            if len(taken) < self.batch_size:
                 return
 
     async def _forward(self, events: list[log.LoggedEvent]) -> None:
@@ -233,31 +259,55 @@ class Listener:
         metrics.FORWARDED.inc(n)
         metrics.LAYER_MESSAGES.inc(messages)
 
-    async def _wait(self, conn: psycopg.AsyncConnection[Any]) -> bool:
-        """Wait for notifications; forward plain ones. True when the log should be drained."""
-        woke = True  # a timeout doubles as the periodic poll and liveness probe
+    async def _wait(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        """Wait for notifications; forward plain ones. Returns what to drain (``WAKE_*`` bits)."""
+        wake = WAKE_LOG  # a timeout doubles as the periodic poll of the log and liveness probe
         plain: list[envelope.Event] = []
         async for note in conn.notifies(timeout=self.poll_interval, stop_after=1):
-            woke = self._take(note, plain)
+            wake = self._take(note.channel, note.payload, plain)
         async for note in conn.notifies(timeout=0.0):  # whatever else has already arrived
-            woke = self._take(note, plain) or woke
+            wake |= self._take(note.channel, note.payload, plain)
         if plain:
             self._count(len(plain), await relay.publish(self.layer, plain, self.query_timeout))
-        return woke
+        return wake
 
-    def _take(self, note: psycopg.Notify, plain: list[envelope.Event]) -> bool:
-        if note.channel != envelope.INTERNAL_CHANNEL:
+    def _take(self, channel: str, payload: str, plain: list[envelope.Event]) -> int:
+        """Classify one notification: a plain one is queued in ``plain`` as its raw payload; on
+        the internal channel only the two wake-ups mean anything. Never raises."""
+        if channel != envelope.INTERNAL_CHANNEL:
             metrics.NOTIFICATIONS.labels("plain").inc()
-            plain.append(envelope.layer_message(note.channel, envelope.plain_frame(note.channel, note.payload)))
-            return False
-        if not note.payload:
+            plain.append(envelope.layer_message(channel, envelope.plain_frame(channel, payload)))
+            return 0
+        if payload == envelope.WAKE_LOG:
             metrics.NOTIFICATIONS.labels("wakeup").inc()
-            return True  # durable wake-up
-        decoded = envelope.trigger_frame(note.payload)
-        if decoded is None:
-            metrics.NOTIFICATIONS.labels("malformed").inc()
-            logger.warning("ignored a malformed notification on %r (%d bytes)", note.channel, len(note.payload))
-            return False
-        metrics.NOTIFICATIONS.labels("non_durable").inc()
-        plain.append(envelope.layer_message(*decoded))
-        return False
+            return WAKE_LOG
+        if payload == envelope.WAKE_TRANSIENT:
+            metrics.NOTIFICATIONS.labels("wakeup_transient").inc()
+            return WAKE_TRANSIENT
+        metrics.NOTIFICATIONS.labels("ignored").inc()
+        self._ignored.add(len(payload))
+        return 0
+
+
+class _IgnoredNotifications:
+    """Logs notifications ignored on the internal channel: the first at once, then at most
+    one line per ``every`` seconds with how many came meanwhile (a flood must not flood the log)."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self.count = 0
+        self.logged_at = -every
+
+    def add(self, size: int) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.logged_at >= self.every:
+            logger.warning(
+                "ignored %d notification(s) with a payload on the internal channel %r (latest %d bytes): "
+                "pgevents' triggers send only wake-ups, so another database role sent them",
+                self.count,
+                envelope.INTERNAL_CHANNEL,
+                size,
+            )
+            self.count = 0
+            self.logged_at = now

@@ -1,8 +1,8 @@
 """The wire format: notifications and log rows become the contract's event envelope, once.
 
-Durable events are encoded by PostgreSQL itself (``pgevents_frame()``, created by the
-migrations), so the listener forwards the text it reads; these helpers build the same shape
-for plain NOTIFYs and for non-durable trigger notifications.
+Trigger events (durable and not) are encoded by PostgreSQL itself (``pgevents_frame()`` and
+``pgevents_take_transient()``, created by the migrations), so the listener forwards the text
+it reads without decoding it; these helpers build the same shape for plain NOTIFYs.
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
-#: Channel the trigger function notifies: a wake-up (durable) or a compact envelope.
+#: Channel the trigger function notifies. It carries wake-ups only, never an event: any role
+#: that can connect can NOTIFY it, so a payload on it is a hint of where to look, not data.
 INTERNAL_CHANNEL = "pgevents"
+#: Wake-up payloads: new events in the log, new events in the transient (non-durable) table.
+WAKE_LOG = ""
+WAKE_TRANSIENT = "t"
 
 
 class Event(TypedDict):
@@ -50,30 +54,6 @@ def plain_frame(channel: str, payload: str) -> str:
             "payload": payload,
         }
     )
-
-
-def trigger_frame(payload: str) -> tuple[str, str] | None:
-    """Decode a non-durable trigger notification into ``(channel, frame)``; None if malformed."""
-    try:
-        data = json.loads(payload)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("channel"), str):
-        return None
-    frame = {
-        "type": "event",
-        "channel": data["channel"],
-        "id": None,
-        "op": data.get("op"),
-        "schema": data.get("schema"),
-        "table": data.get("table"),
-        "row": data.get("row"),
-        "old": data.get("old"),
-        "at": data.get("at"),
-    }
-    if data.get("truncated"):
-        frame["truncated"] = True
-    return data["channel"], dumps(frame)
 
 
 def layer_message(channel: str, frame: str, id: int | None = None, prev: int | None = None) -> Event:

@@ -6,9 +6,11 @@ created by the app's migrations, whose SQL is frozen per version in
 touches a connection. Identifiers are always composed with ``psycopg.sql``
 (``Identifier``/``Literal``), never pasted into strings.
 
-The trigger function's one argument is the watch's JSON configuration
-(:meth:`TriggerSpec.config`): ``{"channel", "durable", "notify", "include", "exclude",
-"referencing"}``; schema and table names are data there (JSON values), never spliced into SQL.
+The trigger function's arguments (v3): the watch's JSON configuration
+(:meth:`TriggerSpec.config`: ``{"channel", "durable", "notify", "columns", "exclude",
+"referencing"}``), then the columns it sends and the table's other columns as ``text[]``
+literals, both decided when the spec was built. Schema and table names are data there (JSON
+values), never spliced into SQL.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
-from pgevents.core.envelope import INTERNAL_CHANNEL
+from pgevents.core.envelope import INTERNAL_CHANNEL, WAKE_LOG, WAKE_TRANSIENT
 
 #: Version of ``pgevents_notify()`` the latest migration installs (its ``COMMENT`` says
 #: ``pgevents vN``). Part of every trigger's digest: a new function version makes installed
 #: triggers ``outdated`` until ``pgevents_sync`` re-creates them.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 ALL_EVENTS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 
@@ -58,19 +60,33 @@ class Reference:
         }
 
 
+def array_literal(items: Iterable[str]) -> str:
+    """A PostgreSQL ``text[]`` literal (``{"a","b"}``): trigger arguments are strings, and the
+    trigger function casts them with ``::text[]``, which is cheaper per row than JSON."""
+    quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
+    return "{" + ",".join(quoted) + "}"
+
+
 @dataclass(frozen=True)
 class TriggerSpec:
-    """Everything that defines the triggers of one watched table."""
+    """Everything that defines the triggers of one watched table.
+
+    ``columns`` are the columns its events carry and ``hidden`` the table's other columns,
+    both as they were when the spec was built from the table (``installation.build_spec``):
+    the trigger function drops a column that is in neither (one added since), so a new column
+    is sent only once a sync has decided it may be. UPDATEs that change none of the sent
+    columns (or of ``update_columns``, when given) fire no event.
+    """
 
     table: str
     channel: str
     schema: str = "public"
     events: tuple[str, ...] = ALL_EVENTS
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
     durable: bool = True
     notify: bool = True
-    #: UPDATEs fire only when one of these columns changes (empty: when any column changes).
+    #: UPDATEs fire only when one of these columns changes (empty: when a sent column changes).
     update_columns: tuple[str, ...] = field(default=())
     #: Referencing tables whose channels get an ids-only event when a watched row is updated.
     referencing: tuple[Reference, ...] = field(default=())
@@ -79,19 +95,19 @@ class TriggerSpec:
         bad = [e for e in self.events if e not in ALL_EVENTS]
         if bad or not self.events:
             raise ValueError(f"events must be a non-empty subset of {ALL_EVENTS}, got {self.events!r}")
-        if self.include and self.exclude:
-            overlap = set(self.include) & set(self.exclude)
-            if overlap:
-                raise ValueError(f"columns both included and excluded: {sorted(overlap)}")
+        overlap = set(self.columns) & set(self.hidden)
+        if overlap:
+            raise ValueError(f"columns both sent and hidden: {sorted(overlap)}")
         if self.referencing and "UPDATE" not in self.events:
             raise ValueError("referencing tables are notified on UPDATE: the watch must include UPDATE")
 
     def config(self) -> dict[str, object]:
-        cfg: dict[str, object] = {"channel": self.channel, "durable": self.durable, "notify": self.notify}
-        if self.include:
-            cfg["include"] = list(self.include)
-        if self.exclude:
-            cfg["exclude"] = list(self.exclude)
+        cfg: dict[str, object] = {
+            "channel": self.channel,
+            "durable": self.durable,
+            "notify": self.notify,
+            "columns": list(self.columns),
+        }
         if self.referencing:
             cfg["referencing"] = [ref.config() for ref in self.referencing]
         return cfg
@@ -100,7 +116,15 @@ class TriggerSpec:
     def digest(self) -> str:
         """Stable hash of the definition, stored in the trigger's comment to detect drift."""
         blob = json.dumps(
-            [SCHEMA_VERSION, self.schema, self.table, sorted(self.events), self.config(), list(self.update_columns)],
+            [
+                SCHEMA_VERSION,
+                self.schema,
+                self.table,
+                sorted(self.events),
+                self.config(),
+                list(self.hidden),
+                list(self.update_columns),
+            ],
             sort_keys=True,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -127,14 +151,14 @@ class TriggerSpec:
                     ),
                 )
             )
-        if "UPDATE" in self.events:
-            changed: sql.Composable
-            if self.update_columns:
-                changed = sql.SQL(" OR ").join(
-                    sql.SQL("OLD.{c} IS DISTINCT FROM NEW.{c}").format(c=sql.Identifier(c)) for c in self.update_columns
-                )
-            else:
-                changed = sql.SQL("OLD.* IS DISTINCT FROM NEW.*")
+        compared = self.update_columns or self.columns
+        if "UPDATE" in self.events and compared:
+            # Compared by binary image: every type has one (json, point… have no "=" operator).
+            row = sql.SQL("ROW({})")
+            changed = sql.SQL("pg_catalog.record_image_ne({}, {})").format(
+                row.format(sql.SQL(", ").join(sql.SQL("OLD.{}").format(sql.Identifier(c)) for c in compared)),
+                row.format(sql.SQL(", ").join(sql.SQL("NEW.{}").format(sql.Identifier(c)) for c in compared)),
+            )
             parts.append(
                 (f"{base}_u", sql.SQL("AFTER UPDATE ON {} FOR EACH ROW WHEN ({})").format(self.qualified, changed))
             )
@@ -148,13 +172,19 @@ class TriggerSpec:
 
     def create_statements(self) -> list[sql.Composed]:
         """DROP-then-CREATE statements: running them again replaces the triggers (idempotent)."""
-        arg = sql.Literal(json.dumps(self.config(), sort_keys=True))
+        args = sql.SQL(", ").join(
+            [
+                sql.Literal(json.dumps(self.config(), sort_keys=True)),
+                sql.Literal(array_literal(self.columns)),
+                sql.Literal(array_literal(self.hidden)),
+            ]
+        )
         comment = sql.Literal(f"pgevents:{self.digest}")
         out: list[sql.Composed] = self.drop_statements()
         for name, clause in self._parts():
             out.append(
                 sql.SQL("CREATE TRIGGER {} {} EXECUTE FUNCTION pgevents_notify({})").format(
-                    sql.Identifier(name), clause, arg
+                    sql.Identifier(name), clause, args
                 )
             )
             out.append(
@@ -181,19 +211,15 @@ def render(statements: Sequence[sql.Composable]) -> str:
 
 
 def probe_event(spec: TriggerSpec) -> list[sql.Composed]:
-    """Statements that send one hand-made event (the admin's "send a test event") on the spec's channel the way its trigger would:
-    through the log (durable) or as a notification (not durable). ``op`` and ``row`` are null,
-    so clients cannot mistake it for a row change."""
-    if spec.durable:
-        return [
-            sql.SQL(
-                "INSERT INTO pgevents_event (channel, op, schema_name, table_name) VALUES ({}, NULL, {}, {})"
-            ).format(sql.Literal(spec.channel), sql.Literal(spec.schema), sql.Literal(spec.table)),
-            sql.SQL("SELECT pg_notify({}, '')").format(sql.Literal(INTERNAL_CHANNEL)),
-        ]
-    message = json.dumps({"channel": spec.channel, "op": None, "schema": spec.schema, "table": spec.table})
+    """Statements that send one hand-made event (the admin's "send a test event") on the
+    spec's channel the way its trigger would: through the log (durable) or the transient
+    table (not durable), then a wake-up. ``op`` and ``row`` are null, so clients cannot
+    mistake it for a row change. They write pgevents' tables: only the owner role may run
+    them (see docs/security.md)."""
+    table, wake = ("pgevents_event", WAKE_LOG) if spec.durable else ("pgevents_transient", WAKE_TRANSIENT)
     return [
-        sql.SQL("SELECT pg_notify({}, ({}::jsonb || jsonb_build_object('at', clock_timestamp()))::text)").format(
-            sql.Literal(INTERNAL_CHANNEL), sql.Literal(message)
-        )
+        sql.SQL("INSERT INTO {} (channel, op, schema_name, table_name) VALUES ({}, NULL, {}, {})").format(
+            sql.Identifier(table), sql.Literal(spec.channel), sql.Literal(spec.schema), sql.Literal(spec.table)
+        ),
+        sql.SQL("SELECT pg_notify({}, {})").format(sql.Literal(INTERNAL_CHANNEL), sql.Literal(wake)),
     ]

@@ -1,7 +1,10 @@
 """Install, remove and inspect per-table triggers (sync; used by migrations, admin, commands).
 
-Sensitive-looking columns (``PGEVENTS["SENSITIVE_COLUMNS"]``) are excluded at install time
-unless the watch lists them in ``include``.
+Which columns a watch sends is decided here, when its triggers are built, from the table's
+columns at that moment: ``include`` (or every column) minus ``exclude`` minus
+sensitive-looking ones (``PGEVENTS["SENSITIVE_COLUMNS"]``, unless ``include`` names them).
+The trigger carries that list, so a column added to the table later is sent by no trigger
+until the next sync (``pgevents_sync``, which ``migrate`` runs) decides about it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def table_exists(cursor: Any, schema: str, table: str) -> bool:
 
 
 #: Tables of pgevents itself: never offered as something to watch.
-INTERNAL_TABLES = ("pgevents_event", "pgevents_cursor", "pgevents_presence", "pgevents_watch")
+INTERNAL_TABLES = ("pgevents_event", "pgevents_cursor", "pgevents_transient", "pgevents_presence", "pgevents_watch")
 
 
 def tables(cursor: Any) -> list[tuple[str, str]]:
@@ -67,7 +70,8 @@ def is_sensitive(column: str, patterns: Iterable[str] | None = None) -> bool:
 
 def spec(cursor: Any, table: str, options: WatchOptions) -> TriggerSpec:
     """The triggers of a watch on ``table``, checked against the real table (``WatchError``
-    says what is wrong), with sensitive-looking columns excluded unless included."""
+    says what is wrong): the columns it sends, decided now, sensitive-looking ones left out
+    unless included."""
     o = options
     try:
         validate_channel(o.channel)
@@ -79,16 +83,27 @@ def spec(cursor: Any, table: str, options: WatchOptions) -> TriggerSpec:
     unknown = [c for c in (*o.include, *o.exclude, *o.update_columns) if c not in names]
     if unknown:
         raise WatchError(f"table {o.schema}.{table} has no column(s) {', '.join(unknown)}")
-    hidden = tuple(c for c in names if is_sensitive(c) and c not in o.include and c not in o.exclude)
-    refs = _references(cursor, o.notify_referencing, o.schema, table, names, (*o.exclude, *hidden))
+    overlap = sorted(set(o.include) & set(o.exclude))
+    if overlap:
+        raise WatchError(f"columns both included and excluded: {', '.join(overlap)}")
+    sent = [c for c in names if (c in o.include if o.include else True) and c not in o.exclude]
+    sent = [c for c in sent if c in o.include or not is_sensitive(c)]
+    hidden = [c for c in names if c not in sent]
+    unsent = [c for c in o.update_columns if c not in sent]
+    if unsent:
+        raise WatchError(
+            f"update_columns {', '.join(unsent)} of {o.schema}.{table} are not sent: "
+            "an event for a change of them would show no change"
+        )
+    refs = _references(cursor, o.notify_referencing, o.schema, table, names, hidden)
     try:
         return TriggerSpec(
             table=table,
             channel=o.channel,
             schema=o.schema,
             events=tuple(e.upper() for e in o.events),
-            include=o.include,
-            exclude=o.exclude + hidden,
+            columns=tuple(sent),
+            hidden=tuple(hidden),
             durable=conf.get().durable if o.durable is None else o.durable,
             notify=o.notify,
             update_columns=o.update_columns,

@@ -142,3 +142,39 @@ def apply(cursor: Any, steps: list[Step]) -> int:
                 cursor.execute(statement.as_string(None))
             changed += 1
     return changed
+
+
+def after_migrate(*, using: str, verbosity: int = 1, stdout: Any = None, **kwargs: Any) -> None:
+    """``post_migrate`` receiver: bring the watches up to date with the tables just migrated.
+
+    A watch's triggers carry the columns it sends, decided when they were built, so a column
+    added by a migration is sent only once this has rebuilt them (and a sensitive-looking one
+    not even then). Runs after ``migrate`` only (``flush`` sends the same signal without a
+    plan), on the database pgevents uses, once pgevents' own migrations are applied. A watch
+    that cannot be installed is reported, never fatal: ``migrate`` must not be blocked by it.
+    """
+    from django.db import DatabaseError, transaction
+
+    from pgevents import conf
+
+    if kwargs.get("plan") is None or using != conf.get().database:
+        return
+    out = stdout.write if stdout is not None else print
+    try:
+        with transaction.atomic(using=using), connections[using].cursor() as cursor:
+            cursor.execute("SELECT to_regproc('pgevents_take_transient') IS NOT NULL")
+            if not cursor.fetchone()[0]:
+                return  # pgevents' tables and functions are not (or no longer) there
+            steps = plan(cursor, configured(using))
+            changed = apply(cursor, steps)
+    except DatabaseError as exc:
+        out(f"pgevents: could not bring the watches up to date ({exc}); run manage.py pgevents_sync.")
+        return
+    for step in steps:
+        where = f"{step.schema}.{step.table} → {step.channel} ({step.source})"
+        if step.action == "error":
+            out(f"pgevents: watch {where} cannot be installed: {step.detail}")
+        elif step.action in ("install", "remove") and verbosity >= 1:
+            out(f"pgevents: {'updated' if step.action == 'install' else 'removed'} the triggers of {where}")
+    if changed and verbosity >= 1:
+        out(f"pgevents: {changed} watch(es) brought up to date.")

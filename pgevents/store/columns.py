@@ -65,14 +65,20 @@ class Source:
 
 
 def visible(config: dict[str, Any], columns: tuple[str, ...] | list[str]) -> frozenset[str]:
-    """The columns a trigger with ``config`` sends: ``include`` (or all) minus ``exclude``."""
+    """The columns a trigger with ``config`` sends, of the table's current ``columns``: the
+    list decided at install (``columns``), or, for triggers of earlier versions, ``include``
+    (or all) minus ``exclude``."""
+    sent = config.get("columns")
+    if isinstance(sent, list):
+        return frozenset(columns) & frozenset(c for c in sent if isinstance(c, str))
     include = config.get("include")
     chosen = [c for c in columns if c in include] if include else columns
     return frozenset(chosen) - frozenset(config.get("exclude") or ())
 
 
 def parse_config(tgargs: bytes) -> dict[str, Any] | None:
-    """A trigger's first argument (PostgreSQL stores them NUL-terminated), as JSON."""
+    """A trigger's first argument (PostgreSQL stores them NUL-terminated), as JSON; None when
+    it is not a JSON object (malformed, or nested too deep to decode)."""
     first = bytes(tgargs).split(b"\x00", 1)[0]
     try:
         config = json.loads(first.decode("utf-8"))

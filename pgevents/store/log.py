@@ -1,7 +1,9 @@
 """The event log: sequencing (listener), reading after id N (replay), pruning, state.
 
 The writer's trigger appends to the log; everything that reads or trims it lives here, so
-the listener's catch-up and the consumers' replay share one definition of "after N".
+the listener's catch-up and the consumers' replay share one definition of "after N". Every
+write goes through a function of the log's owner (``pgevents_assign``, ``pgevents_prune``,
+``pgevents_take_transient``): the roles that call them need no write right on the tables.
 """
 
 from __future__ import annotations
@@ -105,36 +107,25 @@ async def prune(
     """Delete forwarded events older than ``retention`` seconds, in short transactions.
 
     Only events already positioned *and* published are removed; each chunk is its own
-    statement (bounded by ``timeout`` seconds, if given) so writers never wait on a long delete.
+    statement (``pgevents_prune()``, which runs with the owner's rights: the listener's role
+    cannot write the log; bounded by ``timeout`` seconds, if given) so writers never wait on a
+    long delete.
     """
     removed = 0
     while True:
-        statement = conn.execute(
-            """
-            WITH head AS (
-                -- the oldest positioned, published events: the scan never goes past CHUNK rows,
-                -- so a log with nothing old enough costs one short index read, not a full scan
-                SELECT seq, id, at FROM pgevents_event
-                WHERE id IS NOT NULL
-                  AND id <= (SELECT value FROM pgevents_cursor WHERE name = 'published')
-                ORDER BY id LIMIT %s
-            ), old AS (
-                SELECT seq, id FROM head WHERE at < now() - make_interval(secs => %s)
-            ), gone AS (
-                DELETE FROM pgevents_event e USING old WHERE e.seq = old.seq RETURNING e.id
-            )
-            UPDATE pgevents_cursor SET value = greatest(value, (SELECT max(id) FROM gone))
-            WHERE name = 'pruned' AND EXISTS (SELECT 1 FROM gone)
-            RETURNING (SELECT count(*) FROM gone)
-            """,
-            (chunk, retention),
-        )
-        cur = await asyncio.wait_for(statement, timeout)
+        cur = await asyncio.wait_for(conn.execute("SELECT pgevents_prune(%s, %s)", (retention, chunk)), timeout)
         row = await cur.fetchone()
         count = int(row[0]) if row else 0
         removed += count
         if count < chunk:
             return removed
+
+
+async def take_transient(conn: psycopg.AsyncConnection[Any], batch: int) -> list[tuple[str, str]]:
+    """The oldest non-durable events as ``(channel, frame)``, removed as they are read: each
+    is handed out once (at most once: a listener that dies before forwarding them loses them)."""
+    cur = await conn.execute("SELECT event_channel, event_frame FROM pgevents_take_transient(%s)", (batch,))
+    return [(channel, frame) for channel, frame in await cur.fetchall()]
 
 
 #: What waits for the listener: events committed but not yet positioned, the oldest one's

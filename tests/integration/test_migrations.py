@@ -21,12 +21,14 @@ DIGESTS = {
     "0002_notify_referencing.sql": "a6e02f2ca5b4a58b",
     "0003_watch_presence.reverse.sql": "6973955115339a0c",
     "0003_watch_presence.sql": "192f0a820d6626e5",
+    "0004_least_privilege.reverse.sql": "1885f1387565fe1b",
+    "0004_least_privilege.sql": "6dacab71e7d74e54",
 }
 
 
-def sqlmigrate(name: str) -> str:
+def sqlmigrate(name: str, backwards: bool = False) -> str:
     out = io.StringIO()
-    call_command("sqlmigrate", "pgevents", name, stdout=out)
+    call_command("sqlmigrate", "pgevents", name, backwards=backwards, stdout=out)
     return out.getvalue()
 
 
@@ -34,6 +36,15 @@ def sqlmigrate(name: str) -> str:
 def test_each_migration_prints_the_function_of_its_own_version() -> None:
     assert "IS 'pgevents v1'" in sqlmigrate("0001") and "referencing" not in sqlmigrate("0001")
     assert "IS 'pgevents v2'" in sqlmigrate("0002") and "referencing" in sqlmigrate("0002")
+    v3 = sqlmigrate("0004")
+    assert "IS 'pgevents v3'" in v3 and "SECURITY DEFINER SET search_path = pg_catalog, pg_temp" in v3
+
+
+@pytest.mark.django_db
+def test_going_back_from_v3_restores_the_v2_functions_as_0001_and_0002_made_them() -> None:
+    backwards = sqlmigrate("0004", backwards=True)
+    assert "DROP TABLE IF EXISTS pgevents_transient" in backwards
+    assert "IS 'pgevents v2'" in backwards and "SECURITY DEFINER" not in backwards
 
 
 def test_frozen_sql_files_are_unchanged() -> None:

@@ -83,7 +83,7 @@ def test_sync_brings_a_fresh_database_to_the_configured_state(isolated_db: str, 
         "SELECT DISTINCT convert_from(substring(tgargs FROM 1 FOR position('\\x00'::bytea IN tgargs) - 1), 'UTF8')"
         " FROM pg_trigger WHERE tgrelid = 'invoices'::regclass"
     ).fetchone()
-    assert config is not None and json.loads(config[0])["exclude"] == ["password"]
+    assert config is not None and json.loads(config[0])["columns"] == ["id", "total"]  # not password
 
     # idempotent: the second run changes nothing (same trigger oids)
     assert manage(isolated_db, "pgevents_sync").splitlines() == ["0 changed, 6 unchanged."]

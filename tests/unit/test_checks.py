@@ -54,6 +54,7 @@ def test_checks_are_registered() -> None:
         ({"PGEVENTS": {"CHANNELS": ["bell\x07"]}}, "pgevents.E004"),
         ({"PGEVENTS": {**GOOD, "NOTIFY_CHANNELS": ["orders.*"]}}, "pgevents.E005"),
         ({"PGEVENTS": {**GOOD, "NOTIFY_CHANNELS": ["n" * 64]}}, "pgevents.E005"),
+        ({"PGEVENTS": {**GOOD, "NOTIFY_CHANNELS": ["people", "audit"]}}, "pgevents.W007"),
         ({"PGEVENTS": {**GOOD, "AUTHORIZE": "pgevents.policy.nobody_wrote_this"}}, "pgevents.E006"),
         ({"PGEVENTS": {**GOOD, "AUTHORIZE": "pgevents.conf.DEFAULT_SENSITIVE"}}, "pgevents.E006"),
         ({"PGEVENTS": {}}, "pgevents.W001"),
@@ -70,7 +71,7 @@ def test_each_check_fires(overrides: dict[str, Any], expected: str) -> None:
     [
         {"CHANNEL_LAYERS": MEMORY},  # E003 silent: the in-memory layer runs the listener in the server
         {"PGEVENTS": {"CHANNELS": ["orders.*", "x" * 63, "Mixed Case"]}},  # E004 silent at 63 bytes
-        {"PGEVENTS": {**GOOD, "NOTIFY_CHANNELS": ["people", "audit"]}},  # E005
+        {"PGEVENTS": {"CHANNELS": ["people", "audit.*"], "NOTIFY_CHANNELS": ["people", "audit.x"]}},  # E005, W007
         {"PGEVENTS": {**GOOD, "AUTHORIZE": "pgevents.policy.require_login"}},  # E006
         {"ALLOWED_HOSTS": ["example.com", ".example.org"]},  # W002
         {"ASGI_APPLICATION": "demo_project.asgi.application"},  # W003: websocket_application() checks origins

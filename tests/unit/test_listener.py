@@ -12,37 +12,40 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from pgevents.capture.listener import Listener
+from pgevents.capture.listener import WAKE_LOG, WAKE_TRANSIENT, Listener
 from pgevents.core.envelope import INTERNAL_CHANNEL, Event
 
 
-def classify(channel: str, payload: str) -> tuple[bool, list[Event]]:
+def classify(channel: str, payload: str) -> tuple[int, list[Event]]:
     plain: list[Event] = []
-    woke = Listener(layer=object())._take(psycopg.Notify(channel, payload, 1), plain)
-    return woke, plain
+    wake = Listener(layer=object())._take(channel, payload, plain)
+    return wake, plain
 
 
-def test_an_empty_notification_on_the_internal_channel_is_a_wake_up() -> None:
-    assert classify(INTERNAL_CHANNEL, "") == (True, [])
+def test_an_empty_notification_on_the_internal_channel_is_a_wake_up_for_the_log() -> None:
+    assert classify(INTERNAL_CHANNEL, "") == (WAKE_LOG, [])
+
+
+def test_a_t_on_the_internal_channel_is_a_wake_up_for_the_transient_table() -> None:
+    assert classify(INTERNAL_CHANNEL, "t") == (WAKE_TRANSIENT, [])
 
 
 def test_a_plain_notify_is_forwarded_untouched_without_an_id() -> None:
-    woke, (event,) = classify("demo", "héllo, 'world'")
+    wake, (event,) = classify("demo", "héllo, 'world'")
     frame = json.loads(event["frame"])
-    assert not woke and event["channel"] == "demo" and event["id"] is None
+    assert wake == 0 and event["channel"] == "demo" and event["id"] is None
     assert frame["payload"] == "héllo, 'world'" and frame["op"] is None and frame["type"] == "event"
 
 
-def test_a_non_durable_trigger_notification_becomes_an_event_on_its_channel() -> None:
+def test_an_event_shaped_payload_on_the_internal_channel_is_not_believed() -> None:
+    """What the trigger function of v2 sent for a non-durable watch: any role can send it."""
     payload = json.dumps({"channel": "people", "op": "INSERT", "table": "people", "row": {"id": 1}})
-    woke, (event,) = classify(INTERNAL_CHANNEL, payload)
-    assert not woke and event["channel"] == "people" and event["id"] is None
-    assert json.loads(event["frame"])["row"] == {"id": 1}
+    assert classify(INTERNAL_CHANNEL, payload) == (0, [])
 
 
-def test_a_malformed_notification_is_dropped() -> None:
-    for payload in ("not json", "[1, 2]", '{"channel": 7}'):
-        assert classify(INTERNAL_CHANNEL, payload) == (False, [])
+def test_any_other_payload_on_the_internal_channel_is_ignored() -> None:
+    for payload in ("not json", "[1, 2]", '{"channel": 7}', "T", " "):
+        assert classify(INTERNAL_CHANNEL, payload) == (0, [])
 
 
 def _closed_port() -> int:

@@ -1,12 +1,10 @@
-"""Small pure parts: the admin's column field, non-durable envelopes, session checks."""
+"""Small pure parts: the admin's column field, session checks."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from types import SimpleNamespace
 
-from pgevents.core import envelope
 from pgevents.delivery.sessions import still_logged_in
 from pgevents.setup.forms import ColumnsField
 
@@ -17,12 +15,6 @@ def test_columns_are_typed_as_a_comma_separated_list() -> None:
     assert field.prepare_value(["a", "b"]) == "a, b"
     assert field.prepare_value('["a", "b"]') == "a, b"  # the JSON list a redisplayed form holds
     assert field.prepare_value("[not json") == "[not json"
-
-
-def test_a_truncated_non_durable_row_says_so() -> None:
-    payload = json.dumps({"channel": "c", "op": "UPDATE", "row": None, "truncated": True})
-    channel, frame = envelope.trigger_frame(payload) or ("", "")
-    assert channel == "c" and json.loads(frame)["truncated"] is True
 
 
 def test_a_connection_without_a_session_is_not_logged_in() -> None:
