@@ -132,6 +132,20 @@ def base_env(db_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def manage(db_url: str, *args: str) -> str:
+    """``manage.py *args`` in a process of its own on ``db_url``; its output, once it succeeded."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=base_env(db_url),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 class Stack:
     """daphne (+ runlisten unless ``listener=False``) on free ports, against ``db_url``."""
 

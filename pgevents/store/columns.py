@@ -68,12 +68,17 @@ def visible(config: dict[str, Any], columns: tuple[str, ...] | list[str]) -> fro
     """The columns a trigger with ``config`` sends, of the table's current ``columns``: the
     list decided at install (``columns``), or, for triggers of earlier versions, ``include``
     (or all) minus ``exclude``."""
-    sent = config.get("columns")
-    if isinstance(sent, list):
-        return frozenset(columns) & frozenset(c for c in sent if isinstance(c, str))
-    include = config.get("include")
+
+    def names(key: str) -> frozenset[str] | None:
+        value = config.get(key)
+        return frozenset(c for c in value if isinstance(c, str)) if isinstance(value, list) else None
+
+    sent = names("columns")
+    if sent is not None:
+        return frozenset(columns) & sent
+    include = names("include")
     chosen = [c for c in columns if c in include] if include else columns
-    return frozenset(chosen) - frozenset(config.get("exclude") or ())
+    return frozenset(chosen) - (names("exclude") or frozenset())
 
 
 def parse_config(tgargs: bytes) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ only its writer, and that after all of it the server still serves a normal clien
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from typing import Any
@@ -283,3 +284,40 @@ def test_after_the_catalogue_a_normal_client_is_served(stack: Stack, pg: psycopg
 
     run(scenario())
     assert "Traceback" not in stack.daphne.output()
+
+
+def test_deeply_nested_notifications_and_rows_cannot_stop_the_listener(stack: Stack, pg: psycopg.Connection) -> None:
+    """Both made ``json.loads`` in the listener raise RecursionError and ``runlisten`` exit: a
+    NOTIFY on its internal channel from any role, and a row nested 3,900 deep written to a
+    non-durable watch. The listener decodes neither now: the first is ignored, the second
+    forwarded as PostgreSQL encoded it."""
+    from pgevents.setup import installation
+
+    deep = "[" * 3900 + "]" * 3900
+    pg.execute("CREATE TABLE deep_rows (id serial PRIMARY KEY, doc jsonb)")
+    try:
+        with pg.cursor() as cur:
+            installation.install(cur, installation.build_spec(cur, table="deep_rows", channel="t.deep", durable=False))
+
+        async def scenario() -> None:
+            async with Client.connect(f"{stack.ws}/ws/pgevents/") as client:
+                await client.subscribe("t.deep")
+                await client.subscribe("people")
+                pg.execute(
+                    "SELECT pg_notify('pgevents', %s)", ('{"channel":"people","op":"INSERT","row":' + deep + "}",)
+                )
+                pg.execute("INSERT INTO deep_rows (doc) VALUES (%s::jsonb)", (deep,))
+                pg.execute("INSERT INTO people (name) VALUES ('after the deep ones')")
+                frames = [await asyncio.wait_for(client.ws.recv(), 15) for _ in range(2)]
+                # A fence: the forged notification became no event (it would have come first).
+                pg.execute("INSERT INTO people (name) VALUES ('deep fence')")
+                assert (await client.recv())["row"]["name"] == "deep fence"
+            (nested,) = [f for f in frames if '"t.deep"' in f]
+            assert deep in nested and '"id": null' in nested  # too deep for json.loads here too
+            (row,) = [json.loads(f) for f in frames if f is not nested]
+            assert row["row"]["name"] == "after the deep ones"
+
+        run(scenario())
+    finally:
+        pg.execute("DROP TABLE deep_rows")
+    assert all(p.alive() for p in stack.listeners)

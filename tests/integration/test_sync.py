@@ -8,20 +8,7 @@ import sys
 
 import psycopg
 
-from tests.support import ROOT, base_env
-
-
-def manage(db_url: str, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=base_env(db_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+from tests.support import ROOT, base_env, manage
 
 
 def pgevents_triggers(conn: psycopg.Connection) -> list[tuple[str, str, int, str]]:

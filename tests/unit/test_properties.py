@@ -12,15 +12,10 @@ from hypothesis import strategies as st
 
 from pgevents.core import names, protocol
 from pgevents.core.filters import FilterError, compile_filter
+from tests.strategies import json_scalars, json_values
 
 MAX = 64 * 1024
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=80)
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
-    max_leaves=20,
-)
 channels = st.one_of(
     st.text(max_size=80),
     st.text(alphabet=string.ascii_letters + "._-*' \";", max_size=70),
