@@ -33,6 +33,7 @@ from pgevents import conf, metrics
 from pgevents.capture import relay
 from pgevents.core import envelope, sql
 from pgevents.core.backoff import Backoff
+from pgevents.core.names import is_listener_session
 from pgevents.store import db, log
 
 logger = logging.getLogger(__name__)
@@ -208,9 +209,32 @@ class Listener:
                 return
             self.standby = True
             if not waiting_logged:
-                logger.info("another listener is active; standing by")
+                await self._log_lock_holder(conn)
                 waiting_logged = True
             await asyncio.sleep(self.poll_interval)
+
+    async def _log_lock_holder(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Say who holds the lock. Advisory locks need no privilege: any role that can connect
+        can take this one and keep every listener standing by; that must not look normal."""
+        key = conf.get().listener_lock
+        cur = await self._bounded(
+            conn.execute(
+                "SELECT a.pid, a.usename, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()"
+                " AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid AND l.objsubid = 1",
+                (key >> 32, key & 0xFFFFFFFF),
+            )
+        )
+        holder = await cur.fetchone()
+        if holder is None or is_listener_session(holder[2] or ""):
+            logger.info("another listener is active; standing by")
+        else:
+            logger.warning(
+                "standing by: the listener lock is held by pid %s (role %s, application %r), which is not a "
+                "pgevents listener; nothing is delivered until it lets go (pg_terminate_backend(%s) ends it)",
+                *holder,
+                holder[0],
+            )
 
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Re-send what a previous listener may not have forwarded, then drain the log and

@@ -1,10 +1,16 @@
-"""Pure rules for channel names and the channel-layer groups they map to."""
+"""Pure rules for channel names and the channel-layer groups they map to, and the names
+pgevents' own database sessions go by."""
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
 import re
+
+#: ``application_name`` of listener sessions (``runlisten``, and the listener inside a server):
+#: the first word, which may be followed by a space and more (where the session runs). SQL
+#: matches them with ``split_part(application_name, ' ', 1) = ANY(...)``.
+LISTENER_SESSIONS = ("pgevents-listener", "pgevents-embedded")
 
 #: PostgreSQL cuts identifiers (LISTEN channel names) at 63 bytes.
 MAX_CHANNEL_BYTES = 63
@@ -48,3 +54,8 @@ def group_name(channel: str) -> str:
     if _GROUP_SAFE.match(channel):
         return f"pgevents.{channel}"
     return "pgevents.h." + hashlib.sha256(channel.encode("utf-8")).hexdigest()[:40]
+
+
+def is_listener_session(application_name: str) -> bool:
+    """Whether a database session with this ``application_name`` is a pgevents listener."""
+    return application_name.split(" ", 1)[0] in LISTENER_SESSIONS

@@ -2,9 +2,10 @@
 and the admin's status page.
 
 Everything is read from PostgreSQL, so it works from any host and for every topology:
-listeners are the sessions named ``pgevents-listener`` / ``pgevents-embedded`` in
-``pg_stat_activity`` (the active one holds the advisory lock, the others stand by); server
-processes report their subscriptions in ``pgevents_presence`` (``pgevents.store.presence``).
+listeners are the sessions in ``pg_stat_activity`` whose name starts with
+``pgevents-listener`` or ``pgevents-embedded`` (``core.names.LISTENER_SESSIONS``; the active
+one holds the advisory lock, the others stand by); server processes report their
+subscriptions in ``pgevents_presence`` (``pgevents.store.presence``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import Any
 from django.db import connections
 
 from pgevents import conf
+from pgevents.core.names import LISTENER_SESSIONS
 from pgevents.setup import sync
 from pgevents.store import log, presence
-
-LISTENER_NAMES = ("pgevents-listener", "pgevents-embedded")
 
 
 def listeners(cursor: Any) -> list[dict[str, Any]]:
@@ -28,9 +28,10 @@ def listeners(cursor: Any) -> list[dict[str, Any]]:
         "SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local'), a.backend_start,"
         " EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted"
         "         AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid AND l.objsubid = 1)"
-        " FROM pg_stat_activity a WHERE a.datname = current_database() AND a.application_name = ANY(%s)"
+        " FROM pg_stat_activity a WHERE a.datname = current_database()"
+        " AND split_part(a.application_name, ' ', 1) = ANY(%s)"
         " ORDER BY 5 DESC, a.backend_start",
-        [key >> 32, key & 0xFFFFFFFF, list(LISTENER_NAMES)],
+        [key >> 32, key & 0xFFFFFFFF, list(LISTENER_SESSIONS)],
     )
     return [
         {"pid": pid, "name": name, "client": client, "since": since, "role": "active" if active else "standby"}

@@ -87,3 +87,13 @@ def test_a_migration_watch_whose_table_was_dropped_later_is_history() -> None:
         (step,) = [s for s in sync.plan(cursor, sync.configured("default")) if s.table == "people"]
     assert (step.action, step.detail) == ("ok", "no table")
     assert ids("people") == []
+
+
+def test_a_plain_notify_channel_that_a_watch_also_publishes_on() -> None:
+    def plain_on_watched(**pgevents: Any) -> list[str]:
+        with override_settings(PGEVENTS={"CHANNELS": ["people", "demo"], **pgevents}):
+            return [m.msg for m in check_database(databases=["default"]) if m.id == "pgevents.W014"]
+
+    (message,) = plain_on_watched(NOTIFY_CHANNELS=["people", "demo"])  # the demo's people watch
+    assert "'people'" in message and "any database role" in message
+    assert plain_on_watched(NOTIFY_CHANNELS=["demo"]) == []

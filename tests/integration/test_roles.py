@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,11 +24,12 @@ import pytest
 from psycopg import errors
 from psycopg import sql as psql
 
-from tests.support import Client, Stack, manage, run, wait_until
+from tests.support import ROOT, Client, Process, Stack, base_env, manage, run, wait_until
 
 _SUFFIX = hashlib.sha256(os.environ.get("PGEVENTS_TEST_DB", "test_pgevents").encode()).hexdigest()[:6]
 KINDS = ("owner", "listener", "web", "writer", "tableowner", "other")
 ROLE = {kind: f"pgev_{_SUFFIX}_{kind}" for kind in KINDS}
+LOGS = ROOT / ".pgevents" / "test-logs"
 
 #: Every function pgevents owns, as its signature.
 FUNCTIONS = {
@@ -310,3 +312,24 @@ def test_the_pipeline_runs_with_each_process_holding_only_its_grants(roles: Role
         assert stack.daphne is not None
         for output in (listener.output(), stack.daphne.output()):
             assert "Traceback" not in output and "permission denied" not in output, output
+
+
+def test_a_role_squatting_the_listener_lock_is_named_in_the_log(roles: Roles) -> None:
+    """Advisory locks need no privilege: any role can hold the listener's and keep every
+    listener standing by. Not preventable; made visible."""
+    from pgevents import conf
+
+    key = conf.get().listener_lock
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with roles.connect("other") as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (key,))
+        listener = Process(
+            "runlisten", [sys.executable, "manage.py", "runlisten"], base_env(roles.url("listener")), LOGS
+        )
+        try:
+            wait_until(lambda: "not a pgevents listener" in listener.output(), 30, what="the warning")
+            assert f"role {ROLE['other']}" in listener.output()
+            other.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            wait_until(lambda: "listener active" in listener.output(), 30, what="the listener to take over")
+        finally:
+            listener.stop()

@@ -91,6 +91,19 @@ async def _wait_for_counts(ready: Any) -> dict[str, int]:
     raise AssertionError(f"subscription counts never matched: {counts}")
 
 
+@pytest.mark.django_db
+def test_a_listener_session_is_known_by_the_first_word_of_its_name(db_url: str) -> None:
+    from pgevents.setup import report
+
+    with (
+        psycopg.connect(db_url, application_name="pgevents-listener web-1:4242"),
+        psycopg.connect(db_url, application_name="pgevents-listeners"),
+        connections["default"].cursor() as cursor,
+    ):
+        found = {item["name"]: item["role"] for item in report.listeners(cursor)}
+    assert found.get("pgevents-listener web-1:4242") == "standby" and "pgevents-listeners" not in found
+
+
 def test_status_reports_lag_when_no_listener_runs(isolated_db: str, iso_pg: psycopg.Connection) -> None:
     iso_pg.execute("INSERT INTO people (name) VALUES ('a'), ('b')")
 

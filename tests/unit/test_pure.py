@@ -149,3 +149,9 @@ def test_probe_event_statements_quote_the_channel() -> None:
 def test_a_reference_pairs_each_column_with_a_key() -> None:
     with pytest.raises(ValueError, match="as many columns as keys"):
         sql.Reference(channel="books", table="books", columns=("a", "b"), keys=("id",))
+
+
+def test_listener_sessions_are_known_by_the_first_word_of_their_name() -> None:
+    assert names.is_listener_session("pgevents-listener") and names.is_listener_session("pgevents-embedded")
+    assert names.is_listener_session("pgevents-listener web-1:4242")
+    assert not names.is_listener_session("pgevents-listeners") and not names.is_listener_session("psql")
