@@ -35,8 +35,9 @@ class Command(BaseCommand):
             action="append",
             dest="channels",
             metavar="NAME",
-            help="Plain-NOTIFY channel to LISTEN on; repeat for several "
-            "(default: the exact names in PGEVENTS['CHANNELS']).",
+            help="Plain-NOTIFY channel to LISTEN on and relay; repeat for several (default: "
+            "PGEVENTS['NOTIFY_CHANNELS'], none unless listed). Any database role that can connect can "
+            "NOTIFY any channel.",
         )
         parser.add_argument(
             "--poll-interval",
