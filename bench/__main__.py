@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from . import database, scenarios, servers
 from .report import Row, table
 
-ALL = ("full", "fanout", "idle", "quiet", "writers")
+ALL = ("full", "fanout", "idle", "quiet", "writers", "bulk")
 
 
 @dataclass
@@ -43,6 +43,11 @@ class Config:
     layer: str = "pgpubsub"
     client_nice: int = 10
     listener_args: tuple[str, ...] = ()
+    #: Writer cost also through the previous (v2) trigger function, side by side.
+    compare_v2: bool = False
+    #: Rows of the one-statement INSERT (``bulk``), and its rounds.
+    bulk_rows: int = 10_000
+    bulk_rounds: int = 5
 
     @classmethod
     def quick(cls, **kw: object) -> Config:
@@ -54,6 +59,8 @@ class Config:
             writer_rounds=1,
             quiet_rate=100,
             quiet_seconds=1,
+            bulk_rows=500,
+            bulk_rounds=1,
             **kw,  # type: ignore[arg-type]
         )
 
@@ -84,7 +91,7 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
             say(f"creating and migrating {url}")
             database.create(url)
             database.migrate(url, env)
-        database.prepare(url)
+        database.prepare(url, cfg.compare_v2)
         ctx = scenarios.Context(
             url,
             env,
@@ -108,9 +115,12 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
         if "quiet" in cfg.scenarios:
             say("notify=False latency")
             rows += scenarios.quiet(ctx, cfg.quiet_rate, int(cfg.quiet_rate * cfg.quiet_seconds), cfg.quiet_poll)
+        if "bulk" in cfg.scenarios:  # rolled back: leaves nothing behind
+            say(f"one-statement INSERT of {cfg.bulk_rows:,} rows, {cfg.bulk_rounds} rounds")
+            rows += scenarios.bulk(ctx, cfg.bulk_rows, cfg.bulk_rounds, cfg.compare_v2)
         if "writers" in cfg.scenarios:  # last: it leaves a backlog the listener drains afterwards
             say(f"writer cost with {cfg.writers} writers, {cfg.writer_seconds:.0f} s each")
-            rows += scenarios.writer_cost(ctx, cfg.writers, cfg.writer_seconds, cfg.writer_rounds)
+            rows += scenarios.writer_cost(ctx, cfg.writers, cfg.writer_seconds, cfg.writer_rounds, cfg.compare_v2)
     finally:
         if ctx is not None:
             ctx.listener.stop()
@@ -162,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=int, help="idle connections to hold (default 10,000)")
     p.add_argument("--writer-seconds", type=float, help="seconds per writer-cost run (default 5)")
     p.add_argument("--writer-rounds", type=int, help="interleaved rounds of the writer-cost runs (default 3)")
+    p.add_argument(
+        "--compare-v2",
+        action="store_true",
+        help="writer cost also through the previous trigger function (schema v2), interleaved with the others",
+    )
     p.add_argument("--quiet-poll", type=float, help="listener poll interval for notify=False (default 0.05 s)")
     p.add_argument(
         "--layer",
@@ -205,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.writer_rounds = args.writer_rounds
     if args.quiet_poll:
         cfg.quiet_poll = args.quiet_poll
+    cfg.compare_v2 = args.compare_v2
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
 

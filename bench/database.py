@@ -6,7 +6,10 @@
 - ``bench_transient`` — watched with ``durable=False`` (channel ``bench_transient``): the
   event goes to an unlogged table the listener drains, with a wake-up NOTIFY;
 - ``bench_floor`` — a bare trigger that ``pg_notify``s the row to ``bench_floor`` (the floor);
-- ``bench_plain`` — no trigger at all (the writer-cost baseline).
+- ``bench_plain`` — no trigger at all (the writer-cost baseline);
+- with ``compare_v2``, ``bench_v2_events`` and ``bench_v2_transient``: the same watches run
+  by the previous trigger function (schema v2, invoker's rights, non-durable events in the
+  NOTIFY payload), migration 0002's frozen text created in schema ``bench_v2``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from pgevents.core.sql import TriggerSpec
+from pgevents.migrations._frozen import read
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("bench_events", "bench_quiet", "bench_transient", "bench_floor", "bench_plain")
@@ -64,10 +68,17 @@ def migrate(url: str, env: dict[str, str]) -> None:
     )
 
 
-def prepare(url: str) -> None:
+V2_TABLES = ("bench_v2_events", "bench_v2_transient")
+
+
+def _v2_function() -> str:
+    return read("0002_notify_referencing").replace("FUNCTION pgevents_notify()", "FUNCTION bench_v2.pgevents_notify()")
+
+
+def prepare(url: str, compare_v2: bool = False) -> None:
     """(Re)create the tables and their triggers; empty the event log."""
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in TABLES:
+        for table in (*TABLES, *(V2_TABLES if compare_v2 else ())):
             conn.execute(pgsql.SQL("DROP TABLE IF EXISTS {}").format(pgsql.Identifier(table)))
             conn.execute(
                 pgsql.SQL("CREATE TABLE {} (pk bigserial PRIMARY KEY, seqno bigint NOT NULL, payload text)").format(
@@ -84,5 +95,15 @@ def prepare(url: str) -> None:
             for statement in spec.create_statements():
                 conn.execute(statement)
         conn.execute(FLOOR_TRIGGER)
+        if compare_v2:
+            conn.execute("CREATE SCHEMA IF NOT EXISTS bench_v2")
+            conn.execute(_v2_function())
+            for table, durable in zip(V2_TABLES, ("true", "false"), strict=True):
+                config = pgsql.Literal(f'{{"channel": "bench_v2", "durable": {durable}, "notify": true}}')
+                conn.execute(
+                    pgsql.SQL("CREATE TRIGGER v2 AFTER INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {}({})").format(
+                        pgsql.Identifier(table), pgsql.Identifier("bench_v2", "pgevents_notify"), config
+                    )
+                )
         conn.execute("TRUNCATE pgevents_event, pgevents_transient")
         conn.execute("UPDATE pgevents_cursor SET value = 0")

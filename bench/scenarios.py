@@ -201,9 +201,16 @@ WRITER_MODES = [
     ("bench_quiet", "pgevents notify=False (log only)"),
     ("bench_transient", "pgevents durable=False (unlogged table + wake-up)"),
 ]
+#: ``--compare-v2``: the same watches through the previous trigger function.
+V2_WRITER_MODES = [
+    ("bench_v2_events", "previous version (v2): log + NOTIFY wake-up"),
+    ("bench_v2_transient", "previous version (v2) durable=False: NOTIFY payload"),
+]
 
 
-def writer_cost(ctx: Context, writers: tuple[int, ...], seconds: float, rounds: int = 3) -> list[Row]:
+def writer_cost(
+    ctx: Context, writers: tuple[int, ...], seconds: float, rounds: int = 3, compare_v2: bool = False
+) -> list[Row]:
     """Inserts/s through each kind of table, one row per transaction, with pgbench.
 
     The modes are interleaved and repeated ``rounds`` times, and the median is reported with
@@ -212,15 +219,16 @@ def writer_cost(ctx: Context, writers: tuple[int, ...], seconds: float, rounds: 
     pgbench = shutil.which("pgbench")
     if pgbench is None:
         return [Row(scenario="writer cost", system="-", notes="pgbench not found (it ships with PostgreSQL)")]
+    modes = WRITER_MODES + (V2_WRITER_MODES if compare_v2 else [])
     tps: dict[tuple[str, int], list[float]] = {}
     lat: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for table, _ in WRITER_MODES:
+        for table, _ in modes:
             with open(f"{tmp}/{table}.sql", "w") as f:
                 f.write(PGBENCH_SCRIPT.format(table=table, payload=PAYLOAD))
         for _ in range(rounds):
             for n in writers:
-                for table, _ in WRITER_MODES:
+                for table, _ in modes:
                     out = subprocess.run(
                         [
                             pgbench,
@@ -244,7 +252,7 @@ def writer_cost(ctx: Context, writers: tuple[int, ...], seconds: float, rounds: 
                     lat.setdefault((table, n), []).append(float(found.group(1)) if found else float("nan"))
     rows = []
     for n in writers:
-        for table, label in WRITER_MODES:
+        for table, label in modes:
             runs = sorted(tps[(table, n)])
             rows.append(
                 Row(
@@ -276,3 +284,39 @@ def quiet(ctx: Context, rate: float, count: int, poll: float) -> list[Row]:
         ctx.listener.stop()
         ctx.listener = servers.start_listener(ctx.env, *ctx.listener_args)
     return rows[:1]
+
+
+def bulk(ctx: Context, rows: int, rounds: int = 5, compare_v2: bool = False) -> list[Row]:
+    """One ``INSERT … SELECT`` of ``rows`` rows into each kind of table, rolled back: what the
+    trigger costs per row inside a statement, apart from commits (which a bulk statement pays
+    once). Interleaved and repeated; the median and the range are reported."""
+    import psycopg
+    from psycopg import sql as pgsql
+
+    modes = WRITER_MODES + (V2_WRITER_MODES if compare_v2 else [])
+    per_row: dict[str, list[float]] = {}
+    with psycopg.connect(ctx.url) as conn:
+        for _ in range(rounds):
+            for table, _ in modes:
+                statement = pgsql.SQL(
+                    "INSERT INTO {} (seqno, payload) SELECT -1, %s FROM generate_series(1, %s)"
+                ).format(pgsql.Identifier(table))
+                t0 = time.perf_counter()
+                conn.execute(statement, (PAYLOAD, rows))
+                per_row.setdefault(table, []).append((time.perf_counter() - t0) / rows * 1e6)
+                conn.rollback()
+    out = []
+    for table, label in modes:
+        runs = sorted(per_row[table])
+        median = statistics.median(runs)
+        out.append(
+            Row(
+                scenario=f"bulk INSERT of {rows:,} rows in one statement",
+                system=label,
+                events_per_s=1e6 / median,
+                notes=f"{median:.1f} µs per row, median of {len(runs)} (range {runs[0]:.1f}-{runs[-1]:.1f}); "
+                "rolled back",
+                extra={"us_per_row": runs},
+            )
+        )
+    return out
