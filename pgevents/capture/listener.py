@@ -43,7 +43,15 @@ T = TypeVar("T")
 WAKE_LOG, WAKE_TRANSIENT = 1, 2
 
 #: Errors after which the session is abandoned and the listener reconnects.
-RECOVERABLE: tuple[type[BaseException], ...] = (psycopg.Error, OSError, asyncio.TimeoutError, ConnectionError)
+#: (A notification psycopg cannot decode — any bytes, in a SQL_ASCII database — raises
+#: UnicodeDecodeError from whatever query is running when it arrives.)
+RECOVERABLE: tuple[type[BaseException], ...] = (
+    psycopg.Error,
+    OSError,
+    asyncio.TimeoutError,
+    ConnectionError,
+    UnicodeDecodeError,
+)
 try:  # redis-py's errors do not all derive from OSError
     import redis.exceptions
 
@@ -287,10 +295,17 @@ class Listener:
         """Wait for notifications; forward plain ones. Returns what to drain (``WAKE_*`` bits)."""
         wake = WAKE_LOG  # a timeout doubles as the periodic poll of the log and liveness probe
         plain: list[envelope.Event] = []
-        async for note in conn.notifies(timeout=self.poll_interval, stop_after=1):
-            wake = self._take(note.channel, note.payload, plain)
-        async for note in conn.notifies(timeout=0.0):  # whatever else has already arrived
-            wake |= self._take(note.channel, note.payload, plain)
+        try:
+            async for note in conn.notifies(timeout=self.poll_interval, stop_after=1):
+                wake = self._take(note.channel, note.payload, plain)
+            async for note in conn.notifies(timeout=0.0):  # whatever else has already arrived
+                wake |= self._take(note.channel, note.payload, plain)
+        except UnicodeDecodeError as exc:
+            # A SQL_ASCII database accepts any bytes in a payload, and psycopg cannot decode
+            # them. The rest of that batch is lost with it, wake-ups included: look everywhere.
+            metrics.NOTIFICATIONS.labels("undecodable").inc()
+            self._ignored.add(len(exc.object))
+            wake = WAKE_LOG | WAKE_TRANSIENT
         if plain:
             self._count(len(plain), await relay.publish(self.layer, plain, self.query_timeout))
         return wake
@@ -327,8 +342,8 @@ class _IgnoredNotifications:
         now = time.monotonic()
         if now - self.logged_at >= self.every:
             logger.warning(
-                "ignored %d notification(s) with a payload on the internal channel %r (latest %d bytes): "
-                "pgevents' triggers send only wake-ups, so another database role sent them",
+                "ignored %d notification(s) that pgevents' triggers never send (a payload on the internal "
+                "channel %r, or bytes that cannot be decoded; latest %d bytes): another database role sent them",
                 self.count,
                 envelope.INTERNAL_CHANNEL,
                 size,

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import psycopg
+import psycopg.sql
 import pytest
 import websockets
 
@@ -321,3 +322,46 @@ def test_deeply_nested_notifications_and_rows_cannot_stop_the_listener(stack: St
     finally:
         pg.execute("DROP TABLE deep_rows")
     assert all(p.alive() for p in stack.listeners)
+
+
+def test_undecodable_notifications_in_a_sql_ascii_database_are_skipped(db_url: str) -> None:
+    """A SQL_ASCII database takes any bytes as a payload; psycopg cannot decode them and raised
+    UnicodeDecodeError out of the listener. Now: skipped, counted, and everything is drained
+    (the wake-ups that came in the same batch are lost with it)."""
+    from channels.layers import InMemoryChannelLayer
+
+    from pgevents.capture.listener import WAKE_LOG, WAKE_TRANSIENT, Listener
+    from pgevents.core.names import group_name
+
+    base, _, name = db_url.rpartition("/")
+    ascii_db = f"{name.partition('?')[0]}_ascii"[:63]
+    database = psycopg.sql.Identifier(ascii_db)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {}").format(database))
+        admin.execute(
+            psycopg.sql.SQL(
+                "CREATE DATABASE {} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+            ).format(database)
+        )
+    try:
+
+        async def scenario() -> None:
+            layer = InMemoryChannelLayer()
+            channel = await layer.new_channel()
+            await layer.group_add(group_name("demo"), channel)
+            listener = Listener(layer=layer, channels=("demo",), poll_interval=2.0)
+            async with await psycopg.AsyncConnection.connect(f"{base}/{ascii_db}", autocommit=True) as conn:
+                await conn.execute("LISTEN pgevents")
+                await conn.execute("LISTEN demo")
+                with psycopg.connect(f"{base}/{ascii_db}", autocommit=True) as other:
+                    other.execute("SELECT pg_notify('demo', convert_from('\\xe9e9'::bytea, 'SQL_ASCII'))")
+                    assert await listener._wait(conn) == WAKE_LOG | WAKE_TRANSIENT
+                    other.execute("NOTIFY demo, 'still listening'")
+                    assert await listener._wait(conn) == 0
+            message = await asyncio.wait_for(layer.receive(channel), 5)
+            assert json.loads(message["events"][0][2])["payload"] == "still listening"
+
+        run(scenario())
+    finally:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+            admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))

@@ -14,6 +14,7 @@ from psycopg import errors
 from psycopg import sql as psql
 
 from pgevents.core.sql import TriggerSpec
+from pgevents.setup import installation
 from tests.support import manage
 
 WRITER = "pgev_{}_upgrade".format(hashlib.sha256(os.environ.get("PGEVENTS_TEST_DB", "").encode()).hexdigest()[:6])
@@ -64,6 +65,19 @@ def v2_database(db_url: str) -> Iterator[str]:
         yield url
     finally:
         drop()
+
+
+def test_a_watch_built_by_this_version_under_the_v2_function_hides_what_it_hides(v2_database: str) -> None:
+    """A project migration with a Watch can run before pgevents' 0004 (it depends on 0001):
+    its triggers, built by this version, run under the v2 function until 0004 replaces it."""
+    with psycopg.connect(v2_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE early (id serial PRIMARY KEY, name text, api_token text)")
+        with conn.cursor() as cur:
+            installation.install(cur, installation.build_spec(cur, table="early", channel="early"))
+        conn.execute("INSERT INTO early (name, api_token) VALUES ('a', 'secret')")
+        assert conn.execute("SELECT \"row\" FROM pgevents_event WHERE channel = 'early'").fetchall() == [
+            ({"id": 1, "name": "a"},)
+        ]
 
 
 def test_migrate_upgrades_a_v2_installation_and_back(v2_database: str) -> None:
