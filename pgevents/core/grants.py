@@ -96,6 +96,16 @@ def writer(schema: str, role: str) -> list[sql.Composed]:
     ]
 
 
+def server_advice(server_version_num: int) -> list[str]:
+    """What else the role table needs on this server, outside pgevents' objects (comment lines)."""
+    if server_version_num < 150000:
+        return [
+            "PostgreSQL 14 and older let every role create objects in schema public: also run",
+            "  REVOKE CREATE ON SCHEMA public FROM PUBLIC;",
+        ]
+    return []
+
+
 def script(
     database: str,
     schema: str,

@@ -62,3 +62,50 @@ def test_catches_up_forwards_row_changes_and_plain_notifies_then_stops(isolated_
 def test_the_listener_reads_its_database_from_django_settings(db_url: str) -> None:
     params = db.connection_params()
     assert params["application_name"] == "pgevents" and params["dbname"] == db_url.rsplit("/", 1)[1]
+
+
+def test_non_durable_events_are_taken_from_the_transient_table_in_batches_once(isolated_db: str) -> None:
+    from pgevents.setup import installation
+
+    with psycopg.connect(isolated_db, autocommit=True) as owner:
+        owner.execute("CREATE TABLE fleeting (id serial PRIMARY KEY, name text)")
+        with owner.cursor() as cur:
+            spec = installation.build_spec(cur, table="fleeting", channel="t.fleeting", durable=False)
+            installation.install(cur, spec)
+        with owner.transaction():  # committed while no listener runs: taken at catch-up
+            for n in range(5):
+                owner.execute("INSERT INTO fleeting (name) VALUES (%s)", (f"early {n}",))
+
+    async def body() -> None:
+        layer = InMemoryChannelLayer()
+        inbox = await layer.new_channel("test.")
+        await layer.group_add(group_name("t.fleeting"), inbox)
+        listener = Listener(
+            layer=layer,
+            connect=lambda: psycopg.AsyncConnection.connect(isolated_db, autocommit=True),
+            channels=[],
+            batch_size=2,
+        )
+        task = asyncio.ensure_future(listener.run())
+        names: list[str] = []
+
+        async def receive(count: int) -> None:
+            while len(names) < count:
+                for event in unpack(await asyncio.wait_for(layer.receive(inbox), 10)):
+                    frame = json.loads(event["frame"])
+                    assert frame["id"] is None and event["id"] is None
+                    names.append(frame["row"]["name"])
+
+        await receive(5)
+        async with await psycopg.AsyncConnection.connect(isolated_db, autocommit=True) as writer:
+            async with writer.transaction():  # one wake-up, three events: two batches
+                for n in range(3):
+                    await writer.execute("INSERT INTO fleeting (name) VALUES (%s)", (f"late {n}",))
+            await receive(8)
+        listener.stop()
+        await asyncio.wait_for(task, 10)
+        assert names == [f"early {n}" for n in range(5)] + [f"late {n}" for n in range(3)]
+
+    asyncio.run(body())
+    with psycopg.connect(isolated_db) as check:  # each was handed out once, and is gone
+        assert check.execute("SELECT count(*) FROM pgevents_transient").fetchone() == (0,)

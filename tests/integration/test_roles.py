@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -144,6 +145,19 @@ def _log(roles: Roles, where: str = "true") -> list[tuple[object, ...]]:
 def _refused(conn: psycopg.Connection, statement: str) -> None:
     with pytest.raises(errors.InsufficientPrivilege):
         conn.execute(statement)
+
+
+def test_the_grants_script_needs_pgevents_tables(isolated_db: str, iso_pg: psycopg.Connection) -> None:
+    iso_pg.execute("ALTER TABLE pgevents_event RENAME TO not_pgevents")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "pgevents_grants", "--web", ROLE["web"]],
+        cwd=ROOT,
+        env=base_env(isolated_db),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "run manage.py migrate first" in result.stderr, result.stderr
 
 
 # -- owner -------------------------------------------------------------------------------
@@ -312,6 +326,29 @@ def test_the_pipeline_runs_with_each_process_holding_only_its_grants(roles: Role
         assert stack.daphne is not None
         for output in (listener.output(), stack.daphne.output()):
             assert "Traceback" not in output and "permission denied" not in output, output
+
+
+def test_migrate_says_when_it_may_not_rebuild_a_watch_and_still_succeeds(roles: Roles) -> None:
+    """A watch on a table another role owns: the owner of pgevents' tables may not put
+    triggers on it. ``migrate`` (whose own work is done) says so and what to run."""
+    with roles.connect("tableowner") as tableowner:
+        tableowner.execute("CREATE TABLE mine.kept_apart (id serial PRIMARY KEY, body text)")
+    with roles.connect("owner") as owner:
+        owner.execute(
+            'INSERT INTO pgevents_watch (schema, "table", channel, events, include, exclude, update_columns,'
+            " durable, notify, enabled, updated_at) VALUES"
+            " ('mine', 'kept_apart', 'demo', '[\"INSERT\"]', '[]', '[]', '[]', true, true, true, now())"
+        )
+    try:
+        out = manage(roles.url("owner"), "migrate", "--noinput")
+        (said,) = [line for line in out.splitlines() if line.startswith("pgevents:")]
+        assert said.startswith("pgevents: could not bring the watches up to date (permission denied")
+        assert said.endswith("run manage.py pgevents_sync.")
+    finally:
+        with roles.connect("owner") as owner:
+            owner.execute("DELETE FROM pgevents_watch WHERE \"table\" = 'kept_apart'")
+        with roles.connect("tableowner") as tableowner:
+            tableowner.execute("DROP TABLE mine.kept_apart")
 
 
 def test_a_role_squatting_the_listener_lock_is_named_in_the_log(roles: Roles) -> None:

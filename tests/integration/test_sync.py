@@ -105,6 +105,21 @@ def test_sync_reports_a_watch_on_a_missing_table_and_changes_the_rest(
     assert result.stdout.splitlines()[-1] == "0 changed, 3 unchanged."
 
 
+def test_migrate_reports_a_watch_it_cannot_install_and_still_succeeds(
+    isolated_db: str, iso_pg: psycopg.Connection
+) -> None:
+    """``migrate`` brings the watches up to date when it ends; one it cannot install is said,
+    and the migration is not undone for it."""
+    iso_pg.execute(
+        'INSERT INTO pgevents_watch (schema, "table", channel, events, include, exclude, update_columns,'
+        " durable, notify, enabled, updated_at) VALUES"
+        " ('public', 'people', 'demo', '[\"INSERT\"]', '[\"nickname\"]', '[]', '[]', true, true, true, now())"
+    )
+    out = manage(isolated_db, "migrate", "--noinput")
+    assert "pgevents: watch public.people → demo (admin #" in out
+    assert "cannot be installed: table public.people has no column(s) nickname" in out
+
+
 def test_sync_keeps_every_option_of_a_migration_watch(isolated_db: str) -> None:
     """Right after ``migrate`` every migration watch is installed as sync would install it,
     including options such as ``notify_referencing`` (a sync must never "repair" them away)."""

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from pgevents import conf
-from pgevents.core import envelope, names, protocol, sql
+from pgevents.core import envelope, grants, names, protocol, sql
 
 
 def test_group_names_are_valid_for_any_channel() -> None:
@@ -155,3 +155,8 @@ def test_listener_sessions_are_known_by_the_first_word_of_their_name() -> None:
     assert names.is_listener_session("pgevents-listener") and names.is_listener_session("pgevents-embedded")
     assert names.is_listener_session("pgevents-listener web-1:4242")
     assert not names.is_listener_session("pgevents-listeners") and not names.is_listener_session("psql")
+
+
+def test_the_grants_script_adds_what_older_servers_need() -> None:
+    assert grants.server_advice(150000) == [] and grants.server_advice(160004) == []
+    assert "REVOKE CREATE ON SCHEMA public FROM PUBLIC;" in "\n".join(grants.server_advice(140011))

@@ -45,9 +45,8 @@ class Command(BaseCommand):
         database, schema, owner, version = row
         out = self.stdout.write
         out(f"-- pgevents' roles for database {database!r}, schema {schema!r}; run as {owner!r} (the owner).")
-        if int(version) < 150000:
-            out("-- PostgreSQL 14 and older let every role create objects in schema public: also run")
-            out("--   REVOKE CREATE ON SCHEMA public FROM PUBLIC;")
+        for line in grants.server_advice(int(version)):
+            out(f"-- {line}")
         for comment, statements in grants.script(
             database, schema, listeners=options["listener"], webs=options["web"], writers=options["writer"]
         ):
