@@ -168,14 +168,18 @@ class Hub:
                 if run is not None and sub.offer_run_nowait(events[0], events[-1], run):
                     sent += len(events)
                     continue
-                for event, wire in zip(events, wires, strict=True):
+            except Exception:
+                logger.exception("delivery to a subscriber of %r failed", sub.channel)
+                continue
+            for event, wire in zip(events, wires, strict=True):
+                try:  # one event failing for one subscriber holds up nothing else of the batch
                     done = sub.offer_nowait(event, wire)
                     if done == NOT_HANDLED:
                         await sub.offer(event)  # counts its own deliveries
                     else:
                         sent += done
-            except Exception:
-                logger.exception("delivery to a subscriber of %r failed", sub.channel)
+                except Exception:
+                    logger.exception("delivery of event %s to a subscriber of %r failed", event["id"], sub.channel)
         metrics.DELIVERED.inc(sent)
         self.delivered += sent
 
