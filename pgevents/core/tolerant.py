@@ -71,18 +71,16 @@ def _decode(span: str, levels: int) -> Any:
         return obj
     if span.startswith("["):
         return [_decode(value, levels - 1) for _, value in _members(span)]
-    raise ValueError("not JSON")
+    raise AssertionError("unreachable")  # json.loads recurses only into a container
 
 
 def _members(span: str) -> list[tuple[str, str]]:
-    """The ``(key, value text)`` pairs of an object (keys are "" for an array's items)."""
+    """The ``(key, value text)`` pairs of an object (keys are "" for an array's items).
+
+    Only called on a container ``json.loads`` recursed into too deeply, so it has a member."""
     out: list[tuple[str, str]] = []
     is_object = span[0] == "{"
     i = _skip_ws(span, 1)
-    if span[i] in "]}":
-        if _skip_ws(span, i + 1) != len(span):
-            raise ValueError("trailing data")
-        return out
     while True:
         key = ""
         if is_object:

@@ -1,0 +1,104 @@
+"""Clients that stop reading but keep their connections: the server's memory while events flow.
+
+``readers`` SSE streams (or WebSockets) subscribe to ``bench`` from raw sockets with a 4 KiB
+receive buffer and never read; the writer inserts ``rate`` rows a second of ``row_bytes``
+each for ``seconds`` while one normal WebSocket client reads everything. The server's RSS is
+sampled throughout (start, peak, end). Afterwards each stalled socket is read: those that
+were cut off find the ``too_slow`` hint behind what was already on its way.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import time
+
+import psutil
+
+from . import servers
+from .clients import Workers
+from .report import Row
+from .scenarios import MB, Context, settle
+from .writer import write
+
+
+def _stalled(kind: str, port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    if kind == "sse":
+        request = f"GET /pgevents/sse/bench/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    else:
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET /ws/pgevents/bench/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Origin: http://127.0.0.1:{port}\r\n\r\n"
+        )
+    sock.sendall(request.encode())
+    sock.settimeout(30)
+    seen = b""
+    while b'"subscribed"' not in seen:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise RuntimeError(f"the stalled {kind} client was refused: {seen[-300:]!r}")
+        seen += chunk
+    return sock
+
+
+def _cut_off(sock: socket.socket, timeout: float = 20.0) -> bool:
+    """Read what the server sent (for at most ``timeout`` s); True when it ends with the
+    ``too_slow`` hint."""
+    deadline = time.monotonic() + timeout
+    tail = b""
+    try:
+        while time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return False
+            tail = (tail + chunk)[-4096:]
+            if b'"too_slow"' in tail:
+                return True
+    except (TimeoutError, OSError):
+        pass
+    return False
+
+
+def stalled(ctx: Context, kind: str, readers: int, rate: float, seconds: float, row_bytes: int) -> list[Row]:
+    settle(ctx.url)
+    count = int(rate * seconds)
+    server, port = ctx.daphne()
+    workers = Workers(1, ctx.client_nice)
+    socks: list[socket.socket] = []
+    try:
+        workers.connect("127.0.0.1", port, "/ws/pgevents/bench/", 1)
+        socks = [_stalled(kind, port) for _ in range(readers)]
+        proc = psutil.Process(server.proc.pid)
+        time.sleep(1.0)
+        start = proc.memory_info().rss
+        monitor = servers.Monitor({"server": [server.proc.pid]})
+        with monitor:
+            write(ctx.url, "bench_events", count, rate, payload="x" * row_bytes)
+            results = workers.wait(count, timeout=60 + seconds)
+            end = proc.memory_info().rss
+        cut = sum(_cut_off(s) for s in socks)
+    finally:
+        for s in socks:
+            s.close()
+        workers.close()
+        server.stop()
+    received = sum(r.received for r in results)
+    peak = monitor.usage["server"].rss_max
+    return [
+        Row(
+            scenario=f"{readers} stalled {kind.upper()} readers, {rate:,.0f} ev/s x {row_bytes:,} B, {seconds:.0f} s",
+            system=f"pgevents ({ctx.server})",
+            expected=count,
+            received=received,
+            server_rss_mb=peak / MB,
+            notes=f"RSS {start / MB:.0f} MB at start, {end / MB:.0f} MB at end, peak {peak / MB:.0f} MB; "
+            f"{cut}/{readers} stalled readers cut off with too_slow; the reading client got {received:,}/{count:,}",
+        )
+    ]

@@ -1,0 +1,123 @@
+"""The server's socket behind an ASGI ``send``: what it has not written yet, and how to drop it.
+
+ASGI hides the connection, but bounding a client that stops reading needs two things it
+does not give: how many bytes wait for that client, and a way to drop a connection that does
+not even take the close. This module is the one place that reaches behind ``send`` for them.
+
+It starts from the server's own ``send`` (kept in the scope as :data:`SERVER_SEND` by
+``pgevents.routing.ServerSendMiddleware``, outermost, before any middleware wraps it), or
+from a Channels consumer's ``base_send`` (through Channels' session and cookie wrappers):
+
+- daphne: ``send`` is ``partial(server.handle_reply, protocol)``; the protocol (a WebSocket
+  protocol or an HTTP request) holds a Twisted transport (:func:`daphne_protocol`);
+- uvicorn and hypercorn: ``send`` is a method of an object that holds an asyncio transport,
+  directly (uvicorn) or a few owners down (hypercorn: stream → protocol → TCP server's
+  ``writer``).
+
+Anything else gives ``None``, and pgevents does without (see docs/deployment.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from typing import Any, Protocol
+
+#: Scope key of the server's own ``send``.
+SERVER_SEND = "pgevents.server_send"
+#: Time a client closed for not reading gets to read what is queued and the goodbye (a close
+#: frame, an SSE ``too_slow`` message) before its TCP connection is dropped.
+CLOSE_GRACE = 30.0
+
+
+class Socket(Protocol):
+    def pending(self) -> int:
+        """Bytes handed to the server for this client and not yet taken by the kernel."""
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, whatever is still buffered."""
+
+
+def daphne_protocol(send: Any) -> Any | None:
+    """daphne's protocol object behind ``send`` (its own, or wrapped by Channels), or None."""
+    for _ in range(8):  # a few middleware layers at most
+        if isinstance(send, functools.partial):
+            if getattr(send.func, "__name__", "") == "handle_reply" and len(send.args) == 1:
+                protocol = send.args[0]
+                return protocol if getattr(protocol, "transport", None) is not None else None
+            return None
+        owner = getattr(send, "__self__", None)
+        send = getattr(owner, "real_send", None)  # channels' InstanceSessionWrapper / cookie wrapper
+        if send is None:
+            return None
+    return None
+
+
+class TwistedSocket:
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+
+    def pending(self) -> int:
+        t = self.transport
+        return int(len(t.dataBuffer) - t.offset + t._tempDataLen)
+
+    def abort(self) -> None:
+        if not self.transport.disconnected:
+            self.transport.abortConnection()
+
+
+class AsyncioSocket:
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self.transport = transport
+
+    def pending(self) -> int:
+        return int(self.transport.get_write_buffer_size())
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+
+def _asyncio_transport(send: Any) -> asyncio.WriteTransport | None:
+    for _ in range(4):
+        owner = getattr(send, "__self__", None)
+        if owner is None:
+            return None
+        transport = getattr(owner, "transport", None)
+        if transport is None:
+            transport = getattr(getattr(owner, "writer", None), "transport", None)
+        if isinstance(transport, asyncio.WriteTransport):
+            return transport
+        send = getattr(owner, "send", None)
+    return None
+
+
+def find(send: Any) -> Socket | None:
+    """The socket behind ``send``, or None when it cannot be seen."""
+    protocol = daphne_protocol(send)
+    if protocol is not None:
+        transport = protocol.transport
+        if all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen", "abortConnection")):
+            return TwistedSocket(transport)
+        return None
+    transport = _asyncio_transport(send)
+    return AsyncioSocket(transport) if transport is not None else None
+
+
+def abort_later(socket: Socket | None, delay: float, fallback: Callable[[], None] | None = None) -> asyncio.TimerHandle:
+    """After ``delay`` seconds, drop the connection if it still has unsent bytes (a client
+    being closed for not reading gets that long to read the rest and the goodbye). Without
+    a socket, ``fallback`` runs instead (it frees what pgevents holds)."""
+
+    def fire() -> None:
+        if socket is not None:
+            if socket.pending() > 0:
+                socket.abort()
+        elif fallback is not None:
+            fallback()
+
+    return asyncio.get_running_loop().call_later(delay, fire)
