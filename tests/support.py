@@ -142,6 +142,11 @@ SERVERS = {
         *("--lifespan", "off", "--no-access-log"),
     ],
     "hypercorn": lambda port: ["-m", "hypercorn", "demo_project.asgi:application", "-b", f"127.0.0.1:{port}"],
+    # gunicorn managing two uvicorn worker processes, as docs/deployment.md describes
+    "gunicorn": lambda port: [
+        *("-m", "gunicorn", "demo_project.asgi:application", "-k", "uvicorn_worker.UvicornWorker"),
+        *("-w", "2", "-b", f"127.0.0.1:{port}", "--no-control-socket"),
+    ],
 }
 
 

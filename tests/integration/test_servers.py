@@ -1,4 +1,5 @@
-"""The delivery side under each ASGI server people deploy with: daphne, uvicorn, hypercorn.
+"""The delivery side under each ASGI server people deploy with: daphne, uvicorn, hypercorn,
+and gunicorn with uvicorn workers.
 
 daphne has a fast write path of its own; under the others everything must still hold:
 live events and resume over WebSocket and SSE, and a client that stops reading (keeping its
@@ -20,7 +21,7 @@ ROWS = 400
 ROW_BYTES = 20_000  # ~8 MB in all: past the 1 MiB limit and the kernel's socket buffers
 
 
-@pytest.fixture(scope="module", params=["daphne", "uvicorn", "hypercorn"])
+@pytest.fixture(scope="module", params=["daphne", "uvicorn", "hypercorn", "gunicorn"])
 def server(request: pytest.FixtureRequest, stack: Stack) -> Iterator[Stack]:
     """The shared daphne stack, or another server on the same database and listener."""
     if request.param == "daphne":
