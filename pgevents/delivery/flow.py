@@ -20,7 +20,7 @@ import asyncio
 import logging
 from typing import Any
 
-from pgevents.delivery.transport import CLOSE_GRACE
+from pgevents.delivery.transport import CLOSE_GRACE, TwistedSocket
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ class Flow:
 
     def pending(self) -> int:
         """Bytes handed to the transport and not yet accepted by the kernel."""
-        t = self.transport
-        return int(len(t.dataBuffer) - t.offset + t._tempDataLen)
+        return TwistedSocket(self.transport).pending()
 
     async def writable(self) -> None:
         """Wait until the transport has written its buffer out (or the socket is gone)."""

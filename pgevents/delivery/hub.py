@@ -158,8 +158,15 @@ class Hub:
         subs = self.subscriptions.get(message.get("channel", ""))
         if not subs:
             return
-        events = unpack(message)
-        wires = [text_frame(event["frame"]) for event in events]  # framed once, written to every socket
+        try:
+            events = unpack(message)
+            wires = [text_frame(event["frame"]) for event in events]  # framed once, written to every socket
+        except Exception as exc:  # not what the listener publishes: skip it, keep receiving
+            metrics.DROPPED.labels("malformed").inc()
+            logger.warning("skipped a malformed channel-layer message on %r: %r", message.get("channel"), exc)
+            return
+        if not events:
+            return
         # A run of consecutive durable events goes to each socket in one write (one system call).
         run = b"".join(wires) if len(events) > 1 and _consecutive(events) else None
         sent = 0
