@@ -195,7 +195,8 @@ class EventConsumer(AsyncWebsocketConsumer):
         else:
             assert self.outbox is not None and self.writer is not None  # connect(): no Flow, an outbox
             self.outbox.clear()  # it gets only the goodbye, then CLOSE_GRACE to read it
-            self.abort_handle = transport.abort_later(self.outbox.socket, transport.CLOSE_GRACE, self.writer.stop)
+            grace = conf.get().close_grace
+            self.abort_handle = transport.abort_later(self.outbox.socket, grace, self.writer.stop)
         message = "the connection fell too far behind; reconnect with last_event_id"
         self.close_task = asyncio.ensure_future(self._fail("too_slow", message, close=True))
 

@@ -20,7 +20,8 @@ import asyncio
 import logging
 from typing import Any
 
-from pgevents.delivery.transport import CLOSE_GRACE, TwistedSocket
+from pgevents import conf
+from pgevents.delivery.transport import TwistedSocket
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class Flow:
     def close_grace(self) -> None:
         """Give a client being closed time to read the close frame behind its backlog."""
         if hasattr(self.protocol, "closeHandshakeTimeout"):
-            self.protocol.closeHandshakeTimeout = max(self.protocol.closeHandshakeTimeout, CLOSE_GRACE)
+            self.protocol.closeHandshakeTimeout = max(self.protocol.closeHandshakeTimeout, conf.get().close_grace)
 
     def detach(self) -> None:
         self._writable.set()

@@ -62,7 +62,7 @@ class _StreamSink:
         self.outbox.put(_CLOSE)
         if self.flow is not None:
             self.flow.release()  # write the hint now, behind what the socket already holds
-        transport.abort_later(self.outbox.socket, transport.CLOSE_GRACE)
+        transport.abort_later(self.outbox.socket, conf.get().close_grace)
 
     async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
         if replay:

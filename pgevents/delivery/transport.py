@@ -20,15 +20,15 @@ Anything else gives ``None``, and pgevents does without (see docs/deployment.md)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import socket
+import struct
 from collections.abc import Callable
 from typing import Any, Protocol
 
 #: Scope key of the server's own ``send``.
 SERVER_SEND = "pgevents.server_send"
-#: Time a client closed for not reading gets to read what is queued and the goodbye (a close
-#: frame, an SSE ``too_slow`` message) before its TCP connection is dropped.
-CLOSE_GRACE = 30.0
 
 
 class Socket(Protocol):
@@ -79,6 +79,12 @@ class AsyncioSocket:
         return int(self.transport.get_write_buffer_size())
 
     def abort(self) -> None:
+        # A plain close would queue the FIN behind the unsent bytes, and a client that does
+        # not read keeps the connection; linger 0 makes it a reset, as Twisted's abort does.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.transport.abort()
 
 

@@ -10,6 +10,8 @@ resume from their last id and lose nothing.
 
 from __future__ import annotations
 
+import socket
+import struct
 from collections.abc import Iterator
 
 import psycopg
@@ -105,3 +107,33 @@ def test_a_stalled_reader_is_cut_off_resumes_and_holds_up_no_one(server: Stack, 
         stalled_ws.close()
         stalled_sse.close()
         pg.execute("DELETE FROM people WHERE length(name) > %s", (ROW_BYTES,))
+
+
+def _tcp_state(sock: socket.socket) -> int:
+    """The kernel's TCP state of ``sock`` (1: established, 7: closed, e.g. after a reset)."""
+    return int(struct.unpack("B", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1))[0])
+
+
+@pytest.mark.parametrize("name", ["daphne", "uvicorn", "hypercorn"])
+def test_a_client_that_does_not_even_read_its_goodbye_is_dropped(
+    stack: Stack, pg: psycopg.Connection, name: str
+) -> None:
+    """After CLOSE_GRACE (1 s here) the server drops the TCP connection of a cut-off client
+    that still has not read, rather than holding its buffers for as long as it keeps the
+    connection open."""
+    env = {"PGEVENTS_REDIS_PREFIX": stack.env["PGEVENTS_REDIS_PREFIX"], "PGEVENTS_TEST_CLOSE_GRACE": "1"}
+    with Stack(stack.db_url, listener=False, server=name, env=env) as server:
+        stalled = [RawStream.websocket(server, "/ws/pgevents/people/"), RawStream.sse(server, "/pgevents/sse/people/")]
+        try:
+            for client in stalled:
+                client.read_until(b'"subscribed"')
+            pg.execute(
+                "INSERT INTO people (name) SELECT repeat('x', %s) || g FROM generate_series(1, %s) g",
+                (ROW_BYTES, ROWS),
+            )
+            for client in stalled:
+                wait_until(lambda c=client: _tcp_state(c.sock) == 7, 60, what=f"{name} to drop a stalled client")
+        finally:
+            for client in stalled:
+                client.close()
+            pg.execute("DELETE FROM people WHERE length(name) > %s", (ROW_BYTES,))
