@@ -3,8 +3,9 @@
 ``readers`` SSE streams (or WebSockets) subscribe to ``bench`` from raw sockets with a 4 KiB
 receive buffer and never read; the writer inserts ``rate`` rows a second of ``row_bytes``
 each for ``seconds`` while one normal WebSocket client reads everything. The server's RSS is
-sampled throughout (start, peak, end). Afterwards each stalled socket is read: those that
-were cut off find the ``too_slow`` hint behind what was already on its way.
+sampled throughout (start, peak, end). Afterwards each stalled socket is read: a client cut
+off finds the ``too_slow`` hint behind what was already on its way, or, once the grace
+period (``CLOSE_GRACE``) has passed, finds its connection dropped.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def _stalled(kind: str, port: int) -> socket.socket:
     return sock
 
 
-def _cut_off(sock: socket.socket, timeout: float = 20.0) -> bool:
-    """Read what the server sent (for at most ``timeout`` s); True when it ends with the
-    ``too_slow`` hint."""
+def _fate(sock: socket.socket, timeout: float = 20.0) -> str:
+    """What became of a stalled client, read afterwards (for at most ``timeout`` s):
+    ``hint`` (its stream ends with the ``too_slow`` message), ``dropped`` (the server dropped
+    the connection after the grace period) or ``open`` (never cut off)."""
     deadline = time.monotonic() + timeout
     tail = b""
     try:
@@ -57,13 +59,15 @@ def _cut_off(sock: socket.socket, timeout: float = 20.0) -> bool:
             sock.settimeout(max(deadline - time.monotonic(), 0.01))
             chunk = sock.recv(1 << 20)
             if not chunk:
-                return False
+                return "dropped"
             tail = (tail + chunk)[-4096:]
             if b'"too_slow"' in tail:
-                return True
-    except (TimeoutError, OSError):
+                return "hint"
+    except TimeoutError:
         pass
-    return False
+    except OSError:
+        return "dropped"
+    return "open"
 
 
 def stalled(ctx: Context, kind: str, readers: int, rate: float, seconds: float, row_bytes: int) -> list[Row]:
@@ -83,7 +87,7 @@ def stalled(ctx: Context, kind: str, readers: int, rate: float, seconds: float, 
             write(ctx.url, "bench_events", count, rate, payload="x" * row_bytes)
             results = workers.wait(count, timeout=60 + seconds)
             end = proc.memory_info().rss
-        cut = sum(_cut_off(s) for s in socks)
+        fates = [_fate(s) for s in socks]
     finally:
         for s in socks:
             s.close()
@@ -99,6 +103,7 @@ def stalled(ctx: Context, kind: str, readers: int, rate: float, seconds: float, 
             received=received,
             server_rss_mb=peak / MB,
             notes=f"RSS {start / MB:.0f} MB at start, {end / MB:.0f} MB at end, peak {peak / MB:.0f} MB; "
-            f"{cut}/{readers} stalled readers cut off with too_slow; the reading client got {received:,}/{count:,}",
+            f"stalled readers: {fates.count('hint')} read the too_slow hint, {fates.count('dropped')} were dropped "
+            f"after the grace period, {fates.count('open')} still open; the reading client got {received:,}/{count:,}",
         )
     ]
