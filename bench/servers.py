@@ -150,9 +150,18 @@ class Monitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    @staticmethod
+    def _tree(procs: list[psutil.Process]) -> list[psutil.Process]:
+        """The processes and their children (hypercorn and gunicorn serve from workers)."""
+        out = list(procs)
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                out += p.children(recursive=True)
+        return out
+
     def _cpu(self, procs: list[psutil.Process]) -> float:
         total = 0.0
-        for p in procs:
+        for p in self._tree(procs):
             with contextlib.suppress(psutil.Error):
                 t = p.cpu_times()
                 total += t.user + t.system
@@ -160,10 +169,14 @@ class Monitor:
 
     def _rss(self, procs: list[psutil.Process]) -> int:
         total = 0
-        for p in procs:
+        for p in self._tree(procs):
             with contextlib.suppress(psutil.Error):
                 total += p.memory_info().rss
         return total
+
+    def rss(self, key: str) -> int:
+        """The current RSS of ``key``'s processes and their children."""
+        return self._rss(self._procs[key])
 
     def __enter__(self) -> Monitor:
         self._start = time.monotonic()

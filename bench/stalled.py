@@ -15,8 +15,6 @@ import os
 import socket
 import time
 
-import psutil
-
 from . import servers
 from .clients import Workers
 from .report import Row
@@ -79,14 +77,13 @@ def stalled(ctx: Context, kind: str, readers: int, rate: float, seconds: float, 
     try:
         workers.connect("127.0.0.1", port, "/ws/pgevents/bench/", 1)
         socks = [_stalled(kind, port) for _ in range(readers)]
-        proc = psutil.Process(server.proc.pid)
-        time.sleep(1.0)
-        start = proc.memory_info().rss
         monitor = servers.Monitor({"server": [server.proc.pid]})
+        time.sleep(1.0)
+        start = monitor.rss("server")
         with monitor:
             write(ctx.url, "bench_events", count, rate, payload="x" * row_bytes)
             results = workers.wait(count, timeout=60 + seconds)
-            end = proc.memory_info().rss
+            end = monitor.rss("server")
         fates = [_fate(s) for s in socks]
     finally:
         for s in socks:
