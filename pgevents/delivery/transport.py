@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import socket
 import struct
+import termios
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -35,8 +37,19 @@ class Socket(Protocol):
     def pending(self) -> int:
         """Bytes handed to the server for this client and not yet taken by the kernel."""
 
+    def undelivered(self) -> int:
+        """``pending()`` plus what the kernel holds that the client has not acknowledged."""
+
     def abort(self) -> None:
         """Drop the TCP connection now, whatever is still buffered."""
+
+
+def _kernel_queue(sock: Any) -> int:
+    """Bytes in a TCP socket's send queue not yet acknowledged by the peer (Linux; 0 elsewhere)."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def daphne_protocol(send: Any) -> Any | None:
@@ -64,6 +77,11 @@ class TwistedSocket:
         t = self.transport
         return int(len(t.dataBuffer) - t.offset + t._tempDataLen)
 
+    def undelivered(self) -> int:
+        if self.transport.disconnected:
+            return 0
+        return self.pending() + _kernel_queue(getattr(self.transport, "socket", None))
+
     def abort(self) -> None:
         if not self.transport.disconnected:
             self.transport.abortConnection()
@@ -77,6 +95,11 @@ class AsyncioSocket:
 
     def pending(self) -> int:
         return int(self.transport.get_write_buffer_size())
+
+    def undelivered(self) -> int:
+        if self.transport.is_closing() and self.pending() == 0:
+            return 0
+        return self.pending() + _kernel_queue(self.transport.get_extra_info("socket"))
 
     def abort(self) -> None:
         # A plain close would queue the FIN behind the unsent bytes, and a client that does
@@ -115,13 +138,14 @@ def find(send: Any) -> Socket | None:
 
 
 def abort_later(socket: Socket | None, delay: float, fallback: Callable[[], None] | None = None) -> asyncio.TimerHandle:
-    """After ``delay`` seconds, drop the connection if it still has unsent bytes (a client
-    being closed for not reading gets that long to read the rest and the goodbye). Without
-    a socket, ``fallback`` runs instead (it frees what pgevents holds)."""
+    """After ``delay`` seconds, drop the connection if it still has bytes the client has not
+    taken, in the server or in the kernel (a client being cut off for not reading gets that
+    long to read the rest and the goodbye; one that did may already be reusing the
+    connection). Without a socket, ``fallback`` runs instead (it frees what pgevents holds)."""
 
     def fire() -> None:
         if socket is not None:
-            if socket.pending() > 0:
+            if socket.undelivered() > 0:  # not even the kernel could hand it all over
                 socket.abort()
         elif fallback is not None:
             fallback()

@@ -17,6 +17,9 @@ class Buffered:
     def pending(self) -> int:
         return self.held
 
+    def undelivered(self) -> int:
+        return self.held
+
     def abort(self) -> None:
         self.aborted = True
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import socket
 from typing import Any
 
 from pgevents.delivery import transport
@@ -41,6 +42,13 @@ def test_sends_that_are_not_a_servers_give_nothing() -> None:
     assert transport.daphne_protocol(send) is None and transport.find(send) is None
 
 
+def test_the_kernel_queue_of_no_socket_or_a_closed_one_is_empty() -> None:
+    assert transport._kernel_queue(None) == 0
+    sock = socket.socket()
+    sock.close()
+    assert transport._kernel_queue(sock) == 0
+
+
 def test_a_connection_holding_nothing_is_left_alone_and_no_socket_runs_the_fallback() -> None:
     async def scenario() -> None:
         accepted: asyncio.Future[asyncio.StreamWriter] = asyncio.get_running_loop().create_future()
@@ -56,6 +64,7 @@ def test_a_connection_holding_nothing_is_left_alone_and_no_socket_runs_the_fallb
         await asyncio.wait_for(fallback.wait(), 5)
         assert not writer.transport.is_closing()
         writer.close()
+        assert view.undelivered() == 0
         await writer.wait_closed()
         peer.close()
         await peer.wait_closed()
