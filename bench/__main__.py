@@ -16,11 +16,14 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from . import database, scenarios, servers
+from . import database, scenarios, servers, stalled
 from .report import Row, table
 
 ALL = ("full", "fanout", "idle", "quiet", "writers", "bulk")
+#: Run only when named with --only.
+EXTRA = ("stalled",)
 
 
 @dataclass
@@ -48,6 +51,10 @@ class Config:
     #: Rows of the one-statement INSERT (``bulk``), and its rounds.
     bulk_rows: int = 10_000
     bulk_rounds: int = 5
+    server: str = "daphne"
+    server_root: str | None = None
+    #: (kind, readers, events/s, seconds, row bytes) of the stalled-readers scenario
+    stalled: tuple[str, int, float, float, int] = ("sse", 5, 200, 30, 2000)
 
     @classmethod
     def quick(cls, **kw: object) -> Config:
@@ -100,6 +107,8 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
             cfg.profile_dir,
             cfg.client_nice,
             cfg.listener_args,
+            cfg.server,
+            Path(cfg.server_root) if cfg.server_root else None,
         )
         if "full" in cfg.scenarios:
             say(f"1 client, writer at full speed, {cfg.full_events:,} events")
@@ -118,6 +127,9 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
         if "bulk" in cfg.scenarios:  # rolled back: leaves nothing behind
             say(f"one-statement INSERT of {cfg.bulk_rows:,} rows, {cfg.bulk_rounds} rounds")
             rows += scenarios.bulk(ctx, cfg.bulk_rows, cfg.bulk_rounds, cfg.compare_v2)
+        if "stalled" in cfg.scenarios:
+            say(f"stalled readers {cfg.stalled}")
+            rows += stalled.stalled(ctx, *cfg.stalled)
         if "writers" in cfg.scenarios:  # last: it leaves a backlog the listener drains afterwards
             say(f"writer cost with {cfg.writers} writers, {cfg.writer_seconds:.0f} s each")
             rows += scenarios.writer_cost(ctx, cfg.writers, cfg.writer_seconds, cfg.writer_rounds, cfg.compare_v2)
@@ -159,7 +171,16 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
-    p.add_argument("--only", help=f"comma-separated scenarios to run, from {', '.join(ALL)}")
+    p.add_argument("--only", help=f"comma-separated scenarios to run, from {', '.join(ALL + EXTRA)}")
+    p.add_argument("--server", choices=sorted(servers.COMMANDS), default="daphne", help="ASGI server under test")
+    p.add_argument(
+        "--server-root", metavar="DIR", help="run the server from another checkout (to compare code side by side)"
+    )
+    p.add_argument(
+        "--stalled",
+        metavar="KIND,READERS,RATE,SECONDS,BYTES",
+        help="the stalled scenario: sse or ws readers that never read (default sse,5,200,30,2000)",
+    )
     p.add_argument("--database-url", help="use this migrated database instead of creating pgevents_bench")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     p.add_argument("--full-events", type=int, help="events in the full-speed scenario (default 10,000)")
@@ -206,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg.layer = args.layer
     cfg.client_nice = args.client_nice
     cfg.listener_args = tuple(args.listener_args.split())
+    cfg.server = args.server
+    cfg.server_root = args.server_root
+    if args.stalled:
+        kind, readers, rate, seconds, size = args.stalled.split(",")
+        cfg.stalled = (kind, int(readers), float(rate), float(seconds), int(size))
     if args.only:
         cfg.scenarios = tuple(s.strip() for s in args.only.split(","))
     if args.full_events:

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import servers
 from .clients import Result, Workers
@@ -31,11 +32,14 @@ class Context:
     profile_dir: str | None = None
     client_nice: int = 0
     listener_args: tuple[str, ...] = ()
+    server: str = "daphne"
+    server_root: Path | None = None
 
     def daphne(self) -> tuple[servers.Server, int]:
-        """A fresh server process per scenario: its memory figures are its own."""
+        """A fresh server process per scenario (``server``: daphne unless told otherwise): its
+        memory figures are its own."""
         port = servers.free_port()
-        return servers.start_daphne(self.env, port), port
+        return servers.start_server(self.env, port, self.server, self.server_root), port
 
 
 def _merge(results: list[Result]) -> tuple[int, int, int, list[int], list[float]]:
@@ -126,7 +130,7 @@ def stream(ctx: Context, name: str, clients: int, rate: float | None, count: int
         server_cpu_pct=u["daphne"].cpu_pct + u["listener"].cpu_pct,
         server_rss_mb=u["daphne"].rss_max / MB,
         client_cpu_pct=u["clients"].cpu_pct,
-        notes=f"writer {writer_rate:,.0f}/s; daphne {u['daphne'].cpu_pct:.0f} % + runlisten "
+        notes=f"writer {writer_rate:,.0f}/s; {ctx.server} {u['daphne'].cpu_pct:.0f} % + runlisten "
         f"{u['listener'].cpu_pct:.0f} % CPU; slowest socket got {lowest:,}/{count:,}",
     )
     return [row, floor(ctx, name, rate, count)]

@@ -30,13 +30,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = LOGS / f"{name}-{os.getpid()}.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            args, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def output(self) -> str:
@@ -77,23 +77,40 @@ def env_for(db_url: str, prefix: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_daphne(env: dict[str, str], port: int) -> Server:
-    server = Server(
-        f"daphne-{port}",
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "demo_project.asgi:application"],
-        env,
-    )
+#: The ASGI servers the benchmark can run, as ``python -m`` arguments for a port.
+COMMANDS = {
+    "daphne": lambda port: ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "demo_project.asgi:application"],
+    "uvicorn": lambda port: [
+        *("-m", "uvicorn", "demo_project.asgi:application", "--host", "127.0.0.1", "--port", str(port)),
+        *("--lifespan", "off", "--no-access-log", "--log-level", "warning"),
+    ],
+    "hypercorn": lambda port: [
+        *("-m", "hypercorn", "demo_project.asgi:application", "-b", f"127.0.0.1:{port}"),
+        *("--log-level", "warning"),
+    ],
+}
+
+
+def start_server(env: dict[str, str], port: int, server: str = "daphne", root: Path | None = None) -> Server:
+    """``server`` on ``port``; ``root``: run another checkout's code (to measure it side by side)."""
+    if root is not None:
+        env = {**env, "PYTHONPATH": str(root)}
+    proc = Server(f"{server}-{port}", [sys.executable, *COMMANDS[server](port)], env, cwd=root or ROOT)
 
     def listening() -> bool:
         with contextlib.closing(socket.socket()) as s:
             return s.connect_ex(("127.0.0.1", port)) == 0
 
     try:
-        server.wait_for(listening, f"daphne listening on {port}")
+        proc.wait_for(listening, f"{server} listening on {port}")
     except BaseException:
-        server.stop()
+        proc.stop()
         raise
-    return server
+    return proc
+
+
+def start_daphne(env: dict[str, str], port: int) -> Server:
+    return start_server(env, port, "daphne")
 
 
 def start_listener(env: dict[str, str], *args: str) -> Server:
@@ -133,9 +150,18 @@ class Monitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    @staticmethod
+    def _tree(procs: list[psutil.Process]) -> list[psutil.Process]:
+        """The processes and their children (hypercorn and gunicorn serve from workers)."""
+        out = list(procs)
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                out += p.children(recursive=True)
+        return out
+
     def _cpu(self, procs: list[psutil.Process]) -> float:
         total = 0.0
-        for p in procs:
+        for p in self._tree(procs):
             with contextlib.suppress(psutil.Error):
                 t = p.cpu_times()
                 total += t.user + t.system
@@ -143,10 +169,14 @@ class Monitor:
 
     def _rss(self, procs: list[psutil.Process]) -> int:
         total = 0
-        for p in procs:
+        for p in self._tree(procs):
             with contextlib.suppress(psutil.Error):
                 total += p.memory_info().rss
         return total
+
+    def rss(self, key: str) -> int:
+        """The current RSS of ``key``'s processes and their children."""
+        return self._rss(self._procs[key])
 
     def __enter__(self) -> Monitor:
         self._start = time.monotonic()

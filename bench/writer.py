@@ -15,7 +15,9 @@ from psycopg import sql as pgsql
 PAYLOAD = "x" * 200
 
 
-def write(url: str, table: str, count: int, rate: float | None, start_seqno: int = 0) -> list[float]:
+def write(
+    url: str, table: str, count: int, rate: float | None, start_seqno: int = 0, payload: str = PAYLOAD
+) -> list[float]:
     """Insert ``count`` rows into ``table`` at ``rate`` per second (None: as fast as possible).
 
     Pacing is open-loop (a schedule, not a sleep after each insert), so a slow commit does not
@@ -31,7 +33,7 @@ def write(url: str, table: str, count: int, rate: float | None, start_seqno: int
                 delay = t0 + i / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            conn.execute(statement, (start_seqno + i, PAYLOAD), prepare=True)
+            conn.execute(statement, (start_seqno + i, payload), prepare=True)
             acks.append(time.time())
     return acks
 

@@ -10,11 +10,11 @@ django_asgi = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from pgevents.routing import websocket_application  # noqa: E402
+from pgevents.routing import http_application, websocket_application  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": ASGIStaticFilesHandler(django_asgi),
+        "http": http_application(ASGIStaticFilesHandler(django_asgi)),
         "websocket": websocket_application(),
     }
 )

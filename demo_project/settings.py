@@ -101,5 +101,13 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"pgevents": {"handlers": ["console"], "level": os.environ.get("PGEVENTS_LOG_LEVEL", "INFO")}},
+    # propagate=False: daphne gives the root logger a handler of its own, so a propagating
+    # pgevents logger would print every line twice.
+    "loggers": {
+        "pgevents": {
+            "handlers": ["console"],
+            "level": os.environ.get("PGEVENTS_LOG_LEVEL", "INFO"),
+            "propagate": False,
+        }
+    },
 }

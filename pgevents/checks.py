@@ -147,47 +147,70 @@ def check_origins(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         origins = conf.get().allowed_origins
     except ImproperlyConfigured:  # reported as pgevents.E000 by check_settings
         origins = None
-    hosts = getattr(settings, "ALLOWED_HOSTS", [])
-    if (origins is None and "*" in hosts) or (origins is not None and "*" in origins):
+    if origins is not None and "*" in origins:
         return [
             Warning(
-                "The WebSocket origin check accepts every site (ALLOWED_HOSTS or PGEVENTS['ALLOWED_ORIGINS'] "
-                "contains '*'), so any page a user visits can subscribe with their session.",
-                hint="List your sites in PGEVENTS['ALLOWED_ORIGINS'] or the real host names in ALLOWED_HOSTS.",
+                "The WebSocket origin check accepts every site (PGEVENTS['ALLOWED_ORIGINS'] contains '*'), "
+                "so any page a user visits can subscribe with their session.",
+                hint="List your sites in PGEVENTS['ALLOWED_ORIGINS'], or leave it unset: pages of this site "
+                "(and CSRF_TRUSTED_ORIGINS) are then accepted.",
                 id="pgevents.W002",
             )
         ]
-    application = _asgi_application()
-    if application is not None and not _has_origin_check(application):
-        return [
+    messages: list[CheckMessage] = []
+    websocket, http = _asgi_branches()
+    if websocket is not None and not _wraps(websocket, _origin_validator):
+        messages.append(
             Warning(
                 f"The WebSocket application of ASGI_APPLICATION ({settings.ASGI_APPLICATION}) has no origin check.",
                 hint="Use pgevents.routing.websocket_application(), or wrap your routes in "
                 "channels.security.websocket.AllowedHostsOriginValidator.",
                 id="pgevents.W003",
             )
-        ]
-    return []
+        )
+    if http is not None and not _wraps(http, _server_send):
+        messages.append(
+            Warning(
+                f"The HTTP application of ASGI_APPLICATION ({settings.ASGI_APPLICATION}) does not keep the "
+                "server's send: under daphne, an SSE client that stops reading grows the server's memory.",
+                hint="Wrap it: {'http': pgevents.routing.http_application(get_asgi_application()), ...}.",
+                id="pgevents.W006",
+            )
+        )
+    return messages
 
 
-def _asgi_application() -> Any:
-    """The ``websocket`` branch of ``ASGI_APPLICATION``, or None when there is none to inspect."""
+def _asgi_branches() -> tuple[Any, Any]:
+    """The ``websocket`` and ``http`` branches of ``ASGI_APPLICATION`` (None: nothing to inspect)."""
     path = getattr(settings, "ASGI_APPLICATION", None)
     if not path:
-        return None
+        return None, None
     try:
         application = import_string(path)
     except Exception:  # the server reports its own import errors; a check must not crash `check`
-        return None
+        return None, None
     mapping = getattr(application, "application_mapping", None)
-    return mapping.get("websocket") if isinstance(mapping, dict) else None
+    if not isinstance(mapping, dict):
+        return None, None
+    return mapping.get("websocket"), mapping.get("http")
 
 
-def _has_origin_check(application: Any) -> bool:
+def _origin_validator(application: Any) -> bool:
     from channels.security.websocket import OriginValidator
 
+    return isinstance(application, OriginValidator)
+
+
+def _server_send(application: Any) -> bool:
+    from pgevents.routing import ServerSendMiddleware
+
+    return isinstance(application, ServerSendMiddleware)
+
+
+def _wraps(application: Any, test: Any) -> bool:
+    """Whether ``test`` holds for ``application`` or a middleware it wraps."""
     for _ in range(20):  # follow the middleware chain inwards
-        if isinstance(application, OriginValidator):
+        if test(application):
             return True
         inner = (
             getattr(application, "inner", None)

@@ -51,8 +51,11 @@ class Settings:
     rate_limit: float = 20.0
     #: Client messages a connection may send in a burst.
     rate_burst: int = 200
-    #: Bytes a WebSocket may have waiting to be written before it counts as not reading.
+    #: Bytes a WebSocket or SSE stream may have waiting to be written before it counts as not reading.
     max_send_buffer: int = 1024 * 1024
+    #: Seconds a client cut off for not reading gets to read its goodbye (``too_slow``) before
+    #: its TCP connection is dropped.
+    close_grace: float = 30.0
     #: Django database alias the listener and the event log use.
     database: str = "default"
     #: Channels layer alias events travel through.

@@ -4,12 +4,14 @@ Every subscription passes, in order: the ``CHANNELS`` list (else ``unknown_chann
 signed token when the channel is in ``SIGNED_CHANNELS`` or a token is given; the client's
 row filter (grammar in ``filters``); the ``AUTHORIZE`` hook; the ``ROW_POLICY`` hook; and,
 when a client filter is given, a check that its columns exist on the channel. Hooks may be
-sync (run in a thread with ``database_sync_to_async``, so they can use the ORM) or async. A hook that raises refuses the
-subscription (and is logged); it never reaches the client as a stack trace.
+sync (run in a thread with ``database_sync_to_async``, so they can use the ORM) or async. A
+hook that raises refuses the subscription (and is logged); it never reaches the client as a
+stack trace. A hook that does not answer within ``QUERY_TIMEOUT`` answers ``unavailable``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -91,12 +93,17 @@ def require_permission(user: Any, channel: str, filter: dict[str, Any] | None) -
 
 # -- the checks ---------------------------------------------------------------------------
 async def _call(path: str, *args: Any) -> Any:
+    """Run a hook; ``TimeoutError`` after ``QUERY_TIMEOUT`` (hooks usually read the database,
+    and a hung database must not hold a subscription request forever)."""
     hook = import_string(path)
-    if inspect.iscoroutinefunction(hook):
-        return await hook(*args)
     if hook in (allow_all, deny_all):
         return hook(*args)
-    return await database_sync_to_async(hook)(*args)  # a thread, with Django's connection hygiene
+    # a sync hook runs in a thread, with Django's connection hygiene
+    call = hook(*args) if inspect.iscoroutinefunction(hook) else database_sync_to_async(hook)(*args)
+    return await asyncio.wait_for(call, conf.get().query_timeout)
+
+
+UNAVAILABLE = Denial("unavailable", "cannot check access right now; try again")
 
 
 def _authorize_path(channel: str) -> str | None:
@@ -131,7 +138,10 @@ async def authorize(
     client_filter = _compiled(signed)
     if isinstance(client_filter, Denial):
         return client_filter
-    if not await _allowed(user, channel, signed):
+    allowed = await _allowed(user, channel, signed)
+    if isinstance(allowed, Denial):
+        return allowed
+    if not allowed:
         return Denial("forbidden", "not allowed to subscribe to this channel")
     policy_filter = await _row_policy(user, channel)
     if isinstance(policy_filter, Denial):
@@ -168,20 +178,25 @@ def _compiled(filter: dict[str, Any] | None) -> RowFilter | Denial | None:
         return Denial("bad_request", f"invalid filter: {exc}")
 
 
-async def _allowed(user: Any, channel: str, filter: dict[str, Any] | None) -> bool:
-    """What the ``AUTHORIZE`` hook for ``channel`` says; no hook, or one that fails: no."""
+async def _allowed(user: Any, channel: str, filter: dict[str, Any] | None) -> bool | Denial:
+    """What the ``AUTHORIZE`` hook for ``channel`` says; no hook, or one that fails: no; one
+    that does not answer in time: ``unavailable`` (the client may try again)."""
     path = _authorize_path(channel)
     if path is None:
         return False
     try:
         return bool(await _call(path, user, channel, filter))
+    except TimeoutError:
+        logger.warning("AUTHORIZE hook %s timed out for %r", path, channel)
+        return UNAVAILABLE
     except Exception:
         logger.exception("AUTHORIZE hook %s failed for %r", path, channel)
         return False
 
 
 async def _row_policy(user: Any, channel: str) -> RowFilter | Denial | None:
-    """The ``ROW_POLICY`` filter for this user and channel; ``False`` or a failure refuses."""
+    """The ``ROW_POLICY`` filter for this user and channel; ``False`` or a failure refuses, a
+    hook that does not answer in time answers ``unavailable``."""
     path = conf.get().row_policy
     if not path:
         return None
@@ -189,6 +204,9 @@ async def _row_policy(user: Any, channel: str) -> RowFilter | Denial | None:
         spec = await _call(path, user, channel)
         if spec is not False:
             return None if spec is None else compile_filter(spec)
+    except TimeoutError:
+        logger.warning("ROW_POLICY hook %s timed out for %r", path, channel)
+        return UNAVAILABLE
     except Exception:
         logger.exception("ROW_POLICY hook %s failed for %r", path, channel)
     return Denial("forbidden", "not allowed to subscribe to this channel")
@@ -198,7 +216,7 @@ async def _check_columns(flt: RowFilter, channel: str, sources: SourcesOf) -> De
     try:
         found = await sources(channel)
     except Exception as exc:
-        logger.warning("could not read the columns of %r: %s", channel, exc)
+        logger.warning("could not read the columns of %r: %s", channel, exc or type(exc).__name__)
         return Denial("unavailable", "cannot check the filter right now; try again")
     if not found:
         return Denial("bad_request", "this channel carries no table rows; filters apply to row events only")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 
@@ -26,3 +27,8 @@ def bad_filter(user: Any, channel: str) -> dict[str, Any]:
 
 async def async_allow(user: Any, channel: str, filter: dict[str, Any] | None) -> bool:
     return channel.endswith(".ok")
+
+
+async def hangs(*args: Any) -> Any:
+    """A hook that never answers (say, a query on a hung database)."""
+    await asyncio.Event().wait()

@@ -45,6 +45,10 @@ PGEVENTS.update(
 # A stack started with PGEVENTS_TEST_STRICT=1 has tight limits and an explicit origin list.
 if os.environ.get("PGEVENTS_TEST_STRICT") == "1":
     PGEVENTS.update({"ALLOWED_ORIGINS": ["http://trusted.example"], "MAX_SEND_BUFFER": 64 * 1024})
+if os.environ.get("PGEVENTS_TEST_CLOSE_GRACE"):
+    PGEVENTS["CLOSE_GRACE"] = float(os.environ["PGEVENTS_TEST_CLOSE_GRACE"])
+if os.environ.get("PGEVENTS_TEST_QUERY_TIMEOUT"):
+    PGEVENTS["QUERY_TIMEOUT"] = float(os.environ["PGEVENTS_TEST_QUERY_TIMEOUT"])
 if os.environ.get("PGEVENTS_METRICS_IPS"):
     PGEVENTS["METRICS_IPS"] = os.environ["PGEVENTS_METRICS_IPS"].split(",")
 if os.environ.get("PGEVENTS_TEST_LAYER") == "pubsub":

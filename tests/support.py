@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -146,13 +148,37 @@ def manage(db_url: str, *args: str) -> str:
     return result.stdout
 
 
+#: The ASGI servers the stack can run (``server=``), as commands for a port.
+SERVERS = {
+    "daphne": lambda port: ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "demo_project.asgi:application"],
+    "uvicorn": lambda port: [
+        *("-m", "uvicorn", "demo_project.asgi:application", "--host", "127.0.0.1", "--port", str(port)),
+        *("--lifespan", "off", "--no-access-log"),
+    ],
+    "hypercorn": lambda port: ["-m", "hypercorn", "demo_project.asgi:application", "-b", f"127.0.0.1:{port}"],
+    # gunicorn managing two uvicorn worker processes, as docs/deployment.md describes
+    "gunicorn": lambda port: [
+        *("-m", "gunicorn", "demo_project.asgi:application", "-k", "uvicorn_worker.UvicornWorker"),
+        *("-w", "2", "-b", f"127.0.0.1:{port}", "--no-control-socket"),
+    ],
+}
+
+
 class Stack:
-    """daphne (+ runlisten unless ``listener=False``) on free ports, against ``db_url``."""
+    """An ASGI server (daphne unless ``server=``) and runlisten (unless ``listener=False``) on
+    free ports, against ``db_url``."""
 
     def __init__(
-        self, db_url: str, *, listener: bool = True, env: dict[str, str] | None = None, log_dir: Path | None = None
+        self,
+        db_url: str,
+        *,
+        listener: bool = True,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        server: str = "daphne",
     ) -> None:
         self.db_url = db_url
+        self.server = server
         self.port = free_port()
         # Its own Redis key prefix: stacks on other databases must never share groups.
         # (``env`` may name the prefix to share another stack's listener.)
@@ -189,12 +215,7 @@ class Stack:
 
     def start_daphne(self, wait: bool = True) -> Process:
         """(Re)start the server on the stack's port: clients see the same address come back."""
-        self.daphne = Process(
-            "daphne",
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "demo_project.asgi:application"],
-            self.env,
-            self.log_dir,
-        )
+        self.daphne = Process(self.server, [sys.executable, *SERVERS[self.server](self.port)], self.env, self.log_dir)
         if wait:
             self.wait_daphne()
         return self.daphne
@@ -403,3 +424,64 @@ def assert_exactly_once_in_order(events: list[dict[str, Any]], expected: set[str
         f"missing {sorted(expected - set(names))[:5]}, extra {sorted(set(names) - expected)[:5]}"
     )
     assert ids == sorted(ids) and len(ids) == len(set(ids)), "ids are not strictly increasing"
+
+
+#: A durable event's id in its frame as PostgreSQL renders it (jsonb key order and spacing).
+EVENT_ID = re.compile(rb'"id": (\d+), "op"')
+
+
+class RawStream:
+    """A raw TCP client of the server: a WebSocket or an SSE stream it reads only when told.
+
+    With a tiny receive buffer and nobody reading, the server's writes back up: this is the
+    client that stops reading but keeps its connection.
+    """
+
+    def __init__(self, stack: Stack, request: str, rcvbuf: int | None = 4096) -> None:
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", stack.port))
+        self.sock.sendall(request.encode())
+        self.data = b""
+
+    @classmethod
+    def websocket(cls, stack: Stack, path: str, rcvbuf: int | None = 4096) -> RawStream:
+        key = base64.b64encode(os.urandom(16)).decode()
+        return cls(
+            stack,
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{stack.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Origin: {stack.http}\r\n\r\n",
+            rcvbuf,
+        )
+
+    @classmethod
+    def sse(cls, stack: Stack, path: str, last_event_id: int | None = None, rcvbuf: int | None = 4096) -> RawStream:
+        resume = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id is not None else ""
+        return cls(
+            stack,
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{stack.port}\r\nAccept: text/event-stream\r\n{resume}\r\n",
+            rcvbuf,
+        )
+
+    def read_until(self, needle: bytes | re.Pattern[bytes], timeout: float = 30.0) -> bytes:
+        """Read until ``needle`` appears in what was read (all of it is kept in ``data``)."""
+        deadline = time.monotonic() + timeout
+        found = (lambda: needle in self.data) if isinstance(needle, bytes) else (lambda: needle.search(self.data))
+        while not found():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {needle!r}; last bytes {self.data[-300:]!r}")
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise AssertionError(f"connection closed before {needle!r}; last bytes {self.data[-300:]!r}")
+            self.data += chunk
+        return self.data
+
+    def ids(self) -> list[int]:
+        return [int(m) for m in EVENT_ID.findall(self.data)]
+
+    def close(self) -> None:
+        self.sock.close()

@@ -3,6 +3,8 @@
 A tiny asyncio server on the listener's own loop, so it reports what that loop sees. One
 request per connection, GET only, bounded reads: it is meant for a load balancer's or
 Prometheus' probes on an internal address (it binds to 127.0.0.1 unless told otherwise).
+``/metrics`` names channels, so like the web side's it answers only the addresses in
+``PGEVENTS["METRICS_IPS"]`` (403 for others); ``/health`` names none and answers everyone.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from pgevents import metrics
+from pgevents import conf, metrics
 from pgevents.store import db, log
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,8 @@ class HealthServer:
             elif path == "/health":
                 status, state = self.state()
                 ctype, body = "application/json", json.dumps(state).encode()
+            elif path == "/metrics" and _peer(writer) not in conf.get().metrics_ips:
+                status, ctype, body = 403, "text/plain", b"forbidden\n"
             elif path == "/metrics":
                 await self._refresh()
                 try:
@@ -124,4 +128,17 @@ class HealthServer:
             writer.close()
 
 
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 501: "Not Implemented", 503: "Service Unavailable"}
+def _peer(writer: asyncio.StreamWriter) -> str | None:
+    """The client's address (an IPv6 peer's scope id dropped), as ``METRICS_IPS`` lists it."""
+    peer = writer.get_extra_info("peername")
+    return str(peer[0]).partition("%")[0] if isinstance(peer, tuple) and peer else None
+
+
+_REASONS = {
+    200: "OK",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}

@@ -101,8 +101,10 @@ class RowFilter:
     def columns(self) -> frozenset[str]:
         return frozenset(column for column, _ in self.tests)
 
-    def matches(self, row: Mapping[str, Any] | None) -> bool:
-        if row is None:
+    def matches(self, row: object) -> bool:
+        """Whether ``row`` (an object of column values) meets every condition. Anything that is
+        not an object (a missing row, a malformed frame) matches nothing."""
+        if not isinstance(row, Mapping):
             return False
         for column, checks in self.tests:
             value = row.get(column)

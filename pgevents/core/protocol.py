@@ -9,12 +9,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pgevents.core.filters import FilterError, compile_filter
 from pgevents.core.names import BadChannel, validate_channel
 
 MAX_FILTER_KEYS = 32
 MAX_TOKEN_CHARS = 4096
+#: Longest query string a subscription URL may carry (a filter and a token fit easily).
+MAX_QUERY_BYTES = 16 * 1024
+#: Most ``name=value`` pairs parsed from a query string.
+MAX_QUERY_FIELDS = 16
 
 
 class ProtocolError(Exception):
@@ -87,13 +92,40 @@ def parse_token(value: object) -> str | None:
     return value
 
 
+def decode_json(text: str, what: str) -> Any:
+    """``text`` as JSON, or ``bad_request``: malformed and too deeply nested input alike
+    (the decoder raises ``RecursionError`` past about a thousand levels)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_request", f"{what} is not valid JSON") from None
+
+
+def parse_query(channel: object, query: bytes | str, last_event_id: str | None = None) -> Subscribe:
+    """A subscription from a URL: the channel from its path; ``last_event_id``, ``filter``
+    (JSON) and ``token`` from its query string. ``last_event_id``, when given (SSE's
+    ``Last-Event-ID`` header), wins over the query's. The last of repeated keys counts."""
+    raw = query.decode("latin-1") if isinstance(query, bytes) else query
+    if len(raw) > MAX_QUERY_BYTES:
+        raise ProtocolError("bad_request", f"query string is longer than {MAX_QUERY_BYTES} bytes")
+    try:
+        pairs = parse_qsl(raw, max_num_fields=MAX_QUERY_FIELDS, encoding="utf-8", errors="replace")
+    except ValueError:
+        raise ProtocolError("bad_request", f"query string has more than {MAX_QUERY_FIELDS} fields") from None
+    args = dict(pairs)
+    raw_filter = args.get("filter")
+    return Subscribe(
+        channel_of(channel),
+        parse_last_event_id(last_event_id or args.get("last_event_id")),
+        parse_filter(None if raw_filter is None else decode_json(raw_filter, "filter")),
+        parse_token(args.get("token")),
+    )
+
+
 def parse(text: str, max_bytes: int) -> Command:
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise ProtocolError("too_large", f"message is larger than {max_bytes} bytes")
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        raise ProtocolError("bad_request", "message is not valid JSON") from None
+    data = decode_json(text, "message")
     if not isinstance(data, dict):
         raise ProtocolError("bad_request", "message must be a JSON object")
     kind = data.get("type")

@@ -17,7 +17,6 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -30,18 +29,14 @@ from pgevents.core.protocol import (
     ProtocolError,
     Subscribe,
     Unsubscribe,
-    channel_of,
     parse,
-    parse_filter,
-    parse_last_event_id,
-    parse_token,
+    parse_query,
 )
-from pgevents.delivery import fastsend, sessions
+from pgevents.delivery import admission, fastsend, sessions, transport
 from pgevents.delivery.flow import Flow
-from pgevents.delivery.gate import FilteredSink
+from pgevents.delivery.outbox import Outbox, Writer
 from pgevents.delivery.runtime import get_hub
 from pgevents.delivery.subscription import Subscription
-from pgevents.store.columns import Source, sources
 
 logger = logging.getLogger(__name__)
 
@@ -65,39 +60,35 @@ class EventConsumer(AsyncWebsocketConsumer):
 
     # No per-socket layer channel: the hub receives for the whole process.
     channel_layer_alias = "__pgevents_no_layer__"
+    #: The ASGI send Channels gives the consumer (replaced by the outbox's outside daphne).
+    base_send: Any
 
     async def connect(self) -> None:
         settings = conf.get()
         self.subs: dict[str, Subscription] = {}
         self.closing = False
         self.bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
-        self.flow = Flow.attach(self.scope.get("pgevents.server_send", self.base_send))
+        server_send = self.scope.get(transport.SERVER_SEND, self.base_send)
+        self.protocol = transport.daphne_protocol(server_send)
+        #: daphne: its buffer, read directly. Other servers: an outbox and a writer task, so
+        #: that a client that stops reading never makes anyone else wait (see ``outbox``).
+        self.flow = Flow.attach(self.protocol)
+        self.outbox: Outbox | None = None
+        self.writer: Writer | None = None
         self.session_task: asyncio.Task[None] | None = None
         await self.accept()
+        if self.flow is None:
+            self.outbox = Outbox(settings.max_send_buffer, transport.find(server_send))
+            self.writer = Writer(self.outbox, self.base_send)
+            self.base_send = self.writer.send
         user = self.scope.get("user")
         if settings.session_check_interval > 0 and getattr(user, "is_authenticated", False):
             self.session_task = asyncio.ensure_future(self._watch_session(settings.session_check_interval))
         channel = self.scope.get("url_route", {}).get("kwargs", {}).get("channel")
         if channel is None:
             return
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-
-        def arg(name: str) -> str | None:
-            values = query.get(name)
-            return values[-1] if values else None
-
         try:
-            raw_filter = arg("filter")
-            try:
-                flt = None if raw_filter is None else json.loads(raw_filter)
-            except ValueError:
-                raise ProtocolError("bad_request", "filter must be JSON") from None
-            command = Subscribe(
-                channel_of(channel),
-                parse_last_event_id(arg("last_event_id")),
-                parse_filter(flt),
-                parse_token(arg("token")),
-            )
+            command = parse_query(channel, self.scope.get("query_string", b""))
         except ProtocolError as exc:
             await self._fail(exc.code, exc.message, close=True)
             return
@@ -132,6 +123,9 @@ class EventConsumer(AsyncWebsocketConsumer):
         flow: Flow | None = getattr(self, "flow", None)
         if flow is not None:
             flow.detach()
+        writer: Writer | None = getattr(self, "writer", None)
+        if writer is not None:
+            writer.stop()
         await self._leave_all()
 
     async def _leave_all(self) -> None:
@@ -148,14 +142,7 @@ class EventConsumer(AsyncWebsocketConsumer):
             await self._fail("too_many_subscriptions", f"at most {settings.max_subscriptions} subscriptions", channel)
             return
         hub = get_hub()
-
-        async def sources_of(name: str) -> list[Source]:
-            found: list[Source] = await hub.reader.run(sources, name)
-            return found
-
-        decision = await policy.authorize(
-            self.scope.get("user"), channel, command.filter, token=command.token, sources=sources_of
-        )
+        decision = await admission.decide(self.scope.get("user"), command, hub.reader)
         if isinstance(decision, policy.Denial):
             await self._fail(decision.code, decision.message, channel, close=close_on_error)
             return
@@ -164,12 +151,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         if channel in self.subs:  # re-subscribing moves the resume point
             await hub.leave(self.subs.pop(channel))
         sink = _Sink(self)
-        sub = Subscription(
-            channel,
-            sink if decision.filter is None else FilteredSink(sink, decision.filter),
-            hub.reader,
-            last_id=command.last_event_id,
-        )
+        sub = admission.subscription(command, decision, sink, hub.reader)
         self.subs[channel] = sub
         await hub.join(sub)  # the subscription announces itself once its starting point is fixed
 
@@ -210,6 +192,11 @@ class EventConsumer(AsyncWebsocketConsumer):
         logger.info("closing a WebSocket that stopped reading (%s)", self.scope.get("client"))
         if self.flow is not None:
             self.flow.close_grace()
+        else:
+            assert self.outbox is not None and self.writer is not None  # connect(): no Flow, an outbox
+            self.outbox.clear()  # it gets only the goodbye, then CLOSE_GRACE to read it
+            grace = conf.get().close_grace
+            self.abort_handle = transport.abort_later(self.outbox.socket, grace, self.writer.stop)
         message = "the connection fell too far behind; reconnect with last_event_id"
         self.close_task = asyncio.ensure_future(self._fail("too_slow", message, close=True))
 
@@ -222,7 +209,7 @@ class EventConsumer(AsyncWebsocketConsumer):
             try:
                 alive = await sessions.still_logged_in(key, user)
             except Exception as exc:  # the database is down: keep serving, check again later
-                logger.warning("session check failed: %s", exc)
+                logger.warning("session check failed: %s", exc or type(exc).__name__)
                 continue
             if not alive and not self.closing:
                 await self._fail("session_ended", "the session has ended; log in again", close=True)
@@ -245,7 +232,9 @@ class _Sink:
         ``MAX_SEND_BUFFER`` unsent bytes the client is closed with ``too_slow`` / 4408. The
         buffer is only measured when the socket did not take a frame at once."""
         consumer = self.consumer
-        raw = fastsend.writer(consumer.base_send, limit=conf.get().max_send_buffer, on_slow=consumer.too_slow)
+        if consumer.flow is None:
+            return None
+        raw = fastsend.writer(consumer.protocol, limit=conf.get().max_send_buffer, on_slow=consumer.too_slow)
         if raw is None:
             return None
 
@@ -258,18 +247,25 @@ class _Sink:
         consumer = self.consumer
         if consumer.closing:
             return
-        flow = consumer.flow
-        if flow is None:
-            await consumer.send(text_data=frame)
-            return
+        flow, outbox = consumer.flow, consumer.outbox
         if replay:
-            await flow.writable()  # replaying: go at the client's pace (live events wait in the subscription)
+            # replaying: go at the client's pace (live events wait in the subscription)
+            if flow is not None:
+                await flow.writable()
+            else:
+                assert outbox is not None  # connect(): a connection without a Flow has an outbox
+                await outbox.room()
             if consumer.closing:
                 return
-        if flow.pending() > conf.get().max_send_buffer:  # the backlog before this frame
-            consumer.too_slow()
+        if flow is not None:
+            if flow.pending() > conf.get().max_send_buffer:  # the backlog before this frame
+                consumer.too_slow()
+                return
+            await consumer.send(text_data=frame)
             return
-        await consumer.send(text_data=frame)
+        assert outbox is not None
+        if not outbox.offer({"type": "websocket.send", "text": frame}, len(frame)):
+            consumer.too_slow()
 
     async def send_control(self, frame: str) -> None:
         if not self.consumer.closing:

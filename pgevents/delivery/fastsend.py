@@ -6,11 +6,11 @@ a process at a few thousand deliveries per second. An event's WebSocket frame is
 bytes for every client (server frames are not masked), so it is built once
 (:func:`text_frame`) and written to each socket's transport as is.
 
-:func:`writer` finds daphne's protocol behind an ASGI ``send`` callable (through channels'
-session/cookie wrappers, which do nothing for ``websocket.send``). When the server is not
-daphne or anything looks different from what is expected, it returns ``None`` and frames go
-through ASGI as before. Writes go through the same transport as daphne's own sends, so
-control messages and events keep their order.
+:func:`writer` takes daphne's protocol (found once per connection by
+``pgevents.delivery.transport``). When the server is not daphne or anything looks different
+from what is expected, it returns ``None`` and frames go through ASGI as before. Writes go
+through the same transport as daphne's own sends, so control messages and events keep
+their order.
 
 When the transport is a plain TCP connection whose output buffer is empty (the usual case),
 the frame goes straight to the socket: one ``send()`` system call, instead of registering
@@ -24,9 +24,10 @@ anyone else.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
+
+from pgevents.delivery.transport import TwistedSocket
 
 #: ``(data) -> bool``: False when the socket is no longer open (the frame is dropped).
 Writer = Callable[[bytes], bool]
@@ -45,22 +46,9 @@ def text_frame(text: str) -> bytes:
     return head + payload
 
 
-def _daphne_protocol(send: Any) -> Any:
-    for _ in range(8):  # a few middleware layers at most
-        if isinstance(send, functools.partial):
-            if getattr(send.func, "__name__", "") == "handle_reply" and len(send.args) == 1:
-                return send.args[0]
-            return None
-        owner = getattr(send, "__self__", None)
-        send = getattr(owner, "real_send", None)  # channels' InstanceSessionWrapper / cookie wrapper
-        if send is None:
-            return None
-    return None
-
-
 def _buffered(transport: Any) -> int:
     """Bytes a twisted transport holds that the socket has not taken yet."""
-    return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
+    return TwistedSocket(transport).pending()
 
 
 def _plain_tcp(transport: Any) -> bool:
@@ -75,15 +63,14 @@ def _plain_tcp(transport: Any) -> bool:
     )
 
 
-def writer(send: Any, *, limit: int, on_slow: Callable[[], None]) -> Writer | None:
-    """A direct writer for the socket behind ``send``, or None to keep using ASGI.
+def writer(protocol: Any, *, limit: int, on_slow: Callable[[], None]) -> Writer | None:
+    """A direct writer for daphne's WebSocket ``protocol``, or None to keep using ASGI.
 
     Only plain TCP transports get one (anything else, TLS included, goes through ASGI and its
     own flow control). The buffer is measured only when the socket did not take a frame at
     once: past ``limit`` bytes the frame is dropped and ``on_slow()`` decides (pgevents closes
     with ``too_slow``/4408; the client resumes from its last id).
     """
-    protocol = _daphne_protocol(send)
     if protocol is None or not all(hasattr(protocol, a) for a in ("transport", "state", "STATE_OPEN", "send_queue")):
         return None
     if not _plain_tcp(protocol.transport):

@@ -1,32 +1,29 @@
-"""Backpressure for daphne WebSockets: how much a socket has not written yet.
+"""Backpressure under daphne: when a connection's Twisted buffer is full, and when it drained.
 
-ASGI's ``send`` never waits: daphne hands each frame to Twisted, which buffers it in memory
-until the kernel takes it. A client that stops reading would make that buffer grow without
-bound. The consumer's ``send`` callable is daphne's ``partial(server.handle_reply, protocol)``,
-(kept in the scope by ``routing.ServerSendMiddleware``, outside the session middleware that
-wraps it), so the protocol and its Twisted transport can be reached. ``Flow`` becomes the
+daphne's ``send`` never waits: it hands each frame (or SSE chunk) to Twisted, which buffers
+it in memory until the kernel takes it. A client that stops reading would make that buffer
+grow without bound. ``pgevents.delivery.transport`` finds daphne's protocol (a WebSocket or
+an HTTP request) behind ``send``, and with it the Twisted transport. ``Flow`` becomes the
 transport's streaming producer, so Twisted tells it when the buffer passes its high-water
 mark (``pauseProducing``) and when it has been written out (``resumeProducing``). The
 transport already has a producer after the HTTP upgrade (daphne's HTTP channel, which stops
 reading from a socket whose writes are stuck): ``Flow`` passes every call on to it, so that
 behaviour is unchanged.
 
-Under another ASGI server ``Flow.attach`` returns None and pgevents does without: a slow
-client is then bounded only by that server.
+Under another ASGI server there is no Flow: its ``send`` itself waits while the buffer is
+full (see ``outbox``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from pgevents import conf
+from pgevents.delivery.transport import TwistedSocket
 
-#: Time a client closed for not reading gets to read what is queued and the close frame,
-#: before the TCP connection is dropped (autobahn's default is 1 second).
-CLOSE_GRACE = 30.0
+logger = logging.getLogger(__name__)
 
 
 class Flow:
@@ -40,11 +37,10 @@ class Flow:
         self.previous: Any = None
 
     @classmethod
-    def attach(cls, send: Any) -> Flow | None:
-        """A Flow for the socket behind daphne's ``send``; None if it is not daphne's."""
-        if not isinstance(send, functools.partial) or not send.args:
+    def attach(cls, protocol: Any) -> Flow | None:
+        """A Flow for daphne's ``protocol`` (see ``transport.daphne_protocol``); None without one."""
+        if protocol is None:
             return None
-        protocol = send.args[0]
         transport = getattr(protocol, "transport", None)
         if transport is None or not hasattr(transport, "registerProducer") or not hasattr(transport, "dataBuffer"):
             return None
@@ -61,17 +57,20 @@ class Flow:
 
     def pending(self) -> int:
         """Bytes handed to the transport and not yet accepted by the kernel."""
-        t = self.transport
-        return int(len(t.dataBuffer) - t.offset + t._tempDataLen)
+        return TwistedSocket(self.transport).pending()
 
     async def writable(self) -> None:
         """Wait until the transport has written its buffer out (or the socket is gone)."""
         await self._writable.wait()
 
+    def release(self) -> None:
+        """Stop waiting for the buffer to drain (a client being cut off gets its goodbye)."""
+        self._writable.set()
+
     def close_grace(self) -> None:
         """Give a client being closed time to read the close frame behind its backlog."""
         if hasattr(self.protocol, "closeHandshakeTimeout"):
-            self.protocol.closeHandshakeTimeout = max(self.protocol.closeHandshakeTimeout, CLOSE_GRACE)
+            self.protocol.closeHandshakeTimeout = max(self.protocol.closeHandshakeTimeout, conf.get().close_grace)
 
     def detach(self) -> None:
         self._writable.set()

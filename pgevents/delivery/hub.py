@@ -158,8 +158,15 @@ class Hub:
         subs = self.subscriptions.get(message.get("channel", ""))
         if not subs:
             return
-        events = unpack(message)
-        wires = [text_frame(event["frame"]) for event in events]  # framed once, written to every socket
+        try:
+            events = unpack(message)
+            wires = [text_frame(event["frame"]) for event in events]  # framed once, written to every socket
+        except Exception as exc:  # not what the listener publishes: skip it, keep receiving
+            metrics.DROPPED.labels("malformed").inc()
+            logger.warning("skipped a malformed channel-layer message on %r: %r", message.get("channel"), exc)
+            return
+        if not events:
+            return
         # A run of consecutive durable events goes to each socket in one write (one system call).
         run = b"".join(wires) if len(events) > 1 and _consecutive(events) else None
         sent = 0
@@ -168,14 +175,18 @@ class Hub:
                 if run is not None and sub.offer_run_nowait(events[0], events[-1], run):
                     sent += len(events)
                     continue
-                for event, wire in zip(events, wires, strict=True):
+            except Exception:
+                logger.exception("delivery to a subscriber of %r failed", sub.channel)
+                continue
+            for event, wire in zip(events, wires, strict=True):
+                try:  # one event failing for one subscriber holds up nothing else of the batch
                     done = sub.offer_nowait(event, wire)
                     if done == NOT_HANDLED:
                         await sub.offer(event)  # counts its own deliveries
                     else:
                         sent += done
-            except Exception:
-                logger.exception("delivery to a subscriber of %r failed", sub.channel)
+                except Exception:
+                    logger.exception("delivery of event %s to a subscriber of %r failed", event["id"], sub.channel)
         metrics.DELIVERED.inc(sent)
         self.delivered += sent
 

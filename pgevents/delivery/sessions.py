@@ -6,11 +6,14 @@ deleted), expiry and a password change (the session hash no longer matches) all 
 
 from __future__ import annotations
 
+import asyncio
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 
 from channels.db import database_sync_to_async
+
+from pgevents import conf
 
 
 def _user_pk(session_key: str) -> Any:
@@ -23,8 +26,9 @@ def _user_pk(session_key: str) -> Any:
 
 
 async def still_logged_in(session_key: str | None, user: Any) -> bool:
-    """Whether ``session_key`` still logs in ``user`` (False for a missing key)."""
+    """Whether ``session_key`` still logs in ``user`` (False for a missing key). Raises
+    ``TimeoutError`` when the session store does not answer within ``QUERY_TIMEOUT``."""
     if not session_key:
         return False
-    pk = await database_sync_to_async(_user_pk)(session_key)
+    pk = await asyncio.wait_for(database_sync_to_async(_user_pk)(session_key), conf.get().query_timeout)
     return pk is not None and pk == user.pk

@@ -1,84 +1,107 @@
 """Server-Sent Events: the same subscription semantics over plain HTTP.
 
 Every event carries ``id:``; the standard ``Last-Event-ID`` header (or ``?last_event_id=``)
-resumes. Each stream has a bounded queue: a client that cannot keep up is disconnected
-and resumes from the log, rather than holding memory on the server.
+resumes. A stream holds at most ``MAX_SEND_BUFFER`` bytes for its client, counting what the
+server's socket still holds (``transport``; under daphne that needs
+``routing.ServerSendMiddleware`` around the HTTP application): a client that stops reading
+gets a ``too_slow`` error as an ``event: control``, the stream ends, and the browser's
+EventSource resumes with ``Last-Event-ID``, losing nothing. If it does not even read that
+within ``CLOSE_GRACE``, its connection is dropped. Replays go at the client's pace.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 
-from pgevents import conf, policy
-from pgevents.core.protocol import ProtocolError, channel_of, parse_filter, parse_last_event_id, parse_token
-from pgevents.delivery import sessions
-from pgevents.delivery.gate import FilteredSink
+from pgevents import conf, metrics, policy
+from pgevents.core.envelope import control
+from pgevents.core.protocol import ProtocolError, parse_query
+from pgevents.delivery import admission, sessions, transport
+from pgevents.delivery.flow import Flow
+from pgevents.delivery.outbox import Outbox
 from pgevents.delivery.runtime import get_hub
-from pgevents.delivery.subscription import Sink, Subscription
-from pgevents.store.columns import Source, sources
 
-QUEUE_LIMIT = 1000
+logger = logging.getLogger(__name__)
+
 KEEPALIVE = 15.0
 _CLOSE = object()
-SESSION_ENDED = '{"type":"error","code":"session_ended","message":"the session has ended; log in again"}'
+SESSION_ENDED = control("error", code="session_ended", message="the session has ended; log in again")
+TOO_SLOW = control("error", code="too_slow", message="the stream fell too far behind; reconnect with Last-Event-ID")
+STATUS = {"unknown_channel": 404, "forbidden": 403, "unavailable": 503}
 
 
-class _QueueSink:
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[object] = asyncio.Queue()
+def _control_chunk(frame: str) -> str:
+    return f"event: control\ndata: {frame}\n\n"
+
+
+class _StreamSink:
+    """A subscription's sink for one stream: chunks wait in a bounded outbox."""
+
+    def __init__(self, outbox: Outbox, flow: Flow | None, client: Any) -> None:
+        self.outbox = outbox
+        self.flow = flow
+        self.client = client
+        self.slow = False
 
     def _put(self, chunk: str) -> None:
-        if self.queue.qsize() >= QUEUE_LIMIT:
-            self.queue.put_nowait(_CLOSE)  # too slow: end the stream, the client resumes
-        else:
-            self.queue.put_nowait(chunk)
+        if not self.slow and not self.outbox.offer(chunk, len(chunk)):
+            self.cut_off()
+
+    def cut_off(self) -> None:
+        """The client stopped reading: drop its backlog, queue the resume hint, end."""
+        self.slow = True
+        metrics.SLOW_CLIENTS.inc()
+        logger.info("ending an SSE stream that stopped reading (%s)", self.client)
+        self.outbox.clear()
+        self.outbox.put(_control_chunk(TOO_SLOW))
+        self.outbox.put(_CLOSE)
+        if self.flow is not None:
+            self.flow.release()  # write the hint now, behind what the socket already holds
+        transport.abort_later(self.outbox.socket, conf.get().close_grace)
 
     async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
+        if replay:
+            await self.outbox.room()  # replaying: at the client's pace
         self._put((f"id: {id}\n" if id is not None else "") + f"data: {frame}\n\n")
 
     async def send_control(self, frame: str) -> None:
-        self._put(f"event: control\ndata: {frame}\n\n")
+        self._put(_control_chunk(frame))
 
 
 async def _session_alive(session_key: str | None, user: object) -> bool:
     try:
         return await sessions.still_logged_in(session_key, user)
-    except Exception:  # the database is down: keep serving, check again later
+    except Exception:  # the database is down or slow: keep serving, check again later
         return True
+
+
+def _error(code: str, message: str, status: int) -> JsonResponse:
+    return JsonResponse({"type": "error", "code": code, "message": message}, status=status)
 
 
 async def sse(request: HttpRequest, channel: str) -> HttpResponseBase:
     """``GET /pgevents/sse/<channel>/`` → ``text/event-stream``."""
     try:
-        name = channel_of(channel)
-        last = parse_last_event_id(request.headers.get("Last-Event-ID") or request.GET.get("last_event_id"))
-        try:
-            raw = request.GET.get("filter")
-            flt = parse_filter(None if raw is None else json.loads(raw))
-        except ValueError:
-            raise ProtocolError("bad_request", "filter must be JSON") from None
-        token = parse_token(request.GET.get("token"))
+        command = parse_query(channel, request.META.get("QUERY_STRING", ""), request.headers.get("Last-Event-ID"))
     except ProtocolError as exc:
-        return JsonResponse({"type": "error", "code": exc.code, "message": exc.message}, status=400)
+        return _error(exc.code, exc.message, 400)
     user = await request.auser()
     hub = get_hub()
-
-    async def sources_of(name: str) -> list[Source]:
-        found: list[Source] = await hub.reader.run(sources, name)
-        return found
-
-    decision = await policy.authorize(user, name, flt, token=token, sources=sources_of)
+    decision = await admission.decide(user, command, hub.reader)
     if isinstance(decision, policy.Denial):
-        status = {"unknown_channel": 404, "forbidden": 403, "unavailable": 503}.get(decision.code, 400)
-        return JsonResponse({"type": "error", "code": decision.code, "message": decision.message}, status=status)
+        return _error(decision.code, decision.message, STATUS.get(decision.code, 400))
 
-    sink = _QueueSink()
-    gated: Sink = sink if decision.filter is None else FilteredSink(sink, decision.filter)
-    sub = Subscription(name, gated, hub.reader, last_id=last)
+    server_send = getattr(request, "scope", {}).get(transport.SERVER_SEND)
+    protocol = transport.daphne_protocol(server_send)
+    flow = Flow.attach(protocol)
+    outbox = Outbox(conf.get().max_send_buffer, transport.find(server_send))
+    sink = _StreamSink(outbox, flow, request.META.get("REMOTE_ADDR"))
+    sub = admission.subscription(command, decision, sink, hub.reader)
 
     # A logged-in stream ends when its session does (logout, expiry), like a WebSocket.
     interval = conf.get().session_check_interval if user.is_authenticated else 0
@@ -92,15 +115,17 @@ async def sse(request: HttpRequest, channel: str) -> HttpResponseBase:
         quiet_since = loop.time()
         try:
             while True:
+                if flow is not None:
+                    await flow.writable()  # daphne: hand over no more than the socket takes
                 wait = KEEPALIVE if not interval else max(0.0, min(KEEPALIVE, check_at - loop.time()))
                 try:
-                    item = await asyncio.wait_for(sink.queue.get(), wait)
+                    item = await asyncio.wait_for(outbox.get(), wait)
                 except TimeoutError:
                     item = None
                 if interval and loop.time() >= check_at:
                     check_at = loop.time() + interval
                     if not await _session_alive(session_key, user):
-                        yield f"event: control\ndata: {SESSION_ENDED}\n\n"
+                        yield _control_chunk(SESSION_ENDED)
                         return
                 if item is _CLOSE:
                     return
@@ -112,6 +137,8 @@ async def sse(request: HttpRequest, channel: str) -> HttpResponseBase:
                     yield ": keep-alive\n\n"
         finally:
             await hub.leave(sub)
+            if flow is not None:
+                flow.detach()
 
     response = StreamingHttpResponse(stream(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

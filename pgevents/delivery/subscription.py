@@ -162,7 +162,12 @@ class Subscription:
         return True
 
     async def _catch_up(self) -> None:
-        """The only task that reads the log for this subscription; ends live."""
+        """The only task that reads the log for this subscription; ends live.
+
+        When the log cannot be read (the database is down or does not answer within
+        ``QUERY_TIMEOUT``), the client is told once per outage, at its first failed attempt
+        (``error`` ``unavailable`` with ``retrying: true``: the subscription stays and
+        catches up by itself), and the attempts go on with ``Backoff``."""
         backoff = Backoff(cap=conf.get().max_backoff)
         while not self.closed:
             try:
@@ -173,8 +178,15 @@ class Subscription:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                first = backoff.attempts == 0
                 delay = backoff.next()
-                logger.warning("catch-up on %r failed (%s); retrying in %.2fs", self.channel, exc, delay)
+                reason = str(exc) or type(exc).__name__
+                logger.warning("catch-up on %r failed (%s); retrying in %.2fs", self.channel, reason, delay)
+                if first:
+                    message = "the event log cannot be read right now; retrying"
+                    await self.sink.send_control(
+                        control("error", code="unavailable", channel=self.channel, retrying=True, message=message)
+                    )
                 await asyncio.sleep(delay)
 
     async def _announce(self) -> None:

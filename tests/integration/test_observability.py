@@ -62,15 +62,15 @@ def test_runlisten_health_and_metrics(isolated_db: str, iso_pg: psycopg.Connecti
     ports = free_port(), free_port()
     logs = ROOT / ".pgevents" / "test-logs"
 
-    def start(port: int) -> Process:
+    def start(port: int, **extra: str) -> Process:
         args = [sys.executable, "manage.py", "runlisten", "--health-port", str(port)]
-        return Process(f"runlisten-health-{port}", args, env, logs)
+        return Process(f"runlisten-health-{port}", args, {**env, **extra}, logs)
 
     procs = [start(ports[0])]
     try:
         active = procs[0]
         wait_until(lambda: "listener active" in active.output(), 30, what="active listener")
-        procs.append(start(ports[1]))
+        procs.append(start(ports[1], PGEVENTS_METRICS_IPS="10.9.9.9"))  # an allow-list without us
         standby = procs[1]
         wait_until(lambda: "standing by" in standby.output(), 30, what="standby listener")
         wait_until(lambda: "/health" in standby.output(), 30, what="health server")
@@ -95,7 +95,9 @@ def test_runlisten_health_and_metrics(isolated_db: str, iso_pg: psycopg.Connecti
         )
         after = get(f"http://127.0.0.1:{ports[0]}/metrics")[1]
         assert sample(after, "pgevents_notifications_received_total", 'kind="wakeup"') >= 1
-        assert sample(get(f"http://127.0.0.1:{ports[1]}/metrics")[1], "pgevents_listener_active") == 0
+        # /metrics names channels: only METRICS_IPS may read it; /health stays open to probes.
+        assert get(f"http://127.0.0.1:{ports[1]}/metrics")[0] == 403
+        assert get(f"http://127.0.0.1:{ports[1]}/health")[0] == 200
     finally:
         for proc in procs:
             proc.stop()

@@ -58,8 +58,9 @@ def test_checks_are_registered() -> None:
         ({"PGEVENTS": {**GOOD, "AUTHORIZE": "pgevents.policy.nobody_wrote_this"}}, "pgevents.E006"),
         ({"PGEVENTS": {**GOOD, "AUTHORIZE": "pgevents.conf.DEFAULT_SENSITIVE"}}, "pgevents.E006"),
         ({"PGEVENTS": {}}, "pgevents.W001"),
-        ({"ALLOWED_HOSTS": ["*"]}, "pgevents.W002"),
+        ({"PGEVENTS": {**GOOD, "ALLOWED_ORIGINS": ["*"]}}, "pgevents.W002"),
         ({"ASGI_APPLICATION": "tests.asgi_without_origin_check.application"}, "pgevents.W003"),
+        ({"ASGI_APPLICATION": "tests.asgi_without_origin_check.application"}, "pgevents.W006"),
     ],
 )
 def test_each_check_fires(overrides: dict[str, Any], expected: str) -> None:
@@ -74,7 +75,8 @@ def test_each_check_fires(overrides: dict[str, Any], expected: str) -> None:
         {"PGEVENTS": {"CHANNELS": ["people", "audit.*"], "NOTIFY_CHANNELS": ["people", "audit.x"]}},  # E005, W007
         {"PGEVENTS": {**GOOD, "AUTHORIZE": "pgevents.policy.require_login"}},  # E006
         {"ALLOWED_HOSTS": ["example.com", ".example.org"]},  # W002
-        {"ASGI_APPLICATION": "demo_project.asgi.application"},  # W003: websocket_application() checks origins
+        {"ALLOWED_HOSTS": ["*"]},  # W002: the default origin check is same-origin, whatever the hosts
+        {"ASGI_APPLICATION": "demo_project.asgi.application"},  # W003, W006: the demo uses both helpers
     ],
 )
 def test_checks_are_silent_when_all_is_well(overrides: dict[str, Any]) -> None:
@@ -82,7 +84,7 @@ def test_checks_are_silent_when_all_is_well(overrides: dict[str, Any]) -> None:
 
 
 def test_messages_have_hints() -> None:
-    with override_settings(PGEVENTS={**GOOD, "NOTIFY_CHANNELS": ["a*"]}, CHANNEL_LAYERS={}, ALLOWED_HOSTS=["*"]):
+    with override_settings(PGEVENTS={**GOOD, "NOTIFY_CHANNELS": ["a*"], "ALLOWED_ORIGINS": ["*"]}, CHANNEL_LAYERS={}):
         found = [*pgchecks.check_settings(), *pgchecks.check_origins()]
     assert {m.id for m in found} == {"pgevents.E002", "pgevents.E005", "pgevents.W002"}
     assert all(m.hint for m in found)

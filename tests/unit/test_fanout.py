@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from channels.layers import InMemoryChannelLayer
 
 from pgevents.core import batch
-from pgevents.core.envelope import layer_message
+from pgevents.core.envelope import Event, layer_message
+from pgevents.delivery import transport
 from pgevents.delivery.fastsend import text_frame, writer
+from pgevents.delivery.hub import Hub
+from pgevents.store.memory import MemoryLog
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
@@ -52,4 +58,42 @@ def test_no_direct_writer_outside_daphne() -> None:
     async def send(message: object) -> None:
         pass
 
-    assert writer(send, limit=1024, on_slow=lambda: None) is None
+    assert transport.daphne_protocol(send) is None and transport.find(send) is None
+    assert writer(transport.daphne_protocol(send), limit=1024, on_slow=lambda: None) is None
+
+
+class Taker:
+    """A subscription stand-in that takes every event it is offered."""
+
+    channel = "a"
+
+    def __init__(self) -> None:
+        self.got: list[object] = []
+
+    def offer_run_nowait(self, first: Event, last: Event, wire: bytes) -> bool:
+        return False
+
+    def offer_nowait(self, event: Event, wire: bytes) -> int:
+        if event["id"] == 13:
+            raise RuntimeError("this one fails")
+        self.got.append(event["id"])
+        return 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": batch.BATCH_TYPE, "channel": "a", "events": [[1, None]]},
+        {"type": batch.BATCH_TYPE, "channel": "a", "events": None},
+        {"type": batch.BATCH_TYPE, "channel": "a", "events": [[1, None, 5]]},
+        {"type": "pgevents.event", "channel": "a"},
+    ],
+)
+def test_malformed_layer_messages_are_skipped_and_one_failing_event_stops_nothing(bad: dict[str, object]) -> None:
+    hub = Hub(InMemoryChannelLayer(), MemoryLog())
+    taker = Taker()
+    hub.subscriptions["a"] = {taker}  # type: ignore[arg-type]
+    good = batch.batches([layer_message("a", "f", i, None) for i in (12, 13, 14)])[0]
+    asyncio.run(hub._dispatch(bad))
+    asyncio.run(hub._dispatch(good))
+    assert taker.got == [12, 14]

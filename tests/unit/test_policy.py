@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -40,11 +41,22 @@ def test_unlisted_channels_are_unknown_whatever_the_hook() -> None:
 
 
 def test_failing_or_missing_hooks_refuse(caplog: pytest.LogCaptureFixture) -> None:
-    assert code(decide({"AUTHORIZE": "tests.hooks.broken"})) == "forbidden"
+    logger = logging.getLogger("pgevents")  # it does not propagate (see the demo's LOGGING)
+    logger.addHandler(caplog.handler)
+    try:
+        assert code(decide({"AUTHORIZE": "tests.hooks.broken"})) == "forbidden"
+    finally:
+        logger.removeHandler(caplog.handler)
     assert "bug in a hook" in caplog.text
     assert code(decide({"ROW_POLICY": "tests.hooks.broken"})) == "forbidden"
     assert code(decide({"ROW_POLICY": "tests.hooks.bad_filter"})) == "forbidden"
     assert code(decide({"AUTHORIZE": {"d": "pgevents.policy.allow_all"}})) == "forbidden"  # no pattern matched
+
+
+def test_hooks_that_do_not_answer_in_time_are_unavailable_not_forbidden() -> None:
+    """A hung hook must not hold the subscription request: the client may try again."""
+    assert code(decide({"AUTHORIZE": "tests.hooks.hangs", "QUERY_TIMEOUT": 0.05})) == "unavailable"
+    assert code(decide({"ROW_POLICY": "tests.hooks.hangs", "QUERY_TIMEOUT": 0.05})) == "unavailable"
 
 
 def test_authorize_dict_first_match_and_async_hooks() -> None:

@@ -196,9 +196,9 @@ def test_plain_notifications_pass_without_ids() -> None:
 
 
 class FlakyLog(MemoryLog):
-    def __init__(self) -> None:
+    def __init__(self, failures: int = 1) -> None:
         super().__init__()
-        self.failures = 1
+        self.failures = failures
 
     async def head(self, channel: str) -> int:
         if self.failures:
@@ -207,15 +207,17 @@ class FlakyLog(MemoryLog):
         return await super().head(channel)
 
 
-def test_a_failed_catch_up_is_retried() -> None:
+def test_a_failed_catch_up_is_retried_and_the_client_told_once() -> None:
     async def body(log: MemoryLog, sink: RecordingSink) -> None:
         sub = Subscription(C, sink, log)
         sub.start()
-        assert (await sink.next())["type"] == "subscribed"
+        notice = await sink.next()
+        assert (notice["type"], notice["code"], notice["retrying"]) == ("error", "unavailable", True)
+        assert (await sink.next())["type"] == "subscribed"  # two failures, one notice
         assert log.failures == 0  # type: ignore[attr-defined]
         sub.close()
 
-    asyncio.run(body(FlakyLog(), RecordingSink()))
+    asyncio.run(body(FlakyLog(failures=2), RecordingSink()))
 
 
 def test_direct_writes_dedupe_and_hand_gaps_back() -> None:
