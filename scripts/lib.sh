@@ -20,21 +20,64 @@ find_python() {
   return 1
 }
 
+# ensure_venv [REQUIREMENTS [PIN...]]: $VENV with REQUIREMENTS (default requirements.txt)
+# installed, each PIN (e.g. Django==4.2.30) replacing the pin of the same package; re-installs
+# only when something changed. The demo installs the runtime; scripts/test requirements-test.txt.
 ensure_venv() {
+  local reqs="${1:-requirements.txt}"
+  shift || true
   if [ ! -x "$PYBIN" ]; then
     local py
     py="$(find_python)" || die "Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)."
     say "creating virtualenv in $VENV ($("$py" --version))"
     "$py" -m venv "$VENV" || die "could not create a virtualenv (Debian: apt-get install python3-venv)."
   fi
-  local want have
-  want="$(sha256sum "$ROOT/requirements.txt" | cut -c1-64)"
-  have="$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)"
+  local stamp="$VENV/.pgevents-$(basename "$reqs").sha256" want have
+  want="$( (cat "$ROOT/requirements.txt" "$ROOT/$reqs"; echo "$*") | sha256sum | cut -c1-64)"
+  have="$(cat "$stamp" 2>/dev/null || true)"
   if [ "$want" != "$have" ]; then
-    say "installing pinned packages (requirements.txt)"
-    "$PYBIN" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements.txt" ||
+    say "installing pinned packages ($reqs${*:+ with $*}) into $VENV"
+    local file="$ROOT/$reqs" pin
+    if [ $# -gt 0 ]; then  # the requirements with their -r includes inlined, then the pins applied
+      file="$VENV/pgevents-requirements.txt"
+      sed -n 's/^-r *//p' "$ROOT/$reqs" | while read -r inc; do cat "$ROOT/$inc"; done > "$file"
+      grep -v '^-r' "$ROOT/$reqs" >> "$file"
+      for pin in "$@"; do
+        sed -i "s/^${pin%%==*}==.*/$pin/I" "$file"
+      done
+    fi
+    "$PYBIN" -m pip install --quiet --disable-pip-version-check -r "$file" ||
       die "pip install failed; see the output above."
-    echo "$want" > "$VENV/.requirements.sha256"
+    echo "$want" > "$stamp"
+  fi
+}
+
+# Services this script started, stopped again by stop_started_services (on exit). Servers that
+# were already running are never stopped.
+STARTED_PG_CLUSTERS=()
+STARTED_REDIS_PIDFILE=""
+STARTED_EMBEDDED_PGDATA=""
+
+stop_started_services() {
+  local cluster
+  if [ -n "$STARTED_REDIS_PIDFILE" ] && [ -f "$STARTED_REDIS_PIDFILE" ]; then
+    say "stopping the redis-server this script started (pid $(cat "$STARTED_REDIS_PIDFILE"))"
+    kill "$(cat "$STARTED_REDIS_PIDFILE")" 2>/dev/null || true
+    STARTED_REDIS_PIDFILE=""
+  fi
+  if [ -n "$STARTED_EMBEDDED_PGDATA" ]; then
+    say "stopping the embedded PostgreSQL ($STARTED_EMBEDDED_PGDATA)"
+    "$PYBIN" -m demo_project.embedded_pg stop "$STARTED_EMBEDDED_PGDATA" >/dev/null 2>&1 || true
+    STARTED_EMBEDDED_PGDATA=""
+  fi
+  for cluster in "${STARTED_PG_CLUSTERS[@]}"; do
+    say "stopping PostgreSQL $cluster (started by this script)"
+    pg_ctlcluster --skip-systemctl-redirect $cluster stop 2>/dev/null || pg_ctlcluster $cluster stop 2>/dev/null || true
+  done
+  STARTED_PG_CLUSTERS=()
+  if [ -n "${STARTED_PGDATA:-}" ]; then
+    pg_ctl -D "$STARTED_PGDATA" stop >/dev/null 2>&1 || true
+    STARTED_PGDATA=""
   fi
 }
 
@@ -51,12 +94,14 @@ start_local_postgres() {
     local version
     for version in $(ls /etc/postgresql 2>/dev/null); do
       say "starting PostgreSQL $version (cluster main)"
-      pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null ||
-        pg_ctlcluster "$version" main start 2>/dev/null || true
+      if pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null ||
+        pg_ctlcluster "$version" main start 2>/dev/null; then
+        STARTED_PG_CLUSTERS+=("$version main")
+      fi
     done
   elif command -v pg_ctl >/dev/null 2>&1 && [ -n "${PGDATA:-}" ]; then
     say "starting PostgreSQL in $PGDATA"
-    pg_ctl -D "$PGDATA" -l "$PGDATA/server.log" start >/dev/null 2>&1 || true
+    pg_ctl -D "$PGDATA" -l "$PGDATA/server.log" start >/dev/null 2>&1 && STARTED_PGDATA="$PGDATA"
   else
     return 1
   fi
@@ -87,8 +132,10 @@ PY
     return 0
   fi
   if [ "$mode" = embedded ]; then
-    say "starting an embedded PostgreSQL (pgserver) in .pgevents/pgdata"
-    DATABASE_URL="$("$PYBIN" -m demo_project.embedded_pg "$ROOT/.pgevents/pgdata")" ||
+    local pgdata="${PGEVENTS_PGDATA:-$ROOT/.pgevents/pgdata}"
+    say "starting an embedded PostgreSQL (pgserver) in $pgdata"
+    STARTED_EMBEDDED_PGDATA="$pgdata"
+    DATABASE_URL="$("$PYBIN" -m demo_project.embedded_pg start "$pgdata")" ||
       die "the embedded PostgreSQL (pgserver) did not start."
     export DATABASE_URL
     return 0
@@ -113,12 +160,16 @@ ensure_redis() {
     return 0
   fi
   if [ "$mode" = optional ] && [ "${PGEVENTS_EMBEDDED:-0}" = 1 ]; then return 0; fi
-  local url="redis://127.0.0.1:6379/0"
+  local port="${PGEVENTS_REDIS_PORT:-6379}"
+  local url="redis://127.0.0.1:$port/0"
   if ! redis_reachable "$url" && command -v redis-server >/dev/null 2>&1; then
-    say "starting redis-server on 127.0.0.1:6379"
+    say "starting redis-server on 127.0.0.1:$port"
     mkdir -p "$ROOT/.pgevents"
-    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
-      --dir "$ROOT/.pgevents" --logfile "$ROOT/.pgevents/redis.log" >/dev/null 2>&1 || true
+    local pidfile="$ROOT/.pgevents/redis-$port.pid"
+    if redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+      --pidfile "$pidfile" --dir "$ROOT/.pgevents" --logfile "$ROOT/.pgevents/redis-$port.log" >/dev/null 2>&1; then
+      STARTED_REDIS_PIDFILE="$pidfile"
+    fi
     for _ in $(seq 1 20); do redis_reachable "$url" && break; sleep 0.25; done
   fi
   if redis_reachable "$url"; then
@@ -126,7 +177,7 @@ ensure_redis() {
     return 0
   fi
   [ "$mode" = optional ] && return 0
-  die "Redis is not reachable at 127.0.0.1:6379 and could not be started.
+  die "Redis is not reachable at 127.0.0.1:$port and could not be started.
   Install it (Debian: apt-get install redis-server) or set REDIS_URL=redis://host:port/0"
 }
 

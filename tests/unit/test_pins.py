@@ -14,7 +14,7 @@ PYPROJECT = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml
 
 def _requirements() -> list[Requirement]:
     project = PYPROJECT["project"]
-    listed = [*project["dependencies"], *project["optional-dependencies"]["server"]]
+    listed = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
     return [Requirement(text) for text in listed]
 
 
