@@ -16,7 +16,7 @@ from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
 from pgevents import conf
-from pgevents.core.names import MAX_CHANNEL_BYTES, BadChannel, matches, validate_channel
+from pgevents.core.names import MAX_CHANNEL_BYTES, BadChannel, matches, near_miss, validate_channel
 
 IN_MEMORY = "channels.layers.InMemoryChannelLayer"
 
@@ -139,6 +139,41 @@ def _authorize(current: conf.Settings) -> Iterator[CheckMessage]:
             )
 
 
+@register(Tags.models)
+def check_watch_channels(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A ``Watch`` in a migration whose channel no ``CHANNELS`` entry admits publishes events
+    no client may subscribe to. Read from the migration files, so no database is needed."""
+    current = _settings()
+    if current is None:
+        return []
+    from django.db.migrations.loader import MigrationLoader
+
+    from pgevents.operations import Watch
+
+    try:
+        loader = MigrationLoader(None, ignore_no_migrations=True)
+    except Exception:  # a broken migration is reported by Django's own commands
+        return []
+    found: list[CheckMessage] = []
+    for (app, name), migration in sorted(loader.disk_migrations.items()):
+        for operation in migration.operations:
+            if isinstance(operation, Watch) and not matches(operation.options.channel, current.channels):
+                found.append(
+                    Warning(
+                        f"Migration {app}.{name} watches {operation.table or operation.model} on channel "
+                        f"{operation.options.channel!r}, which no PGEVENTS['CHANNELS'] entry admits: every "
+                        "subscription to it is refused (unknown_channel).",
+                        hint=channel_hint(operation.options.channel, current.channels),
+                        id="pgevents.W005",
+                    )
+                )
+    return found
+
+
+def channel_hint(channel: str, allowed: tuple[str, ...]) -> str:
+    return f"Add {channel!r} (or a pattern matching it) to PGEVENTS['CHANNELS']. {near_miss(channel, allowed)}".strip()
+
+
 @register(Tags.security)
 def check_origins(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """WebSockets are not covered by CSRF or CORS: the Origin check is what stops another site's
@@ -235,7 +270,7 @@ def check_database(app_configs: Any = None, databases: Any = None, **kwargs: Any
     try:
         with connections[alias].cursor() as cursor:
             return [
-                *_watches(cursor, alias),
+                *_watches(cursor, alias, current),
                 *_exposed(cursor, current),
                 *_plain_on_watched(cursor, current),
                 *_stray_listener(cursor, current),
@@ -244,10 +279,20 @@ def check_database(app_configs: Any = None, databases: Any = None, **kwargs: Any
         return []  # not reachable or not migrated yet: nothing to compare with
 
 
-def _watches(cursor: Any, alias: str) -> Iterator[CheckMessage]:
+def _watches(cursor: Any, alias: str, current: conf.Settings) -> Iterator[CheckMessage]:
     from pgevents.setup import sync
 
-    for step in sync.plan(cursor, sync.configured(alias)):
+    watches = sync.configured(alias)
+    for watch in watches:  # migration watches: pgevents.W005, without a database
+        channel = watch.options.channel
+        if watch.source.startswith("admin") and watch.enabled and not matches(channel, current.channels):
+            yield Warning(
+                f"Watch {watch.options.schema}.{watch.table} ({watch.source}) publishes on channel "
+                f"{channel!r}, which no PGEVENTS['CHANNELS'] entry admits: every subscription to it is refused.",
+                hint=channel_hint(channel, current.channels),
+                id="pgevents.W013",
+            )
+    for step in sync.plan(cursor, watches):
         where = f"{step.schema}.{step.table} → {step.channel} ({step.source})"
         if step.action == "error":  # a warning: `migrate` runs database checks and must not be blocked
             yield Warning(
@@ -301,7 +346,7 @@ def _stray_listener(cursor: Any, current: conf.Settings) -> Iterator[CheckMessag
         return
     cursor.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND application_name = 'pgevents-listener'"
+        " AND split_part(application_name, ' ', 1) = 'pgevents-listener'"
     )
     if cursor.fetchone()[0]:
         yield Warning(

@@ -70,6 +70,12 @@ class Settings:
     poll_interval: float = 1.0
     #: Seconds a database round trip may take before the connection is treated as dead.
     query_timeout: float = 10.0
+    #: Seconds between the active listener's heartbeats, which tell every server process (and
+    #: through it every page) that a listener is active and how far behind it is.
+    heartbeat_interval: float = 2.0
+    #: Seconds without a heartbeat, or of listener lag, after which pages are told delivery is
+    #: stalled (``{"type": "pipeline", ...}``); the indicator then stops saying ``live``.
+    stall_timeout: float = 10.0
     #: Longest wait between reconnection attempts (seconds); backoff is jittered up to it.
     max_backoff: float = 10.0
     #: Events positioned and forwarded per sequencer round trip.

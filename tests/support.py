@@ -134,9 +134,9 @@ def base_env(db_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def manage(db_url: str, *args: str) -> str:
-    """``manage.py *args`` in a process of its own on ``db_url``; its output, once it succeeded."""
-    result = subprocess.run(
+def run_manage(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py *args`` in a process of its own on ``db_url``, whatever its exit status."""
+    return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
         env=base_env(db_url),
@@ -144,6 +144,11 @@ def manage(db_url: str, *args: str) -> str:
         text=True,
         timeout=180,
     )
+
+
+def manage(db_url: str, *args: str) -> str:
+    """``manage.py *args`` in a process of its own on ``db_url``; its output, once it succeeded."""
+    result = run_manage(db_url, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

@@ -15,6 +15,10 @@ The internal channel is not trusted: any role that can connect can NOTIFY it. It
 only says where to look (``''`` the log, ``'t'`` the transient table); anything else is
 counted, logged (at most once a minute) and ignored, and no payload is ever decoded.
 
+While active it sends a heartbeat every ``HEARTBEAT_INTERVAL`` to every server process, with
+how long it has been behind (0 when each drain empties the log); pages learn from their
+server when heartbeats stop or the lag grows (see ``pgevents.delivery.pipeline``).
+
 Any database error ends the session; the loop reconnects with jittered backoff and starts
 again at 1. A channel-layer error does the same, so events are re-sent once it is back.
 """
@@ -31,7 +35,7 @@ import psycopg
 
 from pgevents import conf, metrics
 from pgevents.capture import relay
-from pgevents.core import envelope, sql
+from pgevents.core import envelope, identity, sql
 from pgevents.core.backoff import Backoff
 from pgevents.core.names import is_listener_session
 from pgevents.store import db, log
@@ -76,6 +80,7 @@ class Listener:
         name: str = "pgevents-listener",
         coalesce: float = 0.0,
         connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]] | None = None,
+        on_role: Callable[[str, psycopg.AsyncConnection[Any]], None] | None = None,
     ) -> None:
         settings = conf.get()
         self.layer = layer
@@ -92,8 +97,18 @@ class Listener:
         self.coalesce = coalesce
         self._last_drain = 0.0
         self.name = name
+        #: ``host:pid``: named in heartbeats and (with the role) in ``application_name``.
+        self.identity = identity.process()
+        #: Called with ``"active"`` or ``"standby"`` and the session whenever the role is taken.
+        self.on_role = on_role
+        self.heartbeat_interval = settings.heartbeat_interval
+        self._heartbeat_at = float("-inf")
+        #: Since when drains have been returning full batches (the log is not emptied): the lag.
+        self._behind_since: float | None = None
         #: Opens the session's connection (default: ``database``'s, from Django's settings).
-        self.connect = connect or (lambda: db.connect(self.database, self.name))
+        self.connect = connect or (
+            lambda: db.connect(self.database, identity.application_name(self.name, self.identity))
+        )
         self.backoff = Backoff(cap=settings.max_backoff)
         self.active = False
         #: Connected and waiting for the advisory lock (another listener is active).
@@ -165,11 +180,14 @@ class Listener:
             metrics.LISTENER_ACTIVE.set(1)
             self.connected.set()
             logger.info("listener active; LISTEN %s", ", ".join((envelope.INTERNAL_CHANNEL, *self.channels)))
+            self._role("active", conn)
+            self._heartbeat_at = float("-inf")  # say so at once: pages stalled by a fail-over recover
             await self._catch_up(conn)
             self.backoff.reset()
             # Checked as well as cancelled: Python 3.11's wait_for can swallow a cancellation
             # that arrives just as the call it bounds completes.
             while not self._stopping:
+                await self._heartbeat()
                 wake = await self._wait(conn)
                 if wake & WAKE_TRANSIENT:
                     await self._drain_transient(conn)
@@ -179,7 +197,6 @@ class Listener:
                         if delay > 0:
                             await asyncio.sleep(delay)
                     await self._drain(conn)
-                    self._last_drain = time.monotonic()
                 now = time.monotonic()
                 if now - self._last_prune >= self.prune_interval:
                     self._last_prune = now
@@ -218,6 +235,7 @@ class Listener:
             self.standby = True
             if not waiting_logged:
                 await self._log_lock_holder(conn)
+                self._role("standby", conn)
                 waiting_logged = True
             await asyncio.sleep(self.poll_interval)
 
@@ -244,15 +262,30 @@ class Listener:
                 holder[0],
             )
 
+    def _role(self, role: str, conn: psycopg.AsyncConnection[Any]) -> None:
+        if self.on_role is not None:
+            self.on_role(role, conn)
+
+    async def _heartbeat(self) -> None:
+        """At most every ``heartbeat_interval``: "active, this far behind" to every server."""
+        now = time.monotonic()
+        if now - self._heartbeat_at < self.heartbeat_interval:
+            return
+        self._heartbeat_at = now
+        lag = 0.0 if self._behind_since is None else now - self._behind_since
+        await relay.heartbeat(self.layer, self.identity, lag, self.query_timeout)
+
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Re-send what a previous listener may not have forwarded, then drain the log and
         the transient table (non-durable events committed while no listener listened)."""
         self._published = (await self._bounded(log.cursors(conn))).get("published", 0)
+        self._behind_since = time.monotonic()
         while True:
             events = await self._bounded(log.positioned_after(conn, self._published, self.batch_size))
             if not events:
                 break
             await self._forward(events)
+            await self._heartbeat()
         await self._drain(conn)
         await self._drain_transient(conn)
 
@@ -262,7 +295,12 @@ class Listener:
             if events:
                 await self._forward(events)
             if len(events) < self.batch_size:
+                self._behind_since = None
+                self._last_drain = time.monotonic()
                 return
+            if self._behind_since is None:
+                self._behind_since = time.monotonic()
+            await self._heartbeat()  # a long drain still says how far behind it is
 
     async def _drain_transient(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Forward non-durable events; they leave the table as they are read (at most once)."""
@@ -293,11 +331,15 @@ class Listener:
 
     async def _wait(self, conn: psycopg.AsyncConnection[Any]) -> int:
         """Wait for notifications; forward plain ones. Returns what to drain (``WAKE_*`` bits)."""
-        wake = WAKE_LOG  # a timeout doubles as the periodic poll of the log and liveness probe
+        wake: int | None = None
         plain: list[envelope.Event] = []
+        # Wake at least every heartbeat interval; drain on a notification or every poll interval.
+        timeout = max(0.0, min(self.poll_interval + self._last_drain - time.monotonic(), self.heartbeat_interval))
         try:
-            async for note in conn.notifies(timeout=self.poll_interval, stop_after=1):
+            async for note in conn.notifies(timeout=timeout, stop_after=1):
                 wake = self._take(note.channel, note.payload, plain)
+            if wake is None:  # a timeout: the periodic poll of the log (also the liveness probe), when due
+                wake = WAKE_LOG if time.monotonic() - self._last_drain >= self.poll_interval else 0
             async for note in conn.notifies(timeout=0.0):  # whatever else has already arrived
                 wake |= self._take(note.channel, note.payload, plain)
         except UnicodeDecodeError as exc:

@@ -1,10 +1,14 @@
-"""Channel-layer messages: events travel in per-channel batches (pure).
+"""Channel-layer messages: events travel in per-channel batches; heartbeats say a listener is active (pure).
 
 The listener sends one ``pgevents.batch`` message per channel per round trip, holding that
 channel's events in id order; each server process's hub unpacks it. A channel-layer send
 costs a few Redis round trips whatever its size, so batching is what lets one listener keep
 up with a writer at full speed; at low rates a batch holds one event and costs what it did
 before. Batches are capped in bytes so a burst of large rows never becomes one huge message.
+
+The active listener also sends a ``pgevents.heartbeat`` to the control group
+(``core.names.CONTROL_GROUP``) every ``HEARTBEAT_INTERVAL``, with how far behind it is; each
+hub reads it into its process's ``delivery.pipeline.Pipeline``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pgevents.core.envelope import Event
 #: Largest batch (sum of frame lengths); a single larger event still goes, alone.
 BATCH_BYTES = 256 * 1024
 BATCH_TYPE = "pgevents.batch"
+HEARTBEAT_TYPE = "pgevents.heartbeat"
 
 
 def batches(events: Iterable[Event]) -> list[dict[str, Any]]:
@@ -45,3 +50,12 @@ def unpack(message: dict[str, Any]) -> list[Event]:
         {"type": "pgevents.event", "channel": channel, "id": id_, "prev": prev, "frame": frame}
         for id_, prev, frame in message["events"]
     ]
+
+
+def heartbeat(listener: str, lag: float) -> dict[str, Any]:
+    """The message saying ``listener`` (``host:pid``) is active and ``lag`` seconds behind."""
+    return {"type": HEARTBEAT_TYPE, "listener": listener, "lag": round(lag, 3)}
+
+
+def is_heartbeat(message: dict[str, Any]) -> bool:
+    return message.get("type") == HEARTBEAT_TYPE

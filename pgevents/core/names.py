@@ -45,6 +45,11 @@ def matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+#: The channel-layer group of pipeline messages (listener heartbeats) every server process
+#: joins. Channel groups all start with ``pgevents.``, so no channel name can collide with it.
+CONTROL_GROUP = "pgevents-control"
+
+
 def group_name(channel: str) -> str:
     """The channel-layer group for ``channel``.
 
@@ -59,3 +64,12 @@ def group_name(channel: str) -> str:
 def is_listener_session(application_name: str) -> bool:
     """Whether a database session with this ``application_name`` is a pgevents listener."""
     return application_name.split(" ", 1)[0] in LISTENER_SESSIONS
+
+
+def near_miss(channel: str, patterns: tuple[str, ...]) -> str:
+    """Why ``channel`` is not admitted although a pattern looks meant for it (``orders.*`` for
+    ``orders``), as a sentence; empty when nothing looks close."""
+    for pattern in patterns:
+        if pattern.endswith(".*") and pattern[:-2] == channel:
+            return f"{pattern!r} admits {channel + '.something'!r}, not {channel!r} itself."
+    return ""

@@ -76,6 +76,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         self.outbox: Outbox | None = None
         self.writer: Writer | None = None
         self.session_task: asyncio.Task[None] | None = None
+        self.unwatch: Callable[[], None] | None = None
         await self.accept()
         if self.flow is None:
             self.outbox = Outbox(settings.max_send_buffer, transport.find(server_send))
@@ -126,6 +127,9 @@ class EventConsumer(AsyncWebsocketConsumer):
         writer: Writer | None = getattr(self, "writer", None)
         if writer is not None:
             writer.stop()
+        unwatch: Callable[[], None] | None = getattr(self, "unwatch", None)
+        if unwatch is not None:
+            unwatch()
         await self._leave_all()
 
     async def _leave_all(self) -> None:
@@ -154,6 +158,14 @@ class EventConsumer(AsyncWebsocketConsumer):
         sub = admission.subscription(command, decision, sink, hub.reader)
         self.subs[channel] = sub
         await hub.join(sub)  # the subscription announces itself once its starting point is fixed
+        if self.unwatch is None:  # from the first subscription on, the pipeline's changes
+            self.unwatch = hub.pipeline.watch(self._send_pipeline)
+            if hub.pipeline.state != "ok":
+                await self._send_pipeline(hub.pipeline.frame())
+
+    async def _send_pipeline(self, frame: str) -> None:
+        if not self.closing:
+            await self.send(text_data=frame)
 
     async def _unsubscribe(self, channel: str) -> None:
         sub = self.subs.pop(channel, None)

@@ -22,6 +22,8 @@ async def health(request: HttpRequest) -> HttpResponse:
         "status": "ok" if ok else "layer_unavailable",
         "subscriptions": sum(sum(h.count().values()) for h in running),
         "delivered": sum(h.delivered for h in running),
+        # Informative only (a web server without a listener still serves pages): ok, stalled, no_listener.
+        "pipeline": next((h.pipeline.state for h in running if h.pipeline.state != "ok"), "ok"),
     }
     return JsonResponse(body, status=200 if ok else 503)
 

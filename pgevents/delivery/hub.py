@@ -15,8 +15,13 @@ then re-joins and re-syncs at once, since a backoff would only delay the repair.
 memberships are refreshed periodically because channels-redis expires them
 (``group_expiry``).
 
+The hub also joins the control group, where the active listener's heartbeats arrive, and
+hands them to this process's view of the pipeline (``pipeline.Pipeline``), which tells
+connections when no listener is heard from or delivery is stalled.
+
 The hub only fans out: the process's runtime (``pgevents.delivery.runtime``) creates it with
-the log reader its subscriptions share, and runs whatever else the process needs beside it.
+the log reader its subscriptions share and the pipeline, and runs whatever else the process
+needs beside it (the pipeline's watchdog among them).
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ from typing import Any
 
 from pgevents import conf, metrics
 from pgevents.core.backoff import Backoff
-from pgevents.core.batch import unpack
+from pgevents.core.batch import is_heartbeat, unpack
 from pgevents.core.envelope import Event
-from pgevents.core.names import group_name
+from pgevents.core.names import CONTROL_GROUP, group_name
 from pgevents.delivery.fastsend import text_frame
+from pgevents.delivery.pipeline import Pipeline
 from pgevents.delivery.subscription import NOT_HANDLED, Subscription
 from pgevents.store.log import LogReader
 
@@ -47,7 +53,7 @@ class LayerReset(ConnectionError):
 
 
 class Hub:
-    def __init__(self, layer: Any, reader: LogReader) -> None:
+    def __init__(self, layer: Any, reader: LogReader, pipeline: Pipeline | None = None) -> None:
         self.layer = layer
         #: The log the process's subscriptions replay from (one shared connection).
         self.reader = reader
@@ -60,6 +66,8 @@ class Hub:
         self.delivered = 0
         #: False from a channel-layer failure until a message is received again.
         self.layer_ok = True
+        #: This process's view of the listener's heartbeats (its watchdog runs in the runtime).
+        self.pipeline = Pipeline(conf.get().stall_timeout) if pipeline is None else pipeline
 
     # -- membership --------------------------------------------------------------------
     async def join(self, sub: Subscription) -> None:
@@ -106,6 +114,7 @@ class Hub:
             try:
                 if self.channel_name is None:
                     self.channel_name = await self.layer.new_channel("pgevents.hub.")
+                    await self.layer.group_add(CONTROL_GROUP, self.channel_name)
                 if recovering:
                     await self._rejoin()
                 self._ready.set()
@@ -145,6 +154,7 @@ class Hub:
         await asyncio.sleep(seconds)
 
     async def _rejoin(self, resync: bool = True) -> None:
+        await self.layer.group_add(CONTROL_GROUP, self.channel_name)
         for channel in list(self.subscriptions):
             await self.layer.group_add(group_name(channel), self.channel_name)
             self._joined.add(channel)
@@ -155,6 +165,10 @@ class Hub:
                     sub.resync()
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
+        if is_heartbeat(message):
+            self.pipeline.heard(message)
+            await self.pipeline.update(self.layer_ok)
+            return
         subs = self.subscriptions.get(message.get("channel", ""))
         if not subs:
             return

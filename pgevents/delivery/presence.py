@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import Callable
 
 import psycopg
 
+from pgevents.core import identity
 from pgevents.store import presence
 from pgevents.store.db import SharedConnection
 
@@ -31,7 +30,7 @@ class Reporter:
     def __init__(self, counts: Callable[[], dict[str, int]], connection: SharedConnection) -> None:
         self.counts = counts
         self.connection = connection
-        self.process = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.process = f"{identity.process()}:{id(self):x}"
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

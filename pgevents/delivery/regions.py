@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from django.db import connections
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_resolver, get_urlconf, reverse
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
@@ -37,18 +37,45 @@ def current_id(channel: str) -> int:
 
 
 def row_url(row: str) -> str:
-    """A row URL template with ``{key}``: given as such (contains ``/``) or as a URL name."""
+    """A row URL template with ``{key}``: given as such (contains ``/``) or as a URL name.
+
+    Raises ``NoReverseMatch`` naming the problem: no URL has that name, or it does not take
+    exactly one argument (the row's key).
+    """
     if "/" in row:
         if KEY not in row:
             raise ValueError(f"row URL {row!r} has no {KEY} placeholder")
         return row
+    if not url_name_exists(row):
+        raise NoReverseMatch(
+            f"pgevents: row={row!r} names no URL pattern (no path(..., name={row.rpartition(':')[2]!r})"
+            + (f" in namespace {row.rpartition(':')[0]!r}" if ":" in row else "")
+            + "). Give the name of the view that renders one row, or a path with {key}."
+        )
     for probe in _PROBES:
         try:
             url = reverse(row, args=[probe])
         except NoReverseMatch:
             continue
         return url.replace("%7Bkey%7D", KEY).replace(str(probe), KEY)
-    raise ValueError(f"URL name {row!r} does not take one argument (the row's key)")
+    raise NoReverseMatch(
+        f"pgevents: the URL named {row!r} does not take exactly one argument (the row's key), "
+        "as row= needs: e.g. path('orders/row/<int:pk>/', views.order_row, name='order-row')."
+    )
+
+
+def url_name_exists(name: str) -> bool:
+    """Whether some URL pattern is named ``name`` (``namespace:name`` allowed), whatever its arguments."""
+    resolver = get_resolver(get_urlconf())
+    *namespaces, view = name.split(":")
+    for namespace in namespaces:
+        if namespace not in resolver.namespace_dict and namespace in resolver.app_dict:
+            namespace = resolver.app_dict[namespace][0]  # an application namespace: its default instance
+        found = resolver.namespace_dict.get(namespace)
+        if found is None:
+            return False
+        resolver = found[1]
+    return view in resolver.reverse_dict
 
 
 def attributes(

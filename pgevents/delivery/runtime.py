@@ -1,7 +1,7 @@
 """What one server process runs for pgevents: one runtime per event loop (one under daphne).
 
 A runtime holds the process's shared database connection, the log reader over it, the hub
-(fan-out) and the presence reporter, and runs whatever the project wired in with
+(fan-out), the pipeline's watchdog (is a listener heard from?) and the presence reporter, and runs whatever the project wired in with
 ``on_start`` (``apps.ready`` wires the embedded listener this way, so the delivery side
 never imports the capture side). It is created on first use, by the first WebSocket or SSE
 subscription of the loop.
@@ -49,8 +49,9 @@ class Runtime:
         self.tasks: list[asyncio.Task[Any]] = []
 
     def start(self) -> None:
-        """Start the presence reporter and the wired-in work on the running loop."""
+        """Start the presence reporter, the pipeline's watchdog and the wired-in work on the running loop."""
         self.tasks.append(asyncio.ensure_future(self.reporter.run()))
+        self.tasks.append(asyncio.ensure_future(self.hub.pipeline.run(lambda: self.hub.layer_ok)))
         for starter in _starters:
             task = starter(self.layer)
             if task is not None:

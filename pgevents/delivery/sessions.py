@@ -25,6 +25,21 @@ def _user_pk(session_key: str) -> Any:
     return get_user(SimpleNamespace(session=store)).pk  # type: ignore[arg-type]
 
 
+async def request_user(request: Any) -> Any:
+    """The request's user, from async code: ``request.auser()`` on Django 5.0+, and on 4.2
+    the lazy ``request.user`` resolved in a thread (it reads the session and the database)."""
+    auser = getattr(request, "auser", None)
+    if auser is not None:
+        return await auser()
+
+    def resolve() -> Any:
+        user = request.user
+        user.is_authenticated  # noqa: B018  (forces the lazy object while in a thread)
+        return user
+
+    return await database_sync_to_async(resolve)()
+
+
 async def still_logged_in(session_key: str | None, user: Any) -> bool:
     """Whether ``session_key`` still logs in ``user`` (False for a missing key). Raises
     ``TimeoutError`` when the session store does not answer within ``QUERY_TIMEOUT``."""

@@ -90,7 +90,7 @@ async def sse(request: HttpRequest, channel: str) -> HttpResponseBase:
         command = parse_query(channel, request.META.get("QUERY_STRING", ""), request.headers.get("Last-Event-ID"))
     except ProtocolError as exc:
         return _error(exc.code, exc.message, 400)
-    user = await request.auser()
+    user = await sessions.request_user(request)
     hub = get_hub()
     decision = await admission.decide(user, command, hub.reader)
     if isinstance(decision, policy.Denial):
@@ -110,6 +110,9 @@ async def sse(request: HttpRequest, channel: str) -> HttpResponseBase:
     async def stream() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         await hub.join(sub)
+        unwatch = hub.pipeline.watch(sink.send_control)
+        if hub.pipeline.state != "ok":
+            await sink.send_control(hub.pipeline.frame())
         loop = asyncio.get_running_loop()
         check_at = loop.time() + interval
         quiet_since = loop.time()
@@ -136,6 +139,7 @@ async def sse(request: HttpRequest, channel: str) -> HttpResponseBase:
                     quiet_since = loop.time()
                     yield ": keep-alive\n\n"
         finally:
+            unwatch()
             await hub.leave(sub)
             if flow is not None:
                 flow.detach()

@@ -4,8 +4,9 @@ and the admin's status page.
 Everything is read from PostgreSQL, so it works from any host and for every topology:
 listeners are the sessions in ``pg_stat_activity`` whose name starts with
 ``pgevents-listener`` or ``pgevents-embedded`` (``core.names.LISTENER_SESSIONS``; the active
-one holds the advisory lock, the others stand by); server processes report their
-subscriptions in ``pgevents_presence`` (``pgevents.store.presence``).
+one holds the advisory lock, the others stand by), followed by the OS process that runs them,
+``<host>:<pid>`` (``core.identity``); server processes report their subscriptions in
+``pgevents_presence`` (``pgevents.store.presence``) under ``<host>:<pid>:<reporter>``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from django.db import connections
 
 from pgevents import conf
+from pgevents.core.identity import parse_application_name, parse_process
 from pgevents.core.names import LISTENER_SESSIONS
 from pgevents.setup import sync
 from pgevents.store import log, presence
@@ -33,15 +35,29 @@ def listeners(cursor: Any) -> list[dict[str, Any]]:
         " ORDER BY 5 DESC, a.backend_start",
         [key >> 32, key & 0xFFFFFFFF, list(LISTENER_SESSIONS)],
     )
-    return [
-        {"pid": pid, "name": name, "client": client, "since": since, "role": "active" if active else "standby"}
-        for pid, name, client, since, active in cursor.fetchall()
-    ]
+    found = []
+    for backend_pid, application_name, client, since, active in cursor.fetchall():
+        name, host, os_pid = parse_application_name(application_name)
+        found.append(
+            {
+                "role": "active" if active else "standby",
+                "name": name,
+                "host": host,
+                "pid": os_pid,
+                "backend_pid": backend_pid,
+                "client": client,
+                "since": since,
+            }
+        )
+    return found
 
 
 def clients(cursor: Any) -> dict[str, Any]:
     """Subscriptions per channel, summed over the server processes that reported recently."""
-    processes = presence.recent(cursor)
+    processes = []
+    for proc in presence.recent(cursor):
+        host, pid = parse_process(proc["process"])
+        processes.append({**proc, "host": host, "pid": pid})
     totals: dict[str, int] = {}
     for proc in processes:
         for channel, n in proc["channels"].items():

@@ -219,3 +219,22 @@ class Reader:
     async def head(self, channel: str) -> int:
         result: int = await self.connection.run(head, channel)
         return result
+
+
+# -- from Django's own connection (sync), for pgevents.testing ------------------------------
+def sequence_position(cursor: Any) -> int:
+    """The log's insertion sequence as it stands, counting rows of transactions not yet
+    committed: everything logged after this call has a larger ``seq``."""
+    cursor.execute("SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('pgevents_event', 'seq')), 0)")
+    return int(cursor.fetchone()[0])
+
+
+def logged_since(cursor: Any, seq: int, channels: list[str] | None) -> list[str]:
+    """Frames of the events logged after ``seq`` that this cursor's transaction can see
+    (its own, uncommitted ones included), oldest first; ``channels`` None: every channel."""
+    cursor.execute(
+        "SELECT pgevents_frame(e) FROM pgevents_event e WHERE seq > %s"
+        " AND (%s::text[] IS NULL OR channel = ANY(%s::text[])) ORDER BY seq",
+        [seq, channels, channels],
+    )
+    return [row[0] for row in cursor.fetchall()]

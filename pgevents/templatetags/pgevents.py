@@ -7,14 +7,21 @@
 - ``{% pgevents_attrs "people" … %}`` — the same, as attributes for an element you write.
 - ``{% pgevents_row book.pk sort=book.title author_id=book.author_id %}`` — marks a row of a region.
 - ``{% pgevents_status %}`` — the connection indicator (live / reconnecting / offline).
+
+A channel no ``PGEVENTS["CHANNELS"]`` entry admits can never update the page: with ``DEBUG``
+the tags raise ``ImproperlyConfigured`` (the debug page points at the tag), otherwise they log
+a warning and render, and the page's client shows the refused subscription.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, cast
 
 from django import template
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.template.base import FilterExpression, Parser, Token
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
@@ -22,8 +29,11 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import slugify
 
+from pgevents import conf
+from pgevents.core.names import matches, near_miss
 from pgevents.delivery import regions
 
+logger = logging.getLogger(__name__)
 register = template.Library()
 
 _REGION_OPTIONS = {"src", "row", "key", "debounce", "insert", "resume"}
@@ -46,15 +56,47 @@ def pgevents_script(
     listen for ``pgevents:<channel>`` DOM events themselves. ``transport="sse"`` uses
     Server-Sent Events instead of the WebSocket (for proxies that refuse upgrades).
     """
+    for channel in filter(None, channels.split(",")):
+        check_channel(channel, "pgevents_script")
     return format_html(
         '<script src="{}" data-pgevents-url="{}" data-pgevents-sse-url="{}" data-pgevents-transport="{}"'
-        ' data-pgevents-channels="{}" defer></script>',
+        ' data-pgevents-channels="{}" defer onerror="{}"></script>',
         static("pgevents/pgevents.js"),
         url,
         sse_url or _sse_url(),
         transport,
         channels,
+        _SCRIPT_FAILED,
     )
+
+
+#: The script element's ``onerror``: when pgevents.js itself cannot load (a static-files set-up
+#: that does not serve it), the indicator says so instead of "connecting" forever.
+_SCRIPT_FAILED = (
+    "document.querySelectorAll('[data-pgevents-status]').forEach(function (e) {"
+    " e.textContent = 'pgevents.js did not load'; e.dataset.state = 'failed'; });"
+    " console.error('pgevents: ' + this.src + ' did not load: are static files served?')"
+)
+
+
+def check_channel(channel: str, tag: str) -> None:
+    """Refuse (``DEBUG``) or log a channel that no ``CHANNELS`` entry admits."""
+    allowed = conf.get().channels
+    if matches(channel, allowed):
+        return
+    message = (
+        f"{tag}: channel {channel!r} is not in PGEVENTS['CHANNELS'] ({', '.join(allowed) or 'empty'}): "
+        "clients cannot subscribe to it, so this part of the page would never update."
+    )
+    message = f"{message} {near_miss(channel, allowed)}".rstrip()
+    if settings.DEBUG:
+        raise ImproperlyConfigured(message + " Add it (or a pattern matching it) to PGEVENTS['CHANNELS'].")
+    if channel not in _warned:  # once per channel and process: a busy page must not flood the log
+        _warned.add(channel)
+        logger.warning(message)
+
+
+_warned: set[str] = set()
 
 
 @register.simple_tag
@@ -64,6 +106,7 @@ def pgevents_attrs(channel: str, **options: Any) -> SafeString:
     Without ``src`` or ``row`` the region reloads itself from the page, so the element needs an id.
     """
     _check(options)
+    check_channel(str(channel), "pgevents_attrs")
     return regions.render(regions.attributes(channel, **options))
 
 
@@ -100,6 +143,7 @@ class RegionNode(template.Node):
         element_id = values.pop("id", None) or self._auto_id(context, channel)
         css = values.pop("class", None)
         _check(values)
+        check_channel(channel, "pgevents_region")
         # Attributes first: the rendered-at id is read before the rows' queries run.
         attrs = {"id": str(element_id), **({"class": str(css)} if css else {})}
         attrs.update(regions.attributes(channel, **values))

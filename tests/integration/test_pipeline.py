@@ -177,7 +177,7 @@ def test_listener_reconnects_after_its_connection_is_killed(fresh_stack: Stack, 
             (before,) = await client.events(1)
             killed = pg.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE application_name = 'pgevents-listener' AND datname = current_database()"
+                " WHERE application_name LIKE 'pgevents-listener %' AND datname = current_database()"
             ).fetchone()
             assert killed is not None and killed[0] >= 1
             pg.execute("INSERT INTO people (name) VALUES ('while reconnecting')")

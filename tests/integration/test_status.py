@@ -100,8 +100,9 @@ def test_a_listener_session_is_known_by_the_first_word_of_its_name(db_url: str) 
         psycopg.connect(db_url, application_name="pgevents-listeners"),
         connections["default"].cursor() as cursor,
     ):
-        found = {item["name"]: item["role"] for item in report.listeners(cursor)}
-    assert found.get("pgevents-listener web-1:4242") == "standby" and "pgevents-listeners" not in found
+        found = {(item["name"], item["host"], item["pid"]): item["role"] for item in report.listeners(cursor)}
+    assert found.get(("pgevents-listener", "web-1", 4242)) == "standby"  # the name, and where it runs
+    assert not any(name == "pgevents-listeners" for name, _, _ in found)
 
 
 def test_status_reports_lag_when_no_listener_runs(isolated_db: str, iso_pg: psycopg.Connection) -> None:

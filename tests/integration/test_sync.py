@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import psycopg
 
-from tests.support import ROOT, base_env, manage
+from tests.support import manage, run_manage
 
 
 def pgevents_triggers(conn: psycopg.Connection) -> list[tuple[str, str, int, str]]:
@@ -85,7 +84,7 @@ def test_sync_brings_a_fresh_database_to_the_configured_state(isolated_db: str, 
     assert manage(isolated_db, "pgevents_sync", "--prune").splitlines() == ["0 changed, 5 unchanged."]
 
 
-def test_sync_reports_a_watch_on_a_missing_table_and_changes_the_rest(
+def test_sync_reports_a_watch_on_a_missing_table_changes_the_rest_and_fails(
     isolated_db: str, iso_pg: psycopg.Connection
 ) -> None:
     iso_pg.execute(
@@ -93,16 +92,24 @@ def test_sync_reports_a_watch_on_a_missing_table_and_changes_the_rest(
         " durable, notify, enabled, updated_at) VALUES"
         " ('public', 'gone', 'demo', '[\"INSERT\"]', '[]', '[]', '[]', true, true, true, now())"
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "pgevents_sync"],
-        cwd=ROOT,
-        env=base_env(isolated_db),
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0
+    dropped = pgevents_triggers(iso_pg)[0]
+    iso_pg.execute(f'DROP TRIGGER "{dropped[1]}" ON "{dropped[0]}"')  # drift a healthy watch too
+
+    def sync(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_manage(isolated_db, "pgevents_sync", *args)
+
+    for preview in ("--list", "--dry-run"):  # previews fail the same way, and change nothing
+        result = sync(preview)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "1 watch(es) could not be installed" in result.stderr
+    assert dropped not in pgevents_triggers(iso_pg)
+
+    result = sync()
+    assert result.returncode == 1, result.stdout + result.stderr
     assert "error  public.gone → demo (admin #1): table public.gone does not exist" in result.stderr
-    assert result.stdout.splitlines()[-1] == "0 changed, 3 unchanged."
+    assert "CommandError: 1 watch(es) could not be installed" in result.stderr
+    assert result.stdout.splitlines()[-1] == "1 changed, 2 unchanged, 1 in error."
+    assert dropped[:2] in [t[:2] for t in pgevents_triggers(iso_pg)]  # the healthy watch was repaired
 
 
 def test_migrate_reports_a_watch_it_cannot_install_and_still_succeeds(

@@ -24,7 +24,7 @@ def test_each_loop_has_its_own_runtime_and_closed_loops_are_forgotten() -> None:
     assert runtime.hubs() == []
 
 
-def test_start_runs_the_reporter_and_the_wired_in_work() -> None:
+def test_start_runs_the_reporter_the_pipeline_watchdog_and_the_wired_in_work() -> None:
     started: list[object] = []
 
     def starter(layer: object) -> asyncio.Task[None] | None:
@@ -40,10 +40,12 @@ def test_start_runs_the_reporter_and_the_wired_in_work() -> None:
             rt.start()
         finally:
             runtime._starters.remove(starter)
-        # The presence reporter, and the embedded listener apps.ready wires in (the in-memory
-        # layer asks for it); cancelled before they ever run.
-        assert started == [layer] and len(rt.tasks) == 2
-        assert "Listener.run" in repr(rt.tasks[1])
+        # The presence reporter, the pipeline's watchdog, and the embedded listener apps.ready
+        # wires in (the in-memory layer asks for it); cancelled before they ever run.
+        assert started == [layer] and len(rt.tasks) == 3
+        assert "Reporter.run" in repr(rt.tasks[0])
+        assert "Pipeline.run" in repr(rt.tasks[1])
+        assert "Listener.run" in repr(rt.tasks[2])
         for task in rt.tasks:
             task.cancel()
 

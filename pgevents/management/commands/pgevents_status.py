@@ -38,7 +38,11 @@ class Command(BaseCommand):
         active = sum(1 for item in listeners if item["role"] == "active")
         out(f"Listeners: {len(listeners)} ({active} active, {len(listeners) - active} standby)")
         for item in listeners:
-            out(f"  {item['role']:<8} pid {item['pid']}  {item['name']}  from {item['client']}  since {item['since']}")
+            where = f"{item['host']} pid {item['pid']}" if item["pid"] is not None else "host and pid unknown"
+            out(
+                f"  {item['role']:<8} {where}  ({item['name']}, PostgreSQL backend {item['backend_pid']}"
+                f" from {item['client']}, since {item['since']})"
+            )
         if not listeners:
             out("  none: events are logged but nobody delivers them (run manage.py runlisten)")
         log = report["log"]
@@ -51,9 +55,15 @@ class Command(BaseCommand):
         out(f"Event log: {log['events']} event(s), {log['bytes']} bytes, oldest {log['oldest'] or '-'}")
         out(f"NOTIFY queue usage: {log['notify_queue_usage']:.4%}")
         clients = report["clients"]
-        out(f"Clients: {len(clients['processes'])} server process(es) reporting")
+        out(f"Server processes: {len(clients['processes'])} reporting")
+        for proc in clients["processes"]:
+            total = sum(int(n) for n in proc["channels"].values())
+            out(f"  {proc['host']} pid {proc['pid']}: {total} subscription(s), last report {proc['seen']}")
+        out("Clients per channel:")
         for channel, n in clients["channels"].items():
             out(f"  {channel}: {n}")
+        if not clients["channels"]:
+            out("  none")
         out("Triggers:")
         for item in report["triggers"]:
             out(f"  {item['status']:<10} {item['schema']}.{item['table']} → {item['channel']}  [{item['source']}]")

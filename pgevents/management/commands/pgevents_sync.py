@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, transaction
 
 from pgevents import conf
@@ -17,7 +17,8 @@ class Command(BaseCommand):
         "Install or update the triggers of every configured watch (pgevents.operations.Watch in applied "
         "migrations, and Watch rows from the admin; the admin's row wins when both name the same table "
         "and channel), and remove those of disabled watches, in one transaction. Running it again "
-        "changes nothing. Triggers nobody configures are listed as unmanaged and kept unless --prune."
+        "changes nothing. Triggers nobody configures are listed as unmanaged and kept unless --prune. "
+        "Exits with status 1 when a watch cannot be installed (in every mode), after applying the others."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -34,8 +35,10 @@ class Command(BaseCommand):
         alias = options["database"]
         with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
             steps = sync.plan(cursor, sync.configured(alias), prune=options["prune"])
+            errors = [s for s in steps if s.action == "error"]
             if options["list"]:
                 self._list(steps)
+                self._fail(errors)
                 return
             changes = [s for s in steps if s.action in ("install", "remove")]
             for step in steps:
@@ -49,13 +52,24 @@ class Command(BaseCommand):
                     self.stdout.write(render(step.statements))
                 if not changes:
                     self.stdout.write("-- nothing to do")
+                self._fail(errors)
                 return
             sync.apply(cursor, changes)
         for step in changes:
             done = "installed" if step.action == "install" else "removed"
             self.stdout.write(f"{done} {step.schema}.{step.table} → {step.channel} ({step.source})")
         unchanged = sum(1 for s in steps if s.action == "ok")
-        self.stdout.write(f"{len(changes)} changed, {unchanged} unchanged.")
+        in_error = f", {len(errors)} in error" if errors else ""
+        self.stdout.write(f"{len(changes)} changed, {unchanged} unchanged{in_error}.")
+        self._fail(errors)
+
+    def _fail(self, errors: list[sync.Step]) -> None:
+        """Scripts (deploys) must notice: a watch in error is a failed sync."""
+        if errors:
+            raise CommandError(
+                f"{len(errors)} watch(es) could not be installed (listed above): fix or delete them, "
+                "or restore their tables."
+            )
 
     def _list(self, steps: list[sync.Step]) -> None:
         if not steps:

@@ -1,16 +1,28 @@
-"""``manage.py runlisten``: thin arguments → ``Listener`` → ``asyncio.run``."""
+"""``manage.py runlisten``: thin arguments → ``Listener`` → ``asyncio.run``.
+
+Before it says it is ready, the channel layer answers a round trip (a wrong Redis URL fails
+here, with the address); then one line says what runs: database, layer, channels, role.
+When the project configures no logging for ``pgevents``, the command shows the listener's
+log on stderr itself (``--verbosity``: 0 warnings, 1 info, 2 debug), so a fresh project sees
+what happens without writing ``LOGGING`` first.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from typing import Any
 
+import psycopg
+from django.conf import settings as django_settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pgevents import conf
+from pgevents.capture import startup
 from pgevents.capture.healthserver import HealthServer
 from pgevents.capture.listener import Listener
+from pgevents.core import identity
 
 
 class Command(BaseCommand):
@@ -88,9 +100,41 @@ class Command(BaseCommand):
                 "The in-memory channel layer cannot reach another process: use channels_redis, "
                 "or let the ASGI server run the listener itself (PGEVENTS['EMBEDDED_LISTENER'])."
             )
+        self._show_logs(options["verbosity"])
         asyncio.run(self._run(layer, options))
 
+    def _show_logs(self, verbosity: int) -> None:
+        """A stderr handler for ``pgevents`` unless the project's LOGGING already has one."""
+        logger = logging.getLogger("pgevents")
+        if logger.hasHandlers():
+            return
+        handler = logging.StreamHandler()  # stderr
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
+
     async def _run(self, layer: Any, options: dict[str, Any]) -> None:
+        alias = options["layer"]
+        described = startup.layer_description(alias, (getattr(django_settings, "CHANNEL_LAYERS", {}) or {}).get(alias))
+        try:
+            await startup.check_layer(layer)
+        except startup.LayerUnavailable as exc:
+            raise CommandError(
+                f"The channel layer {described} did not answer: {exc}. Check CHANNEL_LAYERS "
+                "(is Redis running at that address?)."
+            ) from None
+        announced = False
+
+        def on_role(role: str, conn: psycopg.AsyncConnection[Any]) -> None:
+            nonlocal announced
+            if announced or options["verbosity"] < 1:
+                return
+            announced = True
+            database = startup.database_description(options["database"], conn)
+            line = startup.ready_line(role, database, described, listener.channels, identity.process())
+            self.stdout.write(line)
+            self.stdout.flush()
+
         listener = self.listener_class(
             layer=layer,
             database=options["database"],
@@ -99,6 +143,7 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             use_lock=not options["no_lock"],
             coalesce=options.get("coalesce") or 0.0,
+            on_role=on_role,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

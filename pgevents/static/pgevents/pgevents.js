@@ -13,6 +13,13 @@
  *                             pgevents:<channel>:leave); detail.row = the old row
  *   pgevents:reset            history was lost; regions reload themselves
  *   pgevents:status           detail.state = "connecting" | "live" | "reconnecting" | "offline"
+ *                             | "refused" (a subscription was refused: detail.refused lists them)
+ *                             | "stalled" (connected, but no listener is active or delivery is
+ *                               behind: detail.reason = the server's pipeline state)
+ *   pgevents:refused          a subscription was refused (detail = the server's error, with
+ *                             channel and code); also logged with console.error
+ *   pgevents:pipeline         the server says whether a listener feeds it (detail.state =
+ *                             "ok" | "stalled" | "no_listener", detail.lag in seconds)
  *   pgevents:error            detail = the server's error message
  *   pgevents:patched          on a region, after it changed the DOM (detail.op, detail.key)
  *
@@ -30,7 +37,8 @@
  * Rows inside a region carry data-pgevents-row="<key>", optionally data-pgevents-sort (their
  * order) and data-pgevents-fields (JSON of the foreign keys they show: an event for a
  * referenced row, such as {"author_id": 7}, re-renders just the rows whose fields match).
- *   <span data-pgevents-status></span> shows the connection state
+ *   <span data-pgevents-status></span> shows the connection state: "live" only while every
+ *                                      subscription is accepted and a listener feeds the server
  *   data-pgevents-token="{% pgevents_signed 'people' %}"   signed channel token (pgevents_signing)
  *   data-pgevents-filter='{"status": "open"}'              row filter (JSON)
  */
@@ -97,31 +105,47 @@
       if (sub.token) query.push("token=" + encodeURIComponent(sub.token));
       if (query.length) url += "?" + query.join("&");
       const source = new EventSource(url, { withCredentials: true });
+      let opened = false;
       this.sources.set(channel, source);
       source.onmessage = (m) => this.client._receive(m.data);
       source.addEventListener("control", (m) => this.client._receive(m.data));
-      source.onopen = () => this._report();
-      this._report();
+      source.onopen = () => { opened = true; };
       source.onerror = () => {
-        if (source.readyState === EventSource.CLOSED) {
+        if (this.sources.get(channel) !== source) return;
+        if (source.readyState !== EventSource.CLOSED) {
+          this.client._pending(channel); // the browser retries; "subscribed" comes again
+        } else if (!opened) {
+          this._refusedOrLost(channel, url); // the server answered with an error status
+        } else {
           this.close();
           this.client._lost(this);
-        } else {
-          this._report();
         }
       };
+    }
+    /* An EventSource hides the response of a refusal: ask for it once, to show why. */
+    _refusedOrLost(channel, url) {
+      const abort = new AbortController();
+      fetch(url, { credentials: "same-origin", signal: abort.signal, headers: { Accept: "application/json" } })
+        .then((r) => {
+          if (r.ok) throw new Error("not a refusal");
+          return r.json();
+        })
+        .then((msg) => {
+          if (!msg || msg.type !== "error") throw new Error("not a refusal");
+          this.unsubscribe(channel);
+          this.client._receive(JSON.stringify(Object.assign({ channel: channel }, msg)));
+        })
+        .catch(() => {
+          abort.abort();
+          if (this.client.transport !== this) return;
+          this.close();
+          this.client._lost(this);
+        });
     }
     unsubscribe(channel) {
       const source = this.sources.get(channel);
       if (source) source.close();
       this.sources.delete(channel);
-    }
-    _report() {
-      let open = true;
-      this.sources.forEach((s) => { open = open && s.readyState === EventSource.OPEN; });
-      if (open) this.client._setState("live");
-      else if (this.client.state === "live") this.client._setState("reconnecting"); // the browser retries
-      // otherwise: still "connecting" (first attempt) or what the client's backoff said
     }
     close() {
       this.sources.forEach((s) => s.close());
@@ -142,9 +166,11 @@
       this.minDelay = options.minDelay || 250;
       this.maxDelay = options.maxDelay || 10000;
       this.offlineAfter = options.offlineAfter || 5;
-      this.channels = new Map(); // channel -> {lastEventId, filter}
+      this.channels = new Map(); // channel -> {lastEventId, filter, token, state: pending|subscribed|refused}
       this.transport = null;
       this.connected = false;
+      this.everLive = false;
+      this.pipeline = { state: "ok", lag: null }; // what the server says of its listener
       this.attempt = 0;
       this.state = null;
       this.closed = false;
@@ -155,21 +181,24 @@
 
     subscribe(channel, opts) {
       opts = opts || {};
-      const sub = this.channels.get(channel) || { lastEventId: null, filter: null, token: null };
+      const sub = this.channels.get(channel) || { lastEventId: null, filter: null, token: null, state: "pending" };
       if (opts.lastEventId !== undefined && opts.lastEventId !== null) {
         // Several regions rendered at different ids: the oldest one wins (patches are idempotent).
         sub.lastEventId = sub.lastEventId === null ? opts.lastEventId : Math.min(sub.lastEventId, opts.lastEventId);
       }
       if (opts.filter !== undefined) sub.filter = opts.filter;
       if (opts.token !== undefined) sub.token = opts.token;
+      sub.state = "pending";
       this.channels.set(channel, sub);
       if (this.connected) this.transport.subscribe(channel, sub);
+      this._update();
       return this;
     }
 
     unsubscribe(channel) {
       this.channels.delete(channel);
       if (this.connected) this.transport.unsubscribe(channel);
+      this._update();
     }
 
     lastEventId(channel) {
@@ -197,13 +226,43 @@
     }
 
     _setState(state) {
-      if (state === this.state) return;
+      const reason = state === "stalled" ? this.pipeline.state : null;
+      if (state === this.state && reason === this.reason) return;
       this.state = state;
+      this.reason = reason;
+      if (state === "live") this.everLive = true;
+      const label = reason === "no_listener" ? "no listener" : state;
       document.querySelectorAll("[data-pgevents-status]").forEach((el) => {
-        el.textContent = state;
+        el.textContent = label;
         el.dataset.state = state;
+        if (reason) el.dataset.reason = reason;
+        else delete el.dataset.reason;
       });
-      dispatch(null, "pgevents:status", { state: state });
+      const refused = [];
+      this.channels.forEach((sub, channel) => { if (sub.state === "refused") refused.push(channel); });
+      dispatch(null, "pgevents:status", { state: state, reason: reason, refused: refused });
+    }
+
+    /** While connected: "live" only when every subscription is accepted and a listener feeds
+        the server; otherwise what is missing. */
+    _update() {
+      if (!this.connected) return;
+      let pending = false;
+      let refused = false;
+      this.channels.forEach((sub) => {
+        pending = pending || sub.state === "pending";
+        refused = refused || sub.state === "refused";
+      });
+      if (refused) this._setState("refused");
+      else if (pending) this._setState(this.everLive ? "reconnecting" : "connecting");
+      else if (this.pipeline.state !== "ok") this._setState("stalled");
+      else this._setState("live");
+    }
+
+    _pending(channel) {
+      const sub = this.channels.get(channel);
+      if (sub) sub.state = "pending";
+      this._update();
     }
 
     _open() {
@@ -229,14 +288,19 @@
       if (transport !== this.transport) return;
       this.connected = true;
       this.attempt = 0;
-      if (transport instanceof SocketTransport) this._setState("live"); // SSE reports per source
-      this.channels.forEach((sub, channel) => transport.subscribe(channel, sub));
+      this.pipeline = { state: "ok", lag: null }; // a server that knows otherwise says so
+      this.channels.forEach((sub, channel) => {
+        sub.state = "pending";
+        transport.subscribe(channel, sub);
+      });
+      this._update();
     }
 
     _lost(transport) {
       if (transport !== this.transport || this.closed) return;
       this.transport = null;
       this.connected = false;
+      this.channels.forEach((sub) => { sub.state = "pending"; });
       this.attempt = Math.min(this.attempt + 1, 30);
       this._setState(this._waitingState());
       // Capped exponential backoff with jitter: a restarted server is not hit by every page at once.
@@ -268,9 +332,23 @@
         dispatch(null, "pgevents:reset", msg);
       } else if (msg.type === "subscribed") {
         if (sub && sub.lastEventId === null) sub.lastEventId = msg.last_event_id;
+        if (sub) sub.state = "subscribed";
         dispatch(null, "pgevents:subscribed", msg);
+        this._update();
+      } else if (msg.type === "pipeline") {
+        this.pipeline = { state: msg.state || "ok", lag: msg.lag === undefined ? null : msg.lag };
+        dispatch(null, "pgevents:pipeline", msg);
+        this._update();
       } else if (msg.type === "error") {
+        if (sub && sub.state === "pending" && msg.code !== "not_subscribed") {
+          sub.state = "refused";
+          console.error(
+            "pgevents: subscription to " + JSON.stringify(msg.channel) + " refused (" + msg.code + "): " + msg.message
+          );
+          dispatch(null, "pgevents:refused", msg);
+        }
         dispatch(null, "pgevents:error", msg);
+        this._update();
       }
     }
   }
