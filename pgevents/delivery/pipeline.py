@@ -58,11 +58,12 @@ class Pipeline:
             self.layer_down_since = None
         elif self.layer_down_since is None:
             self.layer_down_since = now
+        layer_down = self.layer_down_since is not None and now - self.layer_down_since > self.timeout
         state: State
-        if self.layer_down_since is not None and now - self.layer_down_since > self.timeout:
-            state = "stalled"  # a blip is repaired from the log unnoticed; a lasting outage is not
-        elif silent > self.timeout:
-            state = "no_listener"
+        if silent > self.timeout or layer_down:
+            # Heartbeats cannot arrive while this process cannot receive: then the layer is the
+            # problem, not the listener. A short blip is repaired from the log, unnoticed.
+            state = "no_listener" if layer_ok else "stalled"
         elif self.lag is not None and self.lag > self.timeout:
             state = "stalled"
         else:
