@@ -95,6 +95,7 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".static"
+STATICFILES_DIRS = [BASE_DIR / "demo_project" / "static"]
 
 LOGGING = {
     "version": 1,

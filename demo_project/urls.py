@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from demo_project.library import views as library
 from demo_project.people import views as people
@@ -13,4 +15,6 @@ urlpatterns = [
     path("console/", people.console, name="console"),
     path("admin/", admin.site.urls),
     path("pgevents/", include("pgevents.urls")),
+    # Browsers ask for /favicon.ico on pages that name no icon (the admin's).
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
 ]

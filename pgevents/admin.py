@@ -2,7 +2,8 @@
 
 Every change goes through ``Watch.save()`` (install or remove in the row's transaction);
 Django's model permissions decide who may do what: ``change`` to install, remove and send a
-test event, ``view`` to see the status page.
+test event, ``view`` to see the status page. The change list also shows, read-only, the
+watches of applied migrations with the state of their triggers: one page says what is live.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pgevents import conf
 from pgevents.core import sql
 from pgevents.core.names import matches
 from pgevents.models import Watch
-from pgevents.setup import installation, report
+from pgevents.setup import installation, report, sync
 from pgevents.setup.forms import WatchForm
 
 
@@ -57,6 +58,10 @@ class WatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 f"Channel {obj.channel!r} is not in PGEVENTS['CHANNELS']: clients cannot subscribe to it yet.",
                 messages.WARNING,
             )
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {"migration_watches": migration_watches(), **(extra_context or {})}
+        return super().changelist_view(request, context)
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Watch], what: str, fn: Any) -> None:
         done = []
@@ -111,3 +116,23 @@ class WatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "report": report.collect(),
         }
         return TemplateResponse(request, "admin/pgevents/status.html", context)
+
+
+def migration_watches() -> list[dict[str, Any]]:
+    """Watches of applied migrations (not overridden by an admin row), with their triggers' state."""
+    alias = conf.get().database
+    watches = [w for w in sync.configured(alias) if w.source.startswith("migration")]
+    allowed = conf.get().channels
+    with connections[alias].cursor() as cursor:
+        steps = sync.plan(cursor, watches)[: len(watches)]  # then come unmanaged triggers: not these
+    return [
+        {
+            "source": watch.source.removeprefix("migration "),
+            "relation": f"{step.schema}.{step.table}",
+            "channel": step.channel,
+            "events": " ".join(watch.options.events),
+            "trigger_state": "error: " + step.detail if step.action == "error" else step.detail,
+            "admitted": matches(step.channel, allowed),
+        }
+        for watch, step in zip(watches, steps, strict=True)
+    ]

@@ -53,6 +53,7 @@ class Watch(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["schema", "table", "channel"], name="pgevents_watch_unique")]
         ordering = ["schema", "table", "channel"]
+        verbose_name_plural = "watches"
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.table} → {self.channel}"

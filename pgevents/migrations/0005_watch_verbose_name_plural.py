@@ -1,0 +1,14 @@
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    """The admin says "Watches" (model options only: no database change)."""
+
+    dependencies = [("pgevents", "0003_watch_presence")]
+
+    operations = [
+        migrations.AlterModelOptions(
+            name="watch",
+            options={"ordering": ["schema", "table", "channel"], "verbose_name_plural": "watches"},
+        ),
+    ]
