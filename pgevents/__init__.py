@@ -28,6 +28,7 @@ __all__ = [
     "policy",  # AUTHORIZE hooks: allow_all, require_login, staff_only, require_permission, deny_all
     "routing",  # websocket_application, websocket_urlpatterns, ServerSendMiddleware
     "signing",  # sign_channel
+    "testing",  # capture, assert_region_updates, RegionUpdate: for a project's own tests
     "urls",  # include("pgevents.urls"): SSE, health, metrics
 ]
 

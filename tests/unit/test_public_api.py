@@ -33,6 +33,9 @@ DOCUMENTED = [
     "pgevents.policy.require_permission",
     "pgevents.signing.sign_channel",
     "pgevents.layers.PubSubChannelLayer",
+    "pgevents.testing.capture",
+    "pgevents.testing.assert_region_updates",
+    "pgevents.testing.RegionUpdate",
 ]
 
 
