@@ -64,6 +64,21 @@ def test_trigger_drift(accounts: str) -> None:
     assert ids(accounts) == []
 
 
+def test_admin_watch_on_a_channel_no_client_may_subscribe_to(accounts: str) -> None:
+    watch = Watch.objects.create(table=accounts, channel="t")  # the test settings admit "t.*", not "t"
+    messages = [m for m in check_database(databases=["default"]) if m.id == "pgevents.W013"]
+    assert [m.msg for m in messages] == [
+        f"Watch public.accounts (admin #{watch.pk}) publishes on channel 't', which no PGEVENTS['CHANNELS'] "
+        "entry admits: every subscription to it is refused."
+    ]
+    assert messages[0].hint == (
+        "Add 't' (or a pattern matching it) to PGEVENTS['CHANNELS']. 't.*' admits 't.something', not 't' itself."
+    )
+    watch.channel = "t.accounts"
+    watch.save()
+    assert ids(accounts) == []
+
+
 def test_database_checks_only_run_when_asked(accounts: str) -> None:
     Watch.objects.create(table=accounts, channel="demo")
     with connection.cursor() as cursor:

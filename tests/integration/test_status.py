@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from io import StringIO
@@ -29,6 +30,9 @@ def status() -> dict[str, Any]:
 def test_status_shows_listeners_clients_log_and_triggers(stack: Stack, db_url: str) -> None:
     report = status()
     assert [item["role"] for item in report["listeners"]] == ["active"]
+    (listener,) = report["listeners"]  # the OS process and its host, not only PostgreSQL's backend
+    assert (listener["host"], listener["pid"]) == (socket.gethostname(), stack.listeners[0].proc.pid)
+    assert listener["name"] == "pgevents-listener" and listener["backend_pid"] != listener["pid"]
     assert {
         "source": "migration people.0001_people",
         "schema": "public",
@@ -63,6 +67,9 @@ def test_status_shows_listeners_clients_log_and_triggers(stack: Stack, db_url: s
                 await client.expect("subscribed")
             counts = await _wait_for_counts(lambda n: n.get("books") == 2 and n.get("chat") == 1)
             assert counts["books"] == 2 and counts["chat"] == 1
+            assert stack.daphne is not None
+            servers = await asyncio.to_thread(lambda: status()["clients"]["processes"])
+            assert (socket.gethostname(), stack.daphne.proc.pid) in [(p["host"], p["pid"]) for p in servers]
         await _wait_for_counts(lambda n: "books" not in n and "chat" not in n)
 
     run(connected())
@@ -70,6 +77,8 @@ def test_status_shows_listeners_clients_log_and_triggers(stack: Stack, db_url: s
     text = StringIO()
     call_command("pgevents_status", stdout=text)
     assert "Listeners: 1 (1 active, 0 standby)" in text.getvalue()
+    assert f"  active   {socket.gethostname()} pid {stack.listeners[0].proc.pid}  (pgevents-listener" in text.getvalue()
+    assert f"  {socket.gethostname()} pid {stack.daphne.proc.pid}: " in text.getvalue()
     assert "installed  public.people → people  [migration people.0001_people]" in text.getvalue()
 
 
@@ -131,6 +140,7 @@ def test_status_reports_lag_when_no_listener_runs(isolated_db: str, iso_pg: psyc
 def test_admin_status_page(admin_client: DjangoClient, stack: Stack) -> None:
     page = admin_client.get(reverse("admin:pgevents_watch_status")).content.decode()
     assert "<td>active</td>" in page and "pgevents-listener" in page
+    assert f"<td>{socket.gethostname()}</td><td>{stack.listeners[0].proc.pid}</td>" in page
     assert "<td>public.people</td><td>people</td><td>installed</td>" in page
     changelist = admin_client.get(reverse("admin:pgevents_watch_changelist")).content.decode()
     assert reverse("admin:pgevents_watch_status") in changelist

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.template import Context, Template, TemplateSyntaxError
+from django.test import override_settings
+from django.urls import NoReverseMatch
 
 pytestmark = pytest.mark.django_db
 
@@ -93,5 +97,44 @@ def test_script_and_status_tags() -> None:
 def test_row_urls_given_as_paths_and_prepending_regions() -> None:
     out = render('{% pgevents_attrs "people" row="/p/{key}/" insert="prepend" resume=False %}')
     assert 'data-pgevents-row-src="/p/{key}/"' in out and 'data-pgevents-insert="prepend"' in out
-    with pytest.raises(ValueError, match="does not take one argument"):
+    with pytest.raises(NoReverseMatch, match="does not take exactly one argument"):
         render('{% pgevents_attrs "people" row="admin:index" resume=False %}')
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{% pgevents_region "nosuchchannel" %}{% endpgevents_region %}',
+        '{% pgevents_attrs "nosuchchannel" resume=False %}',
+        '{% pgevents_script channels="people,nosuchchannel" %}',
+    ],
+)
+def test_a_channel_no_client_may_subscribe_to_is_an_error_with_debug(text: str) -> None:
+    with override_settings(DEBUG=True), pytest.raises(ImproperlyConfigured) as error:
+        render(text)
+    assert "channel 'nosuchchannel' is not in PGEVENTS['CHANNELS']" in str(error.value)
+    assert "this part of the page would never update" in str(error.value)
+
+
+def test_without_debug_it_is_logged_once_and_rendered(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="pgevents.templatetags.pgevents"):
+        for _ in range(3):
+            out = render('{% pgevents_attrs "t" resume=False %}')  # the test settings admit "t.*"
+    assert 'data-pgevents-channel="t"' in out
+    (record,) = [r for r in caplog.records if "'t'" in r.getMessage()]
+    assert "'t.*' admits 't.something', not 't' itself." in record.getMessage()
+
+
+def test_row_url_errors_say_what_is_wrong() -> None:
+    with pytest.raises(NoReverseMatch, match=r"row='order-row' names no URL pattern"):
+        render('{% pgevents_attrs "people" row="order-row" resume=False %}')
+    with pytest.raises(NoReverseMatch, match=r"row='pgevents:order-row' names no URL pattern .* namespace 'pgevents'"):
+        render('{% pgevents_attrs "people" row="pgevents:order-row" resume=False %}')
+    with pytest.raises(NoReverseMatch, match=r"the URL named 'people' does not take exactly one argument"):
+        render('{% pgevents_attrs "people" row="people" resume=False %}')
+
+
+def test_the_script_tag_says_when_the_client_cannot_load() -> None:
+    out = render("{% pgevents_script %}")
+    handler = html.unescape(out.split('onerror="')[1].split('"')[0])
+    assert "pgevents.js did not load" in handler and "dataset.state = 'failed'" in handler

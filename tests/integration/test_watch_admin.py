@@ -7,14 +7,18 @@ import asyncio
 import json
 import re
 from collections.abc import Callable, Iterator
+from io import StringIO
 from typing import Any
 
 import psycopg
 import pytest
+from django.core.management import call_command
 from django.db import connections
 from django.test import Client as DjangoClient
+from django.test import override_settings
 from django.urls import reverse
 
+from pgevents.core.sql import TriggerSpec
 from pgevents.models import Watch
 from tests.support import Client, Stack, execute, run
 
@@ -278,3 +282,27 @@ def test_test_event_of_a_non_durable_watch_and_unlisted_channel_warning(
 
     run(scenario())
     Watch.objects.all().delete()
+
+
+def test_the_admin_says_watches_and_lists_migration_watches_read_only(
+    admin_client: DjangoClient, pg: psycopg.Connection
+) -> None:
+    index = admin_client.get(reverse("admin:index")).content.decode()
+    assert ">Watches</a>" in index and "Watchs" not in index
+    page = admin_client.get(reverse("admin:pgevents_watch_changelist")).content.decode()
+    table = page.split('<table id="pgevents-migration-watches">')[1].split("</table>")[0]
+    rows = re.findall(
+        r"<tr>\s*<td>(.*?)</td>\s*<td>(.*?)</td>\s*<td>(.*?)</td>\s*<td>(.*?)</td>\s*<td>(.*?)</td>", table
+    )
+    assert ("public.people", "people", "INSERT UPDATE DELETE TRUNCATE", "installed", "people.0001_people") in rows
+    assert {row[1] for row in rows} == {"people", "authors", "books"}
+    # Drift shows here too, and a channel no client may subscribe to is pointed out.
+    name = TriggerSpec(table="people", channel="people").base_name
+    pg.execute(f'DROP TRIGGER "{name}_r" ON people')
+    try:
+        with override_settings(PGEVENTS={"CHANNELS": ["authors", "books"]}):
+            page = admin_client.get(reverse("admin:pgevents_watch_changelist")).content.decode()
+        row = page.split("<td>public.people</td>")[1].split("</tr>")[0]
+        assert 'not in PGEVENTS["CHANNELS"]' in row and "<td>outdated</td>" in row
+    finally:
+        call_command("pgevents_sync", stdout=StringIO())
