@@ -4,7 +4,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
     """The admin says "Watches" (model options only: no database change)."""
 
-    dependencies = [("pgevents", "0003_watch_presence")]
+    dependencies = [("pgevents", "0004_least_privilege")]
 
     operations = [
         migrations.AlterModelOptions(
