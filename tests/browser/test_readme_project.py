@@ -72,17 +72,67 @@ def test_every_block_of_the_tested_sections_is_one_the_test_runs() -> None:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist and the wheel, built as a release would be (``python -m build``)."""
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), str(ROOT)],
         check=True,
         capture_output=True,
         timeout=300,
     )
     shutil.rmtree(ROOT / "build", ignore_errors=True)
-    (found,) = out.glob("django_pgevents-*.whl")
+    return out
+
+
+@pytest.fixture(scope="module")
+def wheel(dist: Path) -> Path:
+    (found,) = dist.glob("django_pgevents-*.whl")
     return found
+
+
+def test_the_distribution_carries_what_the_app_needs(dist: Path, wheel: Path) -> None:
+    import tarfile
+    import zipfile
+
+    import pgevents
+
+    needed = {
+        "pgevents/py.typed",
+        "pgevents/static/pgevents/pgevents.js",
+        "pgevents/templates/admin/pgevents/status.html",
+        "pgevents/templates/admin/pgevents/watch/change_list.html",
+        *(f"pgevents/{p.relative_to(ROOT / 'pgevents')}" for p in (ROOT / "pgevents" / "migrations").glob("0*.py")),
+        *(f"pgevents/{p.relative_to(ROOT / 'pgevents')}" for p in (ROOT / "pgevents" / "migrations").glob("sql/*.sql")),
+        "pgevents/testing/__init__.py",
+    }
+    version = pgevents.__version__
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(f"django_pgevents-{version}.dist-info/METADATA").decode()
+    assert needed <= names, needed - names
+    assert f"django_pgevents-{version}.dist-info/licenses/LICENSE" in names
+    assert not any(n.startswith(("tests/", "demo_project/", "bench/")) for n in names)
+    requires = {line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")}
+    for dependency in (
+        "Django<6,>=4.2",
+        "channels<5,>=4.3",
+        "channels-redis<4.4,>=4.3",
+        "daphne<5,>=4.2",
+        "twisted<27,>=24.3",
+        "autobahn<27,>=24.4",
+    ):
+        assert dependency in requires, requires
+    assert any(r.startswith("psycopg[binary]") for r in requires)
+    assert 'prometheus-client>=0.20; extra == "metrics"' in requires
+    for django in ("4.2", "5.1", "5.2"):
+        assert f"Classifier: Framework :: Django :: {django}" in metadata
+    assert "Requires-Python: >=3.11" in metadata and "License-Expression: MIT" in metadata
+
+    (sdist,) = dist.glob("django_pgevents-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert needed | {"README.md", "CHANGELOG.md", "LICENSE", "pyproject.toml"} <= members
 
 
 @pytest.fixture
