@@ -7,9 +7,10 @@ Order of operations on every (re)connection, which is what makes it gap-free:
 3. re-send events a previous listener positioned but may not have forwarded;
 4. drain the log (position and forward everything committed meanwhile) and the transient
    (non-durable) table;
-5. loop: wait for notifications (at most ``poll_interval``), drain the log on every log
-   wake-up and on every timeout (also the liveness probe of an idle connection), and the
-   transient table on every transient wake-up (each transient event comes with one).
+5. loop: wait for notifications (at most ``poll_interval``, and ``heartbeat_interval`` when
+   shorter), drain the log on every log wake-up and whenever ``poll_interval`` has passed
+   since the last drain (also the liveness probe of an idle connection), and the transient
+   table on every transient wake-up (each transient event comes with one).
 
 The internal channel is not trusted: any role that can connect can NOTIFY it. Its payload
 only says where to look (``''`` the log, ``'t'`` the transient table); anything else is
@@ -191,7 +192,7 @@ class Listener:
                 wake = await self._wait(conn)
                 if wake & WAKE_TRANSIENT:
                     await self._drain_transient(conn)
-                if wake & WAKE_LOG:
+                if wake & WAKE_LOG or self._poll_due():
                     if self.coalesce:
                         delay = self._last_drain + self.coalesce - time.monotonic()
                         if delay > 0:
@@ -331,15 +332,13 @@ class Listener:
 
     async def _wait(self, conn: psycopg.AsyncConnection[Any]) -> int:
         """Wait for notifications; forward plain ones. Returns what to drain (``WAKE_*`` bits)."""
-        wake: int | None = None
+        wake = 0
         plain: list[envelope.Event] = []
-        # Wake at least every heartbeat interval; drain on a notification or every poll interval.
+        # Wake at least every heartbeat interval; drain on a wake-up or once the poll is due.
         timeout = max(0.0, min(self.poll_interval + self._last_drain - time.monotonic(), self.heartbeat_interval))
         try:
             async for note in conn.notifies(timeout=timeout, stop_after=1):
                 wake = self._take(note.channel, note.payload, plain)
-            if wake is None:  # a timeout: the periodic poll of the log (also the liveness probe), when due
-                wake = WAKE_LOG if time.monotonic() - self._last_drain >= self.poll_interval else 0
             async for note in conn.notifies(timeout=0.0):  # whatever else has already arrived
                 wake |= self._take(note.channel, note.payload, plain)
         except UnicodeDecodeError as exc:
@@ -351,6 +350,12 @@ class Listener:
         if plain:
             self._count(len(plain), await relay.publish(self.layer, plain, self.query_timeout))
         return wake
+
+    def _poll_due(self) -> bool:
+        """The periodic poll of the log, also the liveness probe of an idle connection: due once
+        ``poll_interval`` has passed since the last drain, whatever woke the loop meanwhile (a
+        stream of plain NOTIFYs or heartbeats must not put it off)."""
+        return time.monotonic() - self._last_drain >= self.poll_interval
 
     def _take(self, channel: str, payload: str, plain: list[envelope.Event]) -> int:
         """Classify one notification: a plain one is queued in ``plain`` as its raw payload; on
