@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
@@ -11,6 +12,7 @@ from pgevents.capture import relay
 from pgevents.core.envelope import Event
 from pgevents.delivery.hub import Hub
 from pgevents.delivery.memory import RecordingSink
+from pgevents.delivery.pipeline import Pipeline
 from pgevents.delivery.subscription import Subscription
 from pgevents.store.memory import MemoryLog
 
@@ -124,5 +126,59 @@ def test_one_failing_subscriber_does_not_stop_the_others() -> None:
         await send(layer, log.commit("a", op="DELETE"), {**log.commit("a"), "id": None, "prev": None})
         assert [(await healthy.next())["id"] for _ in range(3)] == [1, 2, 3]
         await hub.leave(Subscription("never-joined", RecordingSink(), log))  # nothing to leave
+
+    asyncio.run(body())
+
+
+def test_heartbeats_reach_the_pipeline_and_every_watcher_is_told_of_a_change_once() -> None:
+    """The listener's heartbeat (the control group every hub joins) and the watchdog's look at
+    the clock, over the in-memory layer: connections hear of a change once, and of nothing else."""
+
+    async def body() -> None:
+        now = [100.0]
+        layer, log = InMemoryChannelLayer(), MemoryLog()
+        hub = Hub(layer, log, Pipeline(timeout=10, clock=lambda: now[0]))
+        told: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def watcher(frame: str) -> None:
+            await told.put(json.loads(frame))
+
+        async def broken(frame: str) -> None:
+            raise ConnectionError("socket closing")  # must not keep the other watcher uninformed
+
+        hub.pipeline.watch(broken)
+        unwatch = hub.pipeline.watch(watcher)
+        await subscribe(hub, "a", RecordingSink())  # the hub runs, in the control group too
+        now[0] += 10.5  # nothing heard since the hub started: the watchdog's next look says so
+        await hub.pipeline.update(hub.layer_ok)
+        assert await told.get() == {"type": "pipeline", "state": "no_listener", "lag": None}
+        await relay.heartbeat(layer, "host:1", 0.0, timeout=5)
+        assert await told.get() == {"type": "pipeline", "state": "ok", "lag": 0.0}
+        await relay.heartbeat(layer, "host:1", 0.5, timeout=5)  # still ok: nobody is told
+        await relay.heartbeat(layer, "host:1", 12.0, timeout=5)  # far behind
+        assert await told.get() == {"type": "pipeline", "state": "stalled", "lag": 12.0}
+        assert hub.pipeline.listener == "host:1"
+        unwatch()
+        assert hub.pipeline.watchers == {broken}
+
+    asyncio.run(body())
+
+
+def test_the_watchdog_notices_silence_without_any_message() -> None:
+    async def body() -> None:
+        now = [0.0]
+        pipeline = Pipeline(timeout=0.4, clock=lambda: now[0])  # looks every 0.1 s
+        told: asyncio.Queue[str] = asyncio.Queue()
+
+        async def watcher(frame: str) -> None:
+            await told.put(frame)
+
+        pipeline.watch(watcher)
+        watchdog = asyncio.ensure_future(pipeline.run(lambda: True))
+        try:
+            now[0] += 1.0
+            assert json.loads(await asyncio.wait_for(told.get(), 10))["state"] == "no_listener"
+        finally:
+            watchdog.cancel()
 
     asyncio.run(body())

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from channels.layers import InMemoryChannelLayer
 from django.core import checks
 from django.test import override_settings
+from django.utils.functional import SimpleLazyObject
 
 from pgevents import checks as pgchecks
 from pgevents.capture import startup
 from pgevents.core import identity, names
+from pgevents.delivery import sessions
 from pgevents.delivery.pipeline import Pipeline
 from pgevents.testing.html import parse
 
@@ -107,3 +112,60 @@ def test_migration_watches_on_channels_nobody_may_subscribe_to_are_reported() ->
 def test_the_test_helpers_read_html_as_written(markup: str, inner: str) -> None:
     found = parse(markup).find_id("a")
     assert found is not None and found.inner_html() == inner
+
+
+def test_server_process_names_give_host_and_pid() -> None:
+    assert identity.parse_process("web-1:4242:7f3a") == ("web-1", 4242)
+    assert identity.parse_process("web-1") == ("web-1", None)
+
+
+class SilentLayer(InMemoryChannelLayer):  # type: ignore[misc]
+    """Accepts every message and never delivers one (a layer that does not answer)."""
+
+    async def receive(self, channel: str) -> Any:
+        await asyncio.Event().wait()
+
+
+class CrossedLayer(InMemoryChannelLayer):  # type: ignore[misc]
+    """Delivers another message than the one sent (a layer shared with something else)."""
+
+    async def receive(self, channel: str) -> Any:
+        await super().receive(channel)
+        return {"type": "something.else"}
+
+
+class RefusingLayer(InMemoryChannelLayer):  # type: ignore[misc]
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        raise ConnectionRefusedError("Connect call failed ('127.0.0.1', 6390).")
+
+
+@pytest.mark.parametrize(
+    ("layer", "said"),
+    [
+        (SilentLayer(), "no answer within 0s"),
+        (CrossedLayer(), "the round trip returned another message ('something.else')"),
+        (RefusingLayer(), "ConnectionRefusedError: Connect call failed ('127.0.0.1', 6390)"),
+    ],
+    ids=["silent", "crossed", "refused"],
+)
+def test_the_start_up_round_trip_says_what_went_wrong(layer: InMemoryChannelLayer, said: str) -> None:
+    with pytest.raises(startup.LayerUnavailable) as error:
+        asyncio.run(startup.check_layer(layer, timeout=0.2))
+    assert str(error.value) == said
+    asyncio.run(startup.check_layer(InMemoryChannelLayer(), timeout=5))  # and a working one passes
+
+
+def test_the_sse_view_finds_the_user_with_and_without_auser() -> None:
+    """Django 5 requests have ``auser()``; on 4.2 the lazy ``request.user`` is resolved in a thread."""
+    resolved: list[str] = []
+
+    def load() -> SimpleNamespace:
+        resolved.append("loaded")
+        return SimpleNamespace(is_authenticated=True, name="ada")
+
+    async def auser() -> str:
+        return "from auser"
+
+    assert asyncio.run(sessions.request_user(SimpleNamespace(auser=auser))) == "from auser"
+    user = asyncio.run(sessions.request_user(SimpleNamespace(user=SimpleLazyObject(load))))
+    assert resolved == ["loaded"] and user.name == "ada"  # resolved in the thread, not later
