@@ -6,7 +6,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PGEVENTS_VENV:-$ROOT/.venv}"
 PYBIN="$VENV/bin/python"
 
-say() { printf '[pgevents] %s\n' "$*" >&2; }
+# Each line carries the seconds since the script started, so a slow step shows in CI's log.
+say() { printf '[pgevents %ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
 find_python() {
