@@ -23,6 +23,8 @@ DIGESTS = {
     "0003_watch_presence.sql": "192f0a820d6626e5",
     "0004_least_privilege.reverse.sql": "1885f1387565fe1b",
     "0004_least_privilege.sql": "6dacab71e7d74e54",
+    "0006_sequencer_custom_plans.reverse.sql": "54601fb441df5cdc",
+    "0006_sequencer_custom_plans.sql": "02f8229a3c5a6f25",
 }
 
 
@@ -45,6 +47,12 @@ def test_going_back_from_v3_restores_the_v2_functions_as_0001_and_0002_made_them
     backwards = sqlmigrate("0004", backwards=True)
     assert "DROP TABLE IF EXISTS pgevents_transient" in backwards
     assert "IS 'pgevents v2'" in backwards and "SECURITY DEFINER" not in backwards
+
+
+@pytest.mark.django_db
+def test_the_sequencer_forces_custom_plans_and_going_back_resets_it() -> None:
+    assert "SET plan_cache_mode = force_custom_plan" in sqlmigrate("0006")
+    assert "RESET plan_cache_mode" in sqlmigrate("0006", backwards=True)
 
 
 def test_frozen_sql_files_are_unchanged() -> None:
