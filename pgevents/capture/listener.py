@@ -5,12 +5,17 @@ Order of operations on every (re)connection, which is what makes it gap-free:
 1. take the advisory lock (standbys wait here: exactly one listener forwards at a time);
 2. LISTEN on the internal channel and the plain-NOTIFY channels;
 3. re-send events a previous listener positioned but may not have forwarded;
-4. drain the log (position and forward everything committed meanwhile) and the transient
+4. tell writers to wake it (``pgevents.capture.handover``: a previous listener may have
+   left the flag saying it polls);
+5. drain the log (position and forward everything committed meanwhile) and the transient
    (non-durable) table;
-5. loop: wait for notifications (at most ``poll_interval``, and ``heartbeat_interval`` when
+6. loop: wait for notifications (at most ``poll_interval``, and ``heartbeat_interval`` when
    shorter), drain the log on every log wake-up and whenever ``poll_interval`` has passed
    since the last drain (also the liveness probe of an idle connection), and the transient
-   table on every transient wake-up (each transient event comes with one).
+   table on every transient wake-up (each transient event comes with one). Once a drain
+   finds events the listener polls the log every ``TICK`` instead, and writers skip their
+   wake-ups, until no event came for ``LINGER``; then it hands over (see
+   ``pgevents.capture.handover``) and sleeps on LISTEN again.
 
 The internal channel is not trusted: any role that can connect can NOTIFY it. Its payload
 only says where to look (``''`` the log, ``'t'`` the transient table); anything else is
@@ -36,13 +41,17 @@ import psycopg
 
 from pgevents import conf, metrics
 from pgevents.capture import relay
+from pgevents.capture.handover import LINGER, TICK, Handover
 from pgevents.core import envelope, identity, sql
 from pgevents.core.backoff import Backoff
 from pgevents.core.names import is_listener_session
-from pgevents.store import db, log
+from pgevents.store import db, log, wake
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: ``application_name`` of the listener's second connection (``pgevents.capture.handover``).
+HANDOVER_SESSION = "pgevents-handover"
 
 #: What a wake-up asks the listener to drain.
 WAKE_LOG, WAKE_TRANSIENT = 1, 2
@@ -82,6 +91,9 @@ class Listener:
         coalesce: float = 0.0,
         connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]] | None = None,
         on_role: Callable[[str, psycopg.AsyncConnection[Any]], None] | None = None,
+        handover: bool = True,
+        tick: float = TICK,
+        linger: float = LINGER,
     ) -> None:
         settings = conf.get()
         self.layer = layer
@@ -110,7 +122,21 @@ class Listener:
         self.connect = connect or (
             lambda: db.connect(self.database, identity.application_name(self.name, self.identity))
         )
+        #: Opens the connection that waits for writers when the listener stops polling (named
+        #: apart: it is no listener session for ``pgevents_status``).
+        self.connect_handover = connect or (
+            lambda: db.connect(self.database, identity.application_name(HANDOVER_SESSION, self.identity))
+        )
         self.backoff = Backoff(cap=settings.max_backoff)
+        #: Polls the log while commits come, so writers can skip their wake-ups (False: every
+        #: watched commit wakes the listener, as before the hand-over existed).
+        self.handover = handover
+        self.tick = tick
+        self.linger = linger
+        self._polling: Handover | None = None
+        #: Over every session: how often the listener started polling, stopped, and had to
+        #: wait for a writer's transaction to end before its last look at the log.
+        self.polling_counts: dict[str, int] = {}
         self.active = False
         #: Connected and waiting for the advisory lock (another listener is active).
         self.standby = False
@@ -183,27 +209,49 @@ class Listener:
             logger.info("listener active; LISTEN %s", ", ".join((envelope.INTERNAL_CHANNEL, *self.channels)))
             self._role("active", conn)
             self._heartbeat_at = float("-inf")  # say so at once: pages stalled by a fail-over recover
-            await self._catch_up(conn)
-            self.backoff.reset()
-            # Checked as well as cancelled: Python 3.11's wait_for can swallow a cancellation
-            # that arrives just as the call it bounds completes.
-            while not self._stopping:
-                await self._heartbeat()
-                wake = await self._wait(conn)
-                if wake & WAKE_TRANSIENT:
-                    await self._drain_transient(conn)
-                if wake & WAKE_LOG or self._poll_due():
-                    if self.coalesce:
-                        delay = self._last_drain + self.coalesce - time.monotonic()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
-                    await self._drain(conn)
-                now = time.monotonic()
-                if now - self._last_prune >= self.prune_interval:
-                    self._last_prune = now
-                    removed = await log.prune(conn, self.retention, timeout=self.query_timeout)
-                    if removed:
-                        logger.info("pruned %d events older than %.0fs", removed, self.retention)
+            polling = self._polling = Handover(
+                self.connect_handover,
+                enabled=self.handover,
+                tick=self.tick,
+                linger=self.linger,
+                counts=self.polling_counts,
+            )
+            try:
+                await self._bounded(polling.start(conn))
+                await self._catch_up(conn)
+                self.backoff.reset()
+                await self._loop(conn, polling)
+            finally:
+                self._polling = None
+                await polling.close()
+
+    async def _loop(self, conn: psycopg.AsyncConnection[Any], polling: Handover) -> None:
+        # Checked as well as cancelled: Python 3.11's wait_for can swallow a cancellation
+        # that arrives just as the call it bounds completes.
+        empty = False  # the last look at the log found nothing new
+        while not self._stopping:
+            await self._heartbeat()
+            polling.check()
+            woken = await self._wait(conn)
+            if woken & WAKE_TRANSIENT:
+                await self._drain_transient(conn)
+            if polling.polling or woken & WAKE_LOG or self._poll_due():
+                if self.coalesce:
+                    delay = self._last_drain + self.coalesce - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                # While polling, a look at an empty log is a read, not a sequencer call.
+                moved = await self._drain(conn, probe=polling.polling and empty)
+                if await self._bounded(polling.moved(conn, moved)):
+                    moved = await self._drain(conn)  # the last look before sleeping on LISTEN
+                    await self._bounded(polling.moved(conn, moved))
+                empty = not moved
+            now = time.monotonic()
+            if now - self._last_prune >= self.prune_interval:
+                self._last_prune = now
+                removed = await log.prune(conn, self.retention, timeout=self.query_timeout)
+                if removed:
+                    logger.info("pruned %d events older than %.0fs", removed, self.retention)
 
     async def _bounded(self, call: Awaitable[T]) -> T:
         """``call``, or ``TimeoutError`` after ``QUERY_TIMEOUT``: a hung server or layer ends
@@ -290,15 +338,22 @@ class Listener:
         await self._drain(conn)
         await self._drain_transient(conn)
 
-    async def _drain(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    async def _drain(self, conn: psycopg.AsyncConnection[Any], probe: bool = False) -> int:
+        """Position and forward what has committed; returns how many events. ``probe``: first
+        check that anything waits (a read) before calling the sequencer (a write)."""
+        if probe and not await self._bounded(wake.pending(conn)):
+            self._last_drain = time.monotonic()
+            return 0
+        moved = 0
         while True:
             events = await self._bounded(log.assign(conn, self.batch_size, self._published))
             if events:
                 await self._forward(events)
+                moved += len(events)
             if len(events) < self.batch_size:
                 self._behind_since = None
                 self._last_drain = time.monotonic()
-                return
+                return moved
             if self._behind_since is None:
                 self._behind_since = time.monotonic()
             await self._heartbeat()  # a long drain still says how far behind it is
@@ -332,24 +387,29 @@ class Listener:
 
     async def _wait(self, conn: psycopg.AsyncConnection[Any]) -> int:
         """Wait for notifications; forward plain ones. Returns what to drain (``WAKE_*`` bits)."""
-        wake = 0
+        woken = 0
         plain: list[envelope.Event] = []
-        # Wake at least every heartbeat interval; drain on a wake-up or once the poll is due.
+        # Wake at least every heartbeat interval; drain on a wake-up or once the poll is due
+        # (every tick while polling).
         timeout = max(0.0, min(self.poll_interval + self._last_drain - time.monotonic(), self.heartbeat_interval))
+        if self._polling is not None and self._polling.polling:
+            timeout = min(timeout, self.tick)
         try:
+            # Notifications that arrived during other queries come first, all at once: each
+            # adds to what to drain (a later ignored one must not cancel an earlier wake-up).
             async for note in conn.notifies(timeout=timeout, stop_after=1):
-                wake = self._take(note.channel, note.payload, plain)
+                woken |= self._take(note.channel, note.payload, plain)
             async for note in conn.notifies(timeout=0.0):  # whatever else has already arrived
-                wake |= self._take(note.channel, note.payload, plain)
+                woken |= self._take(note.channel, note.payload, plain)
         except UnicodeDecodeError as exc:
             # A SQL_ASCII database accepts any bytes in a payload, and psycopg cannot decode
             # them. The rest of that batch is lost with it, wake-ups included: look everywhere.
             metrics.NOTIFICATIONS.labels("undecodable").inc()
             self._ignored.add(len(exc.object))
-            wake = WAKE_LOG | WAKE_TRANSIENT
+            woken = WAKE_LOG | WAKE_TRANSIENT
         if plain:
             self._count(len(plain), await relay.publish(self.layer, plain, self.query_timeout))
-        return wake
+        return woken
 
     def _poll_due(self) -> bool:
         """The periodic poll of the log, also the liveness probe of an idle connection: due once

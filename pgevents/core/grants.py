@@ -8,7 +8,8 @@ Roles, least privilege first:
   runs with its owner's rights (``SECURITY DEFINER``), so writes to watched tables log their
   events without the writer being able to write, read or forge them.
 - **listener** (``runlisten``): reads the log and runs the sequencer, the pruner and the
-  transient drain — the only functions that write ids and cursors.
+  transient drain — the only functions that write ids and cursors — and says whether it is
+  polling the log (``pgevents_wake``: whether writers may skip their wake-ups).
 - **web** (the ASGI servers): reads the log (replays) and writes its presence rows.
 - **owner** (``migrate``, ``pgevents_sync``, the admin's watches): owns every object above;
   not granted here, it has every right on what it owns.
@@ -29,10 +30,11 @@ FUNCTIONS = {
     "assign": ("pgevents_assign", ("integer", "bigint")),
     "prune": ("pgevents_prune", ("double precision", "integer")),
     "take_transient": ("pgevents_take_transient", ("integer",)),
+    "wake": ("pgevents_wake", ("boolean",)),
 }
 
 READ = ("pgevents_event", "pgevents_cursor")
-LISTENER_FUNCTIONS = ("assign", "prune", "take_transient", "frame")
+LISTENER_FUNCTIONS = ("assign", "prune", "take_transient", "wake", "frame")
 WEB_FUNCTIONS = ("frame",)
 
 

@@ -109,3 +109,23 @@ def test_non_durable_events_are_taken_from_the_transient_table_in_batches_once(i
     asyncio.run(body())
     with psycopg.connect(isolated_db) as check:  # each was handed out once, and is gone
         assert check.execute("SELECT count(*) FROM pgevents_transient").fetchone() == (0,)
+
+
+def test_a_wake_up_is_kept_when_an_ignored_notification_arrives_with_it(isolated_db: str) -> None:
+    """Notifications that arrive together (one commit, or while the listener ran other
+    queries) are read in one batch; an ignored one after a wake-up used to cancel it, and a
+    non-durable event then waited for the next wake-up of its kind."""
+    from pgevents.capture.listener import WAKE_LOG, WAKE_TRANSIENT
+
+    async def body() -> None:
+        listener = Listener(layer=InMemoryChannelLayer(), channels=[], poll_interval=60.0)
+        async with await psycopg.AsyncConnection.connect(isolated_db, autocommit=True) as conn:
+            await conn.execute("LISTEN pgevents")
+            with psycopg.connect(isolated_db) as other:  # one transaction: one packet at commit
+                other.execute("NOTIFY pgevents, 't'")
+                other.execute("NOTIFY pgevents, ''")
+                other.execute("NOTIFY pgevents, 'forged'")
+            await conn.execute("SELECT 1")  # they arrive while another query runs
+            assert await listener._wait(conn) == WAKE_LOG | WAKE_TRANSIENT
+
+    asyncio.run(body())

@@ -25,6 +25,8 @@ DIGESTS = {
     "0004_least_privilege.sql": "6dacab71e7d74e54",
     "0006_sequencer_custom_plans.reverse.sql": "54601fb441df5cdc",
     "0006_sequencer_custom_plans.sql": "02f8229a3c5a6f25",
+    "0007_wake_handover.reverse.sql": "47b7a7147c3c3edf",
+    "0007_wake_handover.sql": "3deb016f5c214002",
 }
 
 
@@ -53,6 +55,14 @@ def test_going_back_from_v3_restores_the_v2_functions_as_0001_and_0002_made_them
 def test_the_sequencer_forces_custom_plans_and_going_back_resets_it() -> None:
     assert "SET plan_cache_mode = force_custom_plan" in sqlmigrate("0006")
     assert "RESET plan_cache_mode" in sqlmigrate("0006", backwards=True)
+
+
+@pytest.mark.django_db
+def test_the_wake_up_hand_over_keeps_the_trigger_interface_and_going_back_restores_v3() -> None:
+    forward, backwards = sqlmigrate("0007"), sqlmigrate("0007", backwards=True)
+    assert "pgevents_wake" in forward and "pg_try_advisory_xact_lock_shared" in forward
+    assert "DROP SEQUENCE IF EXISTS" in backwards and "pg_try_advisory_xact_lock_shared" not in backwards
+    assert "SECURITY DEFINER SET search_path = pg_catalog, pg_temp" in backwards
 
 
 def test_frozen_sql_files_are_unchanged() -> None:

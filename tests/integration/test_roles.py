@@ -39,12 +39,14 @@ FUNCTIONS = {
     "assign": "pgevents_assign(integer, bigint)",
     "prune": "pgevents_prune(double precision, integer)",
     "take_transient": "pgevents_take_transient(integer)",
+    "wake": "pgevents_wake(boolean)",
 }
 CALLS = {
     "frame": "SELECT pgevents_frame(e) FROM pgevents_event e LIMIT 1",
     "assign": "SELECT * FROM pgevents_assign(10, 0)",
     "prune": "SELECT pgevents_prune(1e9, 10)",
     "take_transient": "SELECT * FROM pgevents_take_transient(10)",
+    "wake": "SELECT pgevents_wake(false)",  # whether writers may skip their wake-ups
 }
 TABLES = ("pgevents_event", "pgevents_cursor", "pgevents_transient", "pgevents_presence", "pgevents_watch")
 WRITES = {
@@ -257,6 +259,9 @@ def test_a_role_that_can_only_connect_reads_nothing(roles: Roles) -> None:
             _refused(other, f"SELECT * FROM {table}")
         for call in CALLS.values():
             _refused(other, call)
+        # nor can it tell writers the listener is polling (they would skip their wake-ups)
+        _refused(other, "SELECT setval('pgevents_wake', pg_backend_pid())")
+        _refused(other, "SELECT last_value FROM pgevents_wake")
 
 
 # -- the listener and the web processes ------------------------------------------------------
@@ -278,7 +283,7 @@ def test_the_web_role_reads_the_log_and_writes_only_its_presence(roles: Roles) -
         web.execute("SELECT name, value FROM pgevents_cursor")
         web.execute(WRITES["pgevents_presence"])
         web.execute("DELETE FROM pgevents_presence WHERE process = 'forged'")
-        for name in ("assign", "prune", "take_transient"):
+        for name in ("assign", "prune", "take_transient", "wake"):
             _refused(web, CALLS[name])
         for table in ("pgevents_event", "pgevents_cursor", "pgevents_transient", "pgevents_watch"):
             _refused(web, WRITES[table])

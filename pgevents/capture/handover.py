@@ -1,0 +1,131 @@
+"""When the listener polls the log and when it sleeps on LISTEN (docs/delivery.md, "Wake-ups").
+
+A wake-up ``NOTIFY`` costs every writer a cluster-wide lock at commit. So while commits keep
+coming, the listener polls the log every ``tick`` and says so (``pgevents_wake``): writers
+skip the wake-up. After ``linger`` without a new event it stops polling, in this order:
+
+1. the flag says "wake me" (from now on every writer sends the wake-up);
+2. it takes the hand-over key exclusively, which waits for every writer that may have
+   skipped its wake-up (each holds the key, shared, until its transaction ends);
+3. it looks at the log once more, and then sleeps on LISTEN.
+
+Step 2 must not hold up the loop (a writer's transaction can be long): the key is tried at
+once on the listener's connection, and when a writer still holds it, a second connection
+waits for it and then sends the wake-up itself, so step 3 follows as soon as the last such
+writer ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+
+from pgevents.core.envelope import INTERNAL_CHANNEL, WAKE_LOG
+from pgevents.store import wake
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two looks at the log while polling, and without a new event before the
+#: listener stops polling. Every look at an empty log is one read on the pending index.
+TICK, LINGER = 0.001, 0.02
+
+
+class Handover:
+    """The listener's polling state for one session of its connection."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]],
+        *,
+        enabled: bool = True,
+        tick: float = TICK,
+        linger: float = LINGER,
+        counts: dict[str, int] | None = None,
+    ) -> None:
+        self.connect = connect
+        self.enabled = enabled
+        self.tick = tick
+        self.linger = linger
+        #: The flag says this listener is polling: writers skip their wake-ups.
+        self.polling = False
+        self._last_event = 0.0
+        #: Hand-overs asked for (one per stop) and the last one a wait completed.
+        self._asked = self._done = 0
+        self._waiter: asyncio.Task[None] | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        #: How often it started polling, stopped, and had to wait for a writer to end.
+        self.counts = counts if counts is not None else {}
+        for key in ("started", "stopped", "waited"):
+            self.counts.setdefault(key, 0)
+
+    async def start(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """At the start of a session: writers wake us, including any that saw a flag left by a
+        previous listener (it stopped without the hand-over). The caller then drains the log."""
+        self.polling = False
+        if self.enabled and not await wake.available(conn):
+            logger.info("the database has no wake-up hand-over (run migrate): every watched commit wakes the listener")
+            self.enabled = False
+        if self.enabled:
+            await self._stop(conn)
+
+    async def moved(self, conn: psycopg.AsyncConnection[Any], events: int) -> bool:
+        """After a look at the log that found ``events`` new events: start polling (commits are
+        coming), or stop after ``linger`` without any. True when the caller must look at the
+        log once more now (step 3: the hand-over completed at once)."""
+        now = time.monotonic()
+        if events:
+            self._last_event = now
+            if self.enabled and not self.polling:
+                self.polling = await wake.set_polling(conn, True)
+                self.counts["started"] += self.polling
+            return False
+        if self.polling and now - self._last_event >= self.linger:
+            return await self._stop(conn)
+        return False
+
+    async def _stop(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """Steps 1 and 2. True when the key was free at once; otherwise a second connection
+        waits for it and then wakes the loop like a writer would."""
+        await wake.set_polling(conn, False)
+        self.polling = False
+        self.counts["stopped"] += 1
+        if await wake.try_handover(conn):
+            return True
+        self.counts["waited"] += 1
+        self._asked += 1
+        if self._waiter is None or self._waiter.done():
+            self._waiter = asyncio.ensure_future(self._wait())
+        return False
+
+    async def _wait(self) -> None:
+        while self._done < self._asked:
+            asked = self._asked  # a stop after this point needs a wait that starts after it
+            if self._conn is None or self._conn.closed:
+                self._conn = await self.connect()
+            await wake.wait_handover(self._conn)
+            self._done = asked
+            await self._conn.execute("SELECT pg_notify(%s, %s)", (INTERNAL_CHANNEL, WAKE_LOG))
+
+    def check(self) -> None:
+        """Raise what ended the waiting connection (the session then reconnects)."""
+        if self._waiter is not None and self._waiter.done() and not self._waiter.cancelled():
+            exc = self._waiter.exception()
+            if exc is not None:
+                raise exc
+
+    async def close(self) -> None:
+        if self._waiter is not None:
+            self._waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # ends with the session either way
+                await self._waiter
+            self._waiter = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+        self.polling = False

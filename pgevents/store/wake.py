@@ -1,0 +1,61 @@
+"""The listener's side of the wake-up hand-over, in SQL (docs/delivery.md, "Wake-ups").
+
+While the listener polls the log, writers skip the wake-up ``NOTIFY`` that serialises their
+commits. The flag they read (``pgevents_wake``) is set only through ``pgevents_wake()``, a
+function of the log's owner that only the listener role may run. The hand-over key is an
+advisory lock every writer that skipped its wake-up holds (shared) until it ends: the
+listener takes it exclusively after it stops polling, and then looks at the log once more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+#: The hand-over key (``pg_advisory_lock(int, int)`` form, as in the trigger function).
+#: A polling listener also holds ``(KEY_SPACE, its backend pid)`` for its session.
+KEY_SPACE, HANDOVER = 1885824374, 0
+
+
+async def available(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the database has the hand-over (migration 0007). Without it writers always
+    wake the listener, and the listener never says it is polling."""
+    cur = await conn.execute("SELECT to_regprocedure('pgevents_wake(boolean)') IS NOT NULL")
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def set_polling(conn: psycopg.AsyncConnection[Any], polling: bool) -> bool:
+    """Tell writers the listener is polling (they may skip the wake-up) or not (they must
+    wake it). Returns whether the flag now says polling: it may refuse when another session
+    holds the key a polling listener takes."""
+    cur = await conn.execute("SELECT pgevents_wake(%s)", (polling,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def try_handover(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Take and release the hand-over key if no writer holds it now: every writer that may
+    have skipped its wake-up has then ended (its rows, if committed, are visible)."""
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (KEY_SPACE, HANDOVER))
+    row = await cur.fetchone()
+    if not (row and row[0]):
+        return False
+    await conn.execute("SELECT pg_advisory_unlock(%s, %s)", (KEY_SPACE, HANDOVER))
+    return True
+
+
+async def wait_handover(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Wait for the hand-over key (for the writers that hold it to end), then release it.
+    While this waits, writers that try the key fail and send their wake-up."""
+    await conn.execute("SELECT pg_advisory_lock(%s, %s)", (KEY_SPACE, HANDOVER))
+    await conn.execute("SELECT pg_advisory_unlock(%s, %s)", (KEY_SPACE, HANDOVER))
+
+
+async def pending(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether a committed event waits for the sequencer (a read on the pending index: cheaper
+    than a sequencer call, which writes its cursor, when the log has nothing new)."""
+    cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM pgevents_event WHERE id IS NULL)")
+    row = await cur.fetchone()
+    return bool(row and row[0])

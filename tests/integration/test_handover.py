@@ -1,0 +1,223 @@
+"""Wake-ups without the NOTIFY lock: writers skip the wake-up while the listener polls, and no
+event waits for the safety-net poll (docs/delivery.md, "Wake-ups").
+
+Every listener here polls the log on its own only every ``POLL_INTERVAL`` (10 minutes): an
+event the hand-over strands shows up as a missing one, not as a slow one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgevents.capture.listener import Listener
+from pgevents.core.batch import unpack
+from pgevents.store.wake import HANDOVER, KEY_SPACE
+
+POLL_INTERVAL = 600.0
+
+
+class RecordingLayer:
+    """A channel layer that keeps every event the listener publishes (no capacity limit)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        if message.get("type") == "pgevents.batch":
+            self.events.extend({**json.loads(e["frame"]), "prev": e["prev"]} for e in unpack(message))
+
+    def names(self) -> list[str]:
+        return [e["row"]["name"] for e in self.events]
+
+
+def _flag(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT last_value FROM pgevents_wake").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _holds_handover_key(conn: psycopg.Connection, pid: int, granted: bool = True) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = %s AND granted = %s"
+        " AND classid = %s::oid AND objid = %s::oid AND objsubid = 2)",
+        (pid, granted, KEY_SPACE, HANDOVER),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _wake_ups_from(spy: psycopg.Connection, pid: int) -> int:
+    """Wake-ups the backend ``pid`` sent that ``spy`` (LISTENing on the internal channel) got."""
+    return sum(1 for note in spy.notifies(timeout=0.3) if note.pid == pid)
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_writers_skip_the_wake_up_only_while_a_live_listener_polls(isolated_db: str) -> None:
+    with (
+        psycopg.connect(isolated_db, autocommit=True) as spy,
+        psycopg.connect(isolated_db, autocommit=True) as writer,
+        psycopg.connect(isolated_db, autocommit=True) as owner,
+    ):
+        spy.execute("LISTEN pgevents")
+        writer_pid = writer.info.backend_pid
+
+        writer.execute("INSERT INTO people (name) VALUES ('idle')")
+        assert _wake_ups_from(spy, writer_pid) == 1  # nobody polls: every commit wakes
+
+        polling = psycopg.connect(isolated_db, autocommit=True)  # stands in for the listener
+        assert polling.execute("SELECT pgevents_wake(true)").fetchone() == (True,)
+        assert _flag(owner) == polling.info.backend_pid
+        with writer.transaction():
+            writer.execute("INSERT INTO people (name) VALUES ('skipped')")
+            # it holds the hand-over key until it ends: a listener that stops polling waits for it
+            assert _holds_handover_key(owner, writer_pid)
+        assert not _holds_handover_key(owner, writer_pid)
+        assert _wake_ups_from(spy, writer_pid) == 0
+
+        assert polling.execute("SELECT pgevents_wake(false)").fetchone() == (False,)
+        writer.execute("INSERT INTO people (name) VALUES ('woke')")
+        assert _wake_ups_from(spy, writer_pid) == 1
+
+        # A listener that dies while polling leaves the flag behind; writers wake whoever is next.
+        assert polling.execute("SELECT pgevents_wake(true)").fetchone() == (True,)
+        writer.execute("INSERT INTO people (name) VALUES ('skipped again')")
+        assert _wake_ups_from(spy, writer_pid) == 0
+        polling.close()
+        _wait_for(
+            lambda: not owner.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (_flag(owner),)).fetchone(),
+            "the backend to end",
+        )
+        assert _flag(owner) != 0
+        writer.execute("INSERT INTO people (name) VALUES ('after a crash')")
+        assert _wake_ups_from(spy, writer_pid) == 1
+
+
+def test_a_session_holding_the_polling_key_makes_the_listener_stay_awake(isolated_db: str) -> None:
+    """Advisory locks need no privilege; squatting the key a polling listener takes only
+    keeps writers waking it (as before the hand-over), it cannot make them skip."""
+    with psycopg.connect(isolated_db, autocommit=True) as listener, psycopg.connect(isolated_db) as squatter:
+        squatter.execute("SELECT pg_advisory_lock(%s, %s)", (KEY_SPACE, listener.info.backend_pid))
+        assert listener.execute("SELECT pgevents_wake(true)").fetchone() == (False,)
+        assert _flag(listener) == 0
+
+
+@contextmanager
+def running(listener: Listener) -> Iterator[None]:
+    """``listener`` in a thread of its own (the writers here are blocking psycopg calls)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(listener.run(),), daemon=True)
+    thread.start()
+    try:
+        _wait_for(lambda: listener.active, "the listener to be active")
+        yield
+    finally:
+        loop.call_soon_threadsafe(listener.stop)
+        thread.join(10)
+        loop.close()
+
+
+def _listener(url: str, layer: RecordingLayer, linger: float) -> Listener:
+    return Listener(
+        layer=layer,
+        connect=lambda: psycopg.AsyncConnection.connect(url, autocommit=True),
+        channels=[],
+        poll_interval=POLL_INTERVAL,
+        linger=linger,
+        prune_interval=POLL_INTERVAL,
+    )
+
+
+def test_a_writer_that_skipped_its_wake_up_is_delivered_when_it_commits_after_the_listener_stopped_polling(
+    isolated_db: str,
+) -> None:
+    layer = RecordingLayer()
+    listener = _listener(isolated_db, layer, linger=0.2)
+    with (
+        running(listener),
+        psycopg.connect(isolated_db, autocommit=True) as owner,
+        psycopg.connect(isolated_db, autocommit=True) as spy,
+        psycopg.connect(isolated_db, autocommit=True) as writer,
+    ):
+        spy.execute("LISTEN pgevents")
+        owner.execute("INSERT INTO people (name) VALUES ('wakes it')")
+        _wait_for(lambda: layer.names() == ["wakes it"], "the first event")
+        _wait_for(lambda: _flag(owner) != 0, "the listener to poll")  # commits came: it polls
+
+        with writer.transaction():
+            writer.execute("INSERT INTO people (name) VALUES ('late')")
+            assert _holds_handover_key(owner, writer.info.backend_pid)  # it skipped its wake-up
+            # No other commit: the listener stops polling, and waits for this transaction.
+            _wait_for(lambda: _flag(owner) == 0, "the listener to stop polling")
+            _wait_for(lambda: listener.polling_counts["waited"] == 1, "the hand-over to wait for the writer")
+            assert layer.names() == ["wakes it"]
+        _wait_for(lambda: layer.names() == ["wakes it", "late"], "the late event (stranded?)")
+        assert _wake_ups_from(spy, writer.info.backend_pid) == 0
+
+
+@pytest.mark.race
+def test_no_event_is_stranded_by_commits_racing_the_hand_over(isolated_db: str) -> None:
+    """Rounds of concurrent writers whose short and long transactions commit around the
+    listener's ``linger``, so it stops polling while transactions that skipped their wake-up
+    are still open or just committing. After each round no one writes until every committed
+    row of the round has arrived: a row the hand-over stranded is not rescued by a later
+    commit's wake-up, and only the 10-minute poll would find it. Every committed row arrives,
+    once, in id order."""
+    layer = RecordingLayer()
+    listener = _listener(isolated_db, layer, linger=0.01)
+    writers, rounds = 8, 60
+    committed: list[str] = []
+    lock = threading.Lock()
+
+    def write(conn: psycopg.Connection, rnd: random.Random, tag: str) -> None:
+        time.sleep(rnd.uniform(0, 0.03))
+        for t in range(rnd.choice((1, 1, 2))):
+            rows = [f"{tag}-{t}-{k}" for k in range(rnd.choice((1, 1, 1, 3)))]
+            for k, name in enumerate(rows):
+                conn.execute("INSERT INTO people (name) VALUES (%s)", (name,))
+                if k == 0 and rnd.random() < 0.4:
+                    time.sleep(rnd.uniform(0, 0.03))  # a long transaction, across the linger
+            if rnd.random() < 0.1:
+                conn.rollback()  # never committed: never delivered
+                continue
+            conn.commit()
+            with lock:
+                committed.extend(rows)
+
+    conns = [psycopg.connect(isolated_db) for _ in range(writers)]
+    try:
+        with running(listener):
+            for r in range(rounds):
+                threads = [
+                    threading.Thread(target=write, args=(conn, random.Random(r * writers + n), f"r{r}w{n}"))
+                    for n, conn in enumerate(conns)
+                ]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                _wait_for(lambda: len(layer.events) >= len(committed), f"round {r}'s events (stranded?)", timeout=5)
+    finally:
+        for conn in conns:
+            conn.close()
+    names = layer.names()
+    assert sorted(names) == sorted(committed) and len(names) == len(set(names))
+    ids = [e["id"] for e in layer.events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(e["prev"] == p for e, p in zip(layer.events[1:], ids, strict=False))
+    counts = listener.polling_counts
+    # the races the test is for did happen
+    assert counts["started"] >= rounds // 2 and counts["stopped"] >= rounds // 2 and counts["waited"] >= 1, counts
