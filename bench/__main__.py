@@ -21,7 +21,7 @@ from pathlib import Path
 from . import database, scenarios, servers, stalled
 from .report import Row, table
 
-ALL = ("full", "fanout", "idle", "quiet", "writers", "bulk")
+ALL = ("full", "isolated", "fanout", "idle", "quiet", "writers", "bulk")
 #: Run only when named with --only.
 EXTRA = ("stalled",)
 
@@ -32,6 +32,9 @@ class Config:
     redis_url: str = "redis://127.0.0.1:6379/0"
     scenarios: tuple[str, ...] = ALL
     full_events: int = 10_000
+    #: Commits far apart (the listener asleep for each): how many, and per second.
+    isolated_events: int = 50
+    isolated_rate: float = 10
     #: (clients, events/s, seconds)
     fanout: list[tuple[int, float, float]] = field(default_factory=lambda: [(100, 200, 10), (1000, 50, 10)])
     idle: int = 10_000
@@ -60,6 +63,7 @@ class Config:
     def quick(cls, **kw: object) -> Config:
         return cls(
             full_events=300,
+            isolated_events=5,
             fanout=[(10, 100, 2), (20, 50, 2)],
             idle=200,
             writer_seconds=1,
@@ -113,6 +117,9 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
         if "full" in cfg.scenarios:
             say(f"1 client, writer at full speed, {cfg.full_events:,} events")
             rows += scenarios.stream(ctx, "1 client, writer at full speed", 1, None, cfg.full_events)
+        if "isolated" in cfg.scenarios:
+            say(f"{cfg.isolated_events} isolated commits, {cfg.isolated_rate:g}/s")
+            rows += scenarios.isolated(ctx, cfg.isolated_events, cfg.isolated_rate)
         if "fanout" in cfg.scenarios:
             for clients, rate, seconds in cfg.fanout:
                 name = f"{clients:,} clients x {rate:,.0f} events/s"

@@ -198,27 +198,87 @@ def idle(ctx: Context, connections: int) -> list[Row]:
 # seqno -1: rows no scenario's latency accounting will ever match.
 PGBENCH_SCRIPT = "INSERT INTO {table} (seqno, payload) VALUES (-1, '{payload}');\n"
 
+NO_TRIGGER, BARE_NOTIFY = "no trigger", "bare pg_notify(row_to_json(NEW)) trigger"
 WRITER_MODES = [
-    ("bench_plain", "no trigger"),
-    ("bench_floor", "bare pg_notify trigger"),
-    ("bench_events", "pgevents (log + NOTIFY wake-up)"),
-    ("bench_quiet", "pgevents notify=False (log only)"),
-    ("bench_transient", "pgevents durable=False (unlogged table + wake-up)"),
+    ("bench_plain", NO_TRIGGER),
+    ("bench_floor", BARE_NOTIFY),
+    ("bench_events", "pgevents durable (log + wake-up hand-over)"),
+    ("bench_transient", "pgevents non-durable (unlogged table + wake-up)"),
+    ("bench_quiet", "pgevents durable notify=False (log only, found by polling)"),
 ]
 #: ``--compare-v2``: the same watches through the previous trigger function.
 V2_WRITER_MODES = [
     ("bench_v2_events", "previous version (v2): log + NOTIFY wake-up"),
     ("bench_v2_transient", "previous version (v2) durable=False: NOTIFY payload"),
 ]
+#: Where each table's events arrive: a WebSocket path, or the bare trigger's NOTIFY channel.
+DELIVERED_AT = {
+    "bench_events": "/ws/pgevents/bench/",
+    "bench_transient": "/ws/pgevents/bench_transient/",
+    "bench_quiet": "/ws/pgevents/bench_quiet/",
+    "bench_floor": "bench_floor",
+}
+
+
+class _NotifyCounter:
+    """Counts the bare trigger's notifications on one LISTEN connection, in a thread."""
+
+    def __init__(self, url: str, channel: str) -> None:
+        import threading
+
+        import psycopg
+
+        self.count = 0
+        self._stop = threading.Event()
+        self._conn = psycopg.connect(url, autocommit=True)
+        self._conn.execute(pgsql_listen(channel))
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for _ in self._conn.notifies(timeout=0.2):
+                self.count += 1
+
+    def wait(self, expected: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.count < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.count
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._conn.close()
+
+
+def pgsql_listen(channel: str) -> object:
+    from psycopg import sql as pgsql
+
+    return pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel))
+
+
+def _rows(url: str, table: str) -> int:
+    import psycopg
+    from psycopg import sql as pgsql
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(pgsql.SQL("SELECT count(*) FROM {}").format(pgsql.Identifier(table))).fetchone()
+    return int(row[0]) if row else 0
 
 
 def writer_cost(
     ctx: Context, writers: tuple[int, ...], seconds: float, rounds: int = 3, compare_v2: bool = False
 ) -> list[Row]:
-    """Inserts/s through each kind of table, one row per transaction, with pgbench.
+    """Inserts/s through each kind of table, one row per transaction, with pgbench, while the
+    listener runs and one client is subscribed to each watched channel (a WebSocket client
+    through the server; a LISTEN connection for the bare trigger).
 
-    The modes are interleaved and repeated ``rounds`` times, and the median is reported with
-    the range: a shared machine's background load moves single runs a lot.
+    After every run the client must have received each row committed in it exactly once
+    (durable: strictly increasing ids). The modes are interleaved and repeated ``rounds``
+    times; the median is reported with the range, and with its ratio to no trigger and to the
+    bare ``pg_notify`` trigger (medians of the same run): a shared machine's background load
+    moves single runs a lot.
     """
     pgbench = shutil.which("pgbench")
     if pgbench is None:
@@ -226,49 +286,102 @@ def writer_cost(
     modes = WRITER_MODES + (V2_WRITER_MODES if compare_v2 else [])
     tps: dict[tuple[str, int], list[float]] = {}
     lat: dict[tuple[str, int], list[float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for table, _ in modes:
-            with open(f"{tmp}/{table}.sql", "w") as f:
-                f.write(PGBENCH_SCRIPT.format(table=table, payload=PAYLOAD))
-        for _ in range(rounds):
-            for n in writers:
-                for table, _ in modes:
-                    out = subprocess.run(
-                        [
-                            pgbench,
-                            "-n",
-                            "-f",
-                            f"{tmp}/{table}.sql",
-                            "-c",
-                            str(n),
-                            "-j",
-                            str(min(n, 2)),
-                            "-T",
-                            str(max(1, int(seconds))),
-                            ctx.url,
-                        ],
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                    ).stdout
-                    tps.setdefault((table, n), []).append(float(re.search(r"tps = ([\d.]+)", out).group(1)))  # type: ignore[union-attr]
-                    found = re.search(r"latency average = ([\d.]+) ms", out)
-                    lat.setdefault((table, n), []).append(float(found.group(1)) if found else float("nan"))
+    delivery: dict[tuple[str, int], list[tuple[int, int, int]]] = {}  # (committed, received, disorder)
+    settle(ctx.url)
+    daphne, port = ctx.daphne()
+    clients: dict[str, Workers] = {}
+    floor_counter = _NotifyCounter(ctx.url, DELIVERED_AT["bench_floor"])
+    try:
+        for table, path in DELIVERED_AT.items():
+            if path.startswith("/"):
+                clients[table] = Workers(1, ctx.client_nice)
+                clients[table].connect("127.0.0.1", port, path, 1, record=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            for table, _ in modes:
+                with open(f"{tmp}/{table}.sql", "w") as f:
+                    f.write(PGBENCH_SCRIPT.format(table=table, payload=PAYLOAD))
+            for _ in range(rounds):
+                for n in writers:
+                    for table, _ in modes:
+                        settle(ctx.url)
+                        if table in clients:
+                            clients[table].reset()
+                        seen_before = floor_counter.count
+                        before = _rows(ctx.url, table)
+                        out = subprocess.run(
+                            [
+                                pgbench,
+                                "-n",
+                                "-f",
+                                f"{tmp}/{table}.sql",
+                                "-c",
+                                str(n),
+                                "-j",
+                                str(min(n, 2)),
+                                "-T",
+                                str(max(1, int(seconds))),
+                                ctx.url,
+                            ],
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                        ).stdout
+                        tps.setdefault((table, n), []).append(float(re.search(r"tps = ([\d.]+)", out).group(1)))  # type: ignore[union-attr]
+                        found = re.search(r"latency average = ([\d.]+) ms", out)
+                        lat.setdefault((table, n), []).append(float(found.group(1)) if found else float("nan"))
+                        committed = _rows(ctx.url, table) - before
+                        if table in clients:
+                            clients[table].wait(committed, 60 + committed / 1000)
+                            time.sleep(0.5)  # anything more (a duplicate) arrives meanwhile
+                            (result,) = clients[table].wait(committed, 0)
+                            got = (committed, result.received, result.disorder)
+                        elif table == "bench_floor":
+                            floor_counter.wait(seen_before + committed, 60 + committed / 1000)
+                            time.sleep(0.5)
+                            got = (committed, floor_counter.count - seen_before, 0)
+                        else:
+                            continue
+                        delivery.setdefault((table, n), []).append(got)
+    finally:
+        floor_counter.close()
+        for workers in clients.values():
+            workers.close()
+        daphne.stop()
     rows = []
     for n in writers:
+        base = statistics.median(tps[("bench_plain", n)])
+        bare = statistics.median(tps[("bench_floor", n)])
         for table, label in modes:
             runs = sorted(tps[(table, n)])
+            median = statistics.median(runs)
+            ratios = f"{median / base:.2f}x no trigger" + (
+                f", {median / bare:.2f}x bare notify" if table != "bench_floor" else ""
+            )
+            checked = delivery.get((table, n), [])
+            committed = sum(c for c, _, _ in checked)
+            received = sum(r for _, r, _ in checked)
+            disorder = sum(d for _, _, d in checked) if table not in ("bench_transient",) else 0
             rows.append(
                 Row(
                     scenario=f"writer cost, {n} writer{'s' if n > 1 else ''}",
                     system=label,
-                    events_per_s=statistics.median(runs),
-                    notes=f"inserts/s, median of {len(runs)} (range {runs[0]:,.0f}-{runs[-1]:,.0f}); "
-                    f"commit latency {statistics.median(lat[(table, n)]):.2f} ms",
-                    extra={"runs": runs},
+                    expected=committed,
+                    received=received,
+                    duplicates=disorder,
+                    events_per_s=median,
+                    notes=f"inserts/s, median of {len(runs)} (range {runs[0]:,.0f}-{runs[-1]:,.0f}); {ratios}; "
+                    f"commit latency {statistics.median(lat[(table, n)]):.2f} ms"
+                    + ("; delivered to a subscribed client" if checked else ""),
+                    extra={"runs": runs, "delivery": checked},
                 )
             )
     return rows
+
+
+def isolated(ctx: Context, count: int, rate: float) -> list[Row]:
+    """Commits far enough apart that the listener is asleep on LISTEN for each one: the
+    latency of a lone change on an idle system (the wake-up path, not the polling one)."""
+    return stream(ctx, f"isolated commits on an idle system ({rate:g}/s)", 1, rate, count)
 
 
 def quiet(ctx: Context, rate: float, count: int, poll: float) -> list[Row]:

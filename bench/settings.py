@@ -8,7 +8,7 @@ from demo_project.settings import *  # noqa: F403
 
 DEBUG = False
 PGEVENTS = {
-    "CHANNELS": ["bench", "bench_quiet"],
+    "CHANNELS": ["bench", "bench_quiet", "bench_transient"],
     "POLL_INTERVAL": float(os.environ.get("PGEVENTS_BENCH_POLL", "1.0")),
 }
 LOGGING["loggers"]["pgevents"]["level"] = os.environ.get("PGEVENTS_LOG_LEVEL", "WARNING")  # noqa: F405

@@ -41,7 +41,7 @@ def _int_after(data: bytes, key: bytes, start: int = 0) -> int:
     j = i
     while 48 <= data[j] <= 57:
         j += 1
-    return int(data[i:j])
+    return int(data[i:j]) if j > i else -1  # null (a non-durable event's id)
 
 
 class WsClient(asyncio.Protocol):
