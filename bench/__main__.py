@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=("core", "pubsub", "pgpubsub"),
         default="pgpubsub",
         help="channel layer: pgpubsub (pgevents.layers.PubSubChannelLayer, the default), core (channels-redis "
-        "RedisChannelLayer, the demo's) or pubsub (channels-redis RedisPubSubChannelLayer)",
+        "RedisChannelLayer) or pubsub (channels-redis RedisPubSubChannelLayer)",
     )
     p.add_argument("--client-procs", type=int, default=2, help="client processes (default 2)")
     p.add_argument(

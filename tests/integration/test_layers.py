@@ -158,9 +158,11 @@ def test_a_redis_outage_is_reported_once_when_it_breaks_and_once_when_it_is_back
     assert seen[:3] == [1, "reset", "reset"] and seen[-1] == 2
 
 
-def test_the_pipeline_runs_on_the_pubsub_layer(isolated_db: str, iso_pg: psycopg.Connection) -> None:
-    """daphne + runlisten with ``pgevents.layers.PubSubChannelLayer`` end to end."""
-    with Stack(isolated_db, env={"PGEVENTS_TEST_LAYER": "pubsub"}) as stack:
+@pytest.mark.parametrize("layer", ["pubsub", "core"])
+def test_the_pipeline_runs_on_either_redis_layer(isolated_db: str, iso_pg: psycopg.Connection, layer: str) -> None:
+    """daphne + runlisten end to end with ``pgevents.layers.PubSubChannelLayer`` (the default)
+    and with channels-redis' core ``RedisChannelLayer``."""
+    with Stack(isolated_db, env={"PGEVENTS_TEST_LAYER": layer}) as stack:
 
         async def scenario() -> list[dict]:
             async with Client.connect(f"{stack.ws}/ws/pgevents/people/") as client:
