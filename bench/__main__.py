@@ -50,6 +50,8 @@ class Config:
     client_nice: int = 0
     #: Another server driven in the same run (``--peer``).
     peer: scenarios.Peer | None = None
+    #: daphne processes on one port (``--processes``).
+    processes: int = 1
     listener_args: tuple[str, ...] = ()
     #: Writer cost also through the previous (v2) trigger function, side by side.
     compare_v2: bool = False
@@ -116,6 +118,7 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
             cfg.server,
             Path(cfg.server_root) if cfg.server_root else None,
             cfg.peer,
+            cfg.processes,
         )
         if "full" in cfg.scenarios:
             say(f"1 client, writer at full speed, {cfg.full_events:,} events")
@@ -184,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
     p.add_argument("--only", help=f"comma-separated scenarios to run, from {', '.join(ALL + EXTRA)}")
     p.add_argument("--server", choices=sorted(servers.COMMANDS), default="daphne", help="ASGI server under test")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="daphne processes on the server's port (manage.py pgevents_serve, SO_REUSEPORT; default 1)",
+    )
     p.add_argument(
         "--server-root", metavar="DIR", help="run the server from another checkout (to compare code side by side)"
     )
@@ -264,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.listener_args = tuple(args.listener_args.split())
     cfg.server = args.server
     cfg.server_root = args.server_root
+    cfg.processes = args.processes
     if args.stalled:
         kind, readers, rate, seconds, size = args.stalled.split(",")
         cfg.stalled = (kind, int(readers), float(rate), float(seconds), int(size))

@@ -37,12 +37,14 @@ class Context:
     server: str = "daphne"
     server_root: Path | None = None
     peer: Peer | None = None
+    #: daphne processes on the server's port (``manage.py pgevents_serve`` when more than one).
+    processes: int = 1
 
     def daphne(self) -> tuple[servers.Server, int]:
         """A fresh server process per scenario (``server``: daphne unless told otherwise): its
         memory figures are its own."""
         port = servers.free_port()
-        return servers.start_server(self.env, port, self.server, self.server_root), port
+        return servers.start_server(self.env, port, self.server, self.server_root, self.processes), port
 
 
 def _merge(results: list[Result]) -> tuple[int, int, int, list[int], list[float]]:
@@ -201,7 +203,8 @@ def _pgevents(
         workers.close()
         daphne.stop()
     u = monitor.usage
-    row = _row(name, "pgevents", clients, len(acks), acks, results, window)
+    system = "pgevents" if ctx.processes == 1 else f"pgevents, {ctx.processes} daphne processes"
+    row = _row(name, system, clients, len(acks), acks, results, window)
     server_cpu = u["daphne"].cpu + u["listener"].cpu
     row.server_cpu_pct = u["daphne"].cpu_pct + u["listener"].cpu_pct
     row.server_rss_mb = u["daphne"].rss_max / MB
