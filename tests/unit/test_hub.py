@@ -261,3 +261,25 @@ def test_a_merged_backlog_with_a_gap_or_an_overlap_is_delivered_once_in_order() 
         assert [(await ahead.next())["id"] for _ in range(3)] == [2, 3, 4]
 
     asyncio.run(body())
+
+
+def test_a_merged_backlog_of_mixed_events_goes_out_one_write_per_run() -> None:
+    """Durable events, then plain ones (no ids), then durable ones again: three runs, three
+    writes per socket, in order (not one write per event)."""
+
+    async def body() -> None:
+        layer, log = BacklogLayer(), MemoryLog()
+        hub = Hub(layer, log)
+        sink = RecordingSink(direct=True)
+        await subscribe(hub, "a", sink)
+        hub._task.cancel()  # type: ignore[union-attr]
+        plain = {"type": "pgevents.event", "channel": "a", "id": None, "prev": None, "frame": '{"type":"event"}'}
+        await send(layer, log.commit("a"), log.commit("a"))
+        await send(layer, plain)
+        await send(layer, plain)
+        await send(layer, log.commit("a"), log.commit("a"))
+        hub._ensure_running()
+        assert [(await sink.next()).get("id") for _ in range(6)] == [1, 2, None, None, 3, 4]
+        assert len(sink.writes) == 3
+
+    asyncio.run(body())
