@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
+import subprocess
+import sys
+import time
 from typing import Any
 
 import psutil
 import psycopg
+import pytest
 
 from tests.support import Client, Stack, run, wait_until
 
@@ -61,3 +66,42 @@ def test_when_one_process_dies_the_set_stops_for_the_supervisor(isolated_db: str
         assert stack.daphne.proc.wait(20) == 128 + signal.SIGKILL
         wait_until(lambda: not second.is_running() or second.status() == psutil.STATUS_ZOMBIE, 20, what="the other")
         assert "exited with status -9; stopping the others" in stack.daphne.output()
+
+
+def test_reuseport_sockets_share_a_port_and_a_bad_address_leaves_nothing_open(monkeypatch: Any) -> None:
+    from pgevents.delivery import serving
+
+    first = serving.reuseport_socket("127.0.0.1", 0)
+    try:
+        port = first.getsockname()[1]
+        second = serving.reuseport_socket("127.0.0.1", port)  # what each daphne process gets
+        try:
+            assert second.getsockname()[1] == port and second.get_inheritable()
+        finally:
+            second.close()
+    finally:
+        first.close()
+    with pytest.raises(OSError):
+        serving.reuseport_socket("192.0.2.1", 0)  # not an address of this host
+    monkeypatch.delattr(socket, "SO_REUSEPORT")
+    with pytest.raises(serving.ReusePortUnavailable, match="no SO_REUSEPORT"):
+        serving.reuseport_socket("127.0.0.1", 0)
+
+
+def test_a_process_that_ignores_sigterm_is_killed_and_wait_reports_the_first_exit() -> None:
+    from pgevents.delivery import serving
+
+    processes = serving.Processes("m:app", "127.0.0.1", 0, 2)
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"
+    )
+    processes.children = [
+        subprocess.Popen([sys.executable, "-c", stubborn], stdout=subprocess.PIPE),
+        subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]),
+    ]
+    assert processes.children[0].stdout is not None and processes.children[0].stdout.readline() == b"1\n"
+    started = time.monotonic()
+    assert processes.wait(poll=0.05) == 3
+    assert processes.children[0].returncode == -signal.SIGKILL
+    assert time.monotonic() - started < 30
+    processes.children[0].stdout.close()
