@@ -21,7 +21,7 @@ from pathlib import Path
 from . import database, scenarios, servers, stalled
 from .report import Row, table
 
-ALL = ("full", "isolated", "fanout", "idle", "quiet", "writers", "bulk")
+ALL = ("full", "isolated", "fanout", "burst", "idle", "quiet", "writers", "bulk")
 #: Run only when named with --only.
 EXTRA = ("stalled",)
 
@@ -37,6 +37,8 @@ class Config:
     isolated_rate: float = 10
     #: (clients, events/s, seconds)
     fanout: list[tuple[int, float, float]] = field(default_factory=lambda: [(100, 200, 10), (1000, 50, 10)])
+    #: (clients, events/s, seconds) of the burst scenario: ten times the rate for 2 s from t=3 s
+    burst: tuple[int, float, float] = (1000, 50, 10)
     idle: int = 10_000
     writers: tuple[int, ...] = (1, 16)
     writer_seconds: float = 5
@@ -47,7 +49,12 @@ class Config:
     client_procs: int = 2
     profile_dir: str | None = None
     layer: str = "pgpubsub"
-    client_nice: int = 10
+    #: Niceness of the client processes: 0, as equals of the server (see --client-nice).
+    client_nice: int = 0
+    #: Another server driven in the same run (``--peer``).
+    peer: scenarios.Peer | None = None
+    #: daphne processes on one port (``--processes``).
+    processes: int = 1
     listener_args: tuple[str, ...] = ()
     #: Writer cost also through the previous (v2) trigger function, side by side.
     compare_v2: bool = False
@@ -65,6 +72,7 @@ class Config:
             full_events=300,
             isolated_events=5,
             fanout=[(10, 100, 2), (20, 50, 2)],
+            burst=(20, 50, 6),
             idle=200,
             writer_seconds=1,
             writer_rounds=1,
@@ -113,6 +121,8 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
             cfg.listener_args,
             cfg.server,
             Path(cfg.server_root) if cfg.server_root else None,
+            cfg.peer,
+            cfg.processes,
         )
         if "full" in cfg.scenarios:
             say(f"1 client, writer at full speed, {cfg.full_events:,} events")
@@ -125,6 +135,10 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
                 name = f"{clients:,} clients x {rate:,.0f} events/s"
                 say(f"{name} for {seconds:.0f} s")
                 rows += scenarios.stream(ctx, name, clients, rate, int(rate * seconds))
+        if "burst" in cfg.scenarios:
+            clients, rate, seconds = cfg.burst
+            say(f"burst: {clients:,} clients x {rate:,.0f} events/s for {seconds:.0f} s, x10 for 2 s")
+            rows += scenarios.burst(ctx, clients, rate, seconds)
         if "idle" in cfg.scenarios:
             say(f"{cfg.idle:,} idle connections")
             rows += scenarios.idle(ctx, cfg.idle)
@@ -181,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help=f"comma-separated scenarios to run, from {', '.join(ALL + EXTRA)}")
     p.add_argument("--server", choices=sorted(servers.COMMANDS), default="daphne", help="ASGI server under test")
     p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="daphne processes on the server's port (manage.py pgevents_serve, SO_REUSEPORT; default 1)",
+    )
+    p.add_argument(
         "--server-root", metavar="DIR", help="run the server from another checkout (to compare code side by side)"
     )
     p.add_argument(
@@ -197,6 +217,28 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CLIENTSxRATExSECONDS",
         help="a fan-out scenario, e.g. 100x200x10; repeat for several (default 100x200x10 and 1000x50x10)",
     )
+    p.add_argument(
+        "--burst",
+        metavar="CLIENTSxRATExSECONDS",
+        help="the burst scenario: a steady rate with ten times that rate for 2 s from t=3 s, latency reported "
+        "by 1 s window of commit time (default 1000x50x10)",
+    )
+    p.add_argument(
+        "--peer",
+        metavar="URL_TEMPLATE",
+        help="also drive another WebSocket server in the same run, e.g. 'ws://127.0.0.1:7700/listen/{channel}' "
+        "(pg_eventserv): its clients read the raw NOTIFY payloads of a bare pg_notify(row_to_json(NEW)) trigger on "
+        "table and channel bench_peer",
+    )
+    p.add_argument(
+        "--peer-pid",
+        type=int,
+        action="append",
+        default=[],
+        metavar="PID",
+        help="a process of the peer whose CPU counts as its cost (repeat for several); without it the peer's CPU "
+        "per delivery is not reported",
+    )
     p.add_argument("--idle", type=int, help="idle connections to hold (default 10,000)")
     p.add_argument("--writer-seconds", type=float, help="seconds per writer-cost run (default 5)")
     p.add_argument("--writer-rounds", type=int, help="interleaved rounds of the writer-cost runs (default 3)")
@@ -211,15 +253,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=("core", "pubsub", "pgpubsub"),
         default="pgpubsub",
         help="channel layer: pgpubsub (pgevents.layers.PubSubChannelLayer, the default), core (channels-redis "
-        "RedisChannelLayer, the demo's) or pubsub (channels-redis RedisPubSubChannelLayer)",
+        "RedisChannelLayer) or pubsub (channels-redis RedisPubSubChannelLayer)",
     )
     p.add_argument("--client-procs", type=int, default=2, help="client processes (default 2)")
     p.add_argument(
         "--client-nice",
         type=int,
-        default=10,
-        help="nice value for the client processes, so that on a small machine they do not preempt the server "
-        "under test at every frame they receive (default 10; 0 to treat them as equals)",
+        default=0,
+        metavar="N",
+        help="niceness of the client processes (default 0: normal priority, the server's equals). A positive "
+        "value lets the server under test preempt its own clients on a small machine, which flatters it: "
+        "figures taken that way must say so",
     )
     p.add_argument("--listener-args", default="", help='extra runlisten arguments, e.g. "--coalesce 0.002"')
     p.add_argument("--profile", metavar="DIR", help="record py-spy flame graphs of daphne into DIR")
@@ -236,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.listener_args = tuple(args.listener_args.split())
     cfg.server = args.server
     cfg.server_root = args.server_root
+    cfg.processes = args.processes
     if args.stalled:
         kind, readers, rate, seconds, size = args.stalled.split(",")
         cfg.stalled = (kind, int(readers), float(rate), float(seconds), int(size))
@@ -247,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg.fanout = [(int(c), float(r), float(s)) for c, r, s in (f.split("x") for f in args.fanout)]
     if args.idle:
         cfg.idle = args.idle
+    if args.burst:
+        c, r, sec = args.burst.split("x")
+        cfg.burst = (int(c), float(r), float(sec))
+    if args.peer:
+        cfg.peer = scenarios.Peer(args.peer, tuple(args.peer_pid))
+        cfg.peer.target()  # a bad template fails here, before anything starts
     if args.writer_seconds:
         cfg.writer_seconds = args.writer_seconds
     if args.writer_rounds:

@@ -36,15 +36,17 @@ async def _serve(conn: multiprocessing.connection.Connection) -> None:
     while True:
         command, args = await loop.run_in_executor(None, conn.recv)
         if command == "connect":
-            host, port, path, count, record, concurrency = args
+            host, port, path, count, record, concurrency, raw = args
             gate = asyncio.Semaphore(concurrency)
 
-            async def one(gate: asyncio.Semaphore, host: str, port: int, path: str, record: bool) -> WsClient:
+            async def one(
+                gate: asyncio.Semaphore, host: str, port: int, path: str, record: bool, raw: bool
+            ) -> WsClient:
                 async with gate:
-                    return await connect(host, port, path, record)
+                    return await connect(host, port, path, record, raw)
 
             try:
-                clients += await asyncio.gather(*(one(gate, host, port, path, record) for _ in range(count)))
+                clients += await asyncio.gather(*(one(gate, host, port, path, record, raw) for _ in range(count)))
                 conn.send(("ok", len(clients)))
             except Exception as exc:
                 conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -123,9 +125,20 @@ class Workers:
             out.append(value)
         return out
 
-    def connect(self, host: str, port: int, path: str, count: int, record: bool = True, concurrency: int = 100) -> None:
+    def connect(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        count: int,
+        record: bool = True,
+        concurrency: int = 100,
+        raw: bool = False,
+    ) -> None:
+        """Open and subscribe ``count`` sockets, spread over the workers (``raw``: a peer's
+        endpoint, see ``wsclient``)."""
         shares = [count // len(self.pipes) + (i < count % len(self.pipes)) for i in range(len(self.pipes))]
-        self._all("connect", [(host, port, path, s, record, concurrency) for s in shares])
+        self._all("connect", [(host, port, path, s, record, concurrency, raw) for s in shares])
 
     def wait(self, expected: int, timeout: float) -> list[Result]:
         return self._all("wait", [(expected, timeout)] * len(self.pipes), timeout + 30)

@@ -6,6 +6,8 @@
 - ``bench_transient`` — watched with ``durable=False`` (channel ``bench_transient``): the
   event goes to an unlogged table the listener drains, with a wake-up NOTIFY;
 - ``bench_floor`` — a bare trigger that ``pg_notify``s the row to ``bench_floor`` (the floor);
+- ``bench_peer`` — the same bare trigger to ``bench_peer``: what another server driven in the
+  same run (``--peer``, e.g. pg_eventserv) forwards to its clients;
 - ``bench_plain`` — no trigger at all (the writer-cost baseline);
 - with ``compare_v2``, ``bench_v2_events`` and ``bench_v2_transient``: the same watches run
   by the previous trigger function (schema v2, invoker's rights, non-durable events in the
@@ -25,18 +27,21 @@ from pgevents.core.sql import TriggerSpec
 from pgevents.migrations._frozen import read
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = ("bench_events", "bench_quiet", "bench_transient", "bench_floor", "bench_plain")
+TABLES = ("bench_events", "bench_quiet", "bench_transient", "bench_floor", "bench_peer", "bench_plain")
+PEER_TABLE = PEER_CHANNEL = "bench_peer"
 COLUMNS = ("pk", "seqno", "payload")
 
-FLOOR_TRIGGER = """
-CREATE OR REPLACE FUNCTION bench_floor_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BARE_TRIGGER = """
+CREATE OR REPLACE FUNCTION {name}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('bench_floor', row_to_json(NEW)::text);
+    PERFORM pg_notify('{name}', row_to_json(NEW)::text);
     RETURN NULL;
 END $$;
-DROP TRIGGER IF EXISTS bench_floor_notify ON bench_floor;
-CREATE TRIGGER bench_floor_notify AFTER INSERT ON bench_floor FOR EACH ROW EXECUTE FUNCTION bench_floor_notify();
+DROP TRIGGER IF EXISTS {name}_notify ON {name};
+CREATE TRIGGER {name}_notify AFTER INSERT ON {name} FOR EACH ROW EXECUTE FUNCTION {name}_notify();
 """
+#: Tables whose trigger is a bare ``pg_notify(row_to_json(NEW))`` to a channel of their name.
+BARE_TABLES = ("bench_floor", PEER_TABLE)
 
 
 def admin_url(url: str) -> tuple[str, str]:
@@ -94,7 +99,8 @@ def prepare(url: str, compare_v2: bool = False) -> None:
         ):
             for statement in spec.create_statements():
                 conn.execute(statement)
-        conn.execute(FLOOR_TRIGGER)
+        for name in BARE_TABLES:
+            conn.execute(BARE_TRIGGER.format(name=name))
         if compare_v2:
             conn.execute("CREATE SCHEMA IF NOT EXISTS bench_v2")
             conn.execute(_v2_function())

@@ -30,6 +30,39 @@ class Latency:
         return f"{_ms(self.p50)} / {_ms(self.p90)} / {_ms(self.p99)} / {_ms(self.max)}"
 
 
+@dataclass
+class Window:
+    """Latency of the events committed in one time window (``start`` s after the first commit)."""
+
+    start: float
+    events: int
+    latency: Latency
+
+
+def windows(acks: Sequence[float], seqnos: Iterable[int], times: Iterable[float], width: float) -> list[Window]:
+    """Latency by commit-time window of ``width`` seconds: how a backlog builds up and drains."""
+    if not acks:
+        return []
+    by: dict[int, tuple[list[int], list[float]]] = {}
+    for s, t in zip(seqnos, times, strict=True):
+        if 0 <= s < len(acks):
+            entry = by.setdefault(int((acks[s] - acks[0]) / width), ([], []))
+            entry[0].append(s)
+            entry[1].append(t)
+    out = []
+    for k in sorted(by):
+        s_, t_ = by[k]
+        latency = Latency.of(acks, s_, t_)
+        if latency is not None:
+            out.append(Window(k * width, len({*s_}), latency))
+    return out
+
+
+def window_summary(series: Sequence[Window]) -> str:
+    """``t=0s 2.1/8.0`` … : p50/p99 ms per window, for the notes column."""
+    return "; ".join(f"t={w.start:.0f}s {_ms(w.latency.p50)}/{_ms(w.latency.p99)}" for w in series)
+
+
 def _ms(v: float) -> str:
     return f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
@@ -56,6 +89,9 @@ class Row:
     server_cpu_pct: float | None = None
     server_rss_mb: float | None = None
     client_cpu_pct: float | None = None
+    #: CPU time of the server's processes (daphne and runlisten, or a peer's given pids) per
+    #: delivered message, in µs: what one delivery costs, whatever the machine's load.
+    cpu_us_per_delivery: float | None = None
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -80,6 +116,7 @@ HEADER = (
     "deliveries/s",
     "latency ms p50/p90/p99/max",
     "server CPU %",
+    "server CPU µs/delivery",
     "server RSS MB",
     "client CPU %",
     "notes",
@@ -101,6 +138,7 @@ def table(rows: Sequence[Row]) -> str:
             f"{r.deliveries_per_s:,.0f}" if r.deliveries_per_s else "",
             str(r.latency) if r.latency else "",
             f"{r.server_cpu_pct:.0f}" if r.server_cpu_pct is not None else "",
+            f"{r.cpu_us_per_delivery:.1f}" if r.cpu_us_per_delivery is not None else "",
             f"{r.server_rss_mb:.0f}" if r.server_rss_mb is not None else "",
             f"{r.client_cpu_pct:.0f}" if r.client_cpu_pct is not None else "",
             r.notes,

@@ -12,13 +12,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import servers
 from .clients import Result, Workers
-from .report import Latency, Row, unpack
-from .writer import PAYLOAD, listen_floor, write
+from .database import PEER_CHANNEL, PEER_TABLE
+from .report import Latency, Row, unpack, window_summary, windows
+from .writer import PAYLOAD, burst_offsets, listen_floor, write
 
 MB = 1024 * 1024
 
@@ -34,12 +36,15 @@ class Context:
     listener_args: tuple[str, ...] = ()
     server: str = "daphne"
     server_root: Path | None = None
+    peer: Peer | None = None
+    #: daphne processes on the server's port (``manage.py pgevents_serve`` when more than one).
+    processes: int = 1
 
     def daphne(self) -> tuple[servers.Server, int]:
         """A fresh server process per scenario (``server``: daphne unless told otherwise): its
         memory figures are its own."""
         port = servers.free_port()
-        return servers.start_server(self.env, port, self.server, self.server_root), port
+        return servers.start_server(self.env, port, self.server, self.server_root, self.processes), port
 
 
 def _merge(results: list[Result]) -> tuple[int, int, int, list[int], list[float]]:
@@ -71,8 +76,92 @@ def settle(url: str, timeout: float = 60) -> None:
             time.sleep(0.1)
 
 
-def stream(ctx: Context, name: str, clients: int, rate: float | None, count: int, channel: str = "bench") -> list[Row]:
-    """``clients`` sockets on one channel; the writer inserts ``count`` rows at ``rate``."""
+@dataclass
+class Peer:
+    """Another WebSocket server driven in the same run (``--peer``): a URL template with
+    ``{channel}``, and optionally the pids whose CPU is its cost. It is fed by a bare
+    ``pg_notify(row_to_json(NEW))`` trigger on ``bench_peer`` (channel ``bench_peer``): what
+    pg_eventserv forwards to ``/listen/<channel>``."""
+
+    template: str
+    pids: tuple[int, ...] = ()
+
+    def target(self, channel: str = PEER_CHANNEL) -> tuple[str, int, str]:
+        parts = urlsplit(self.template.replace("{channel}", channel))
+        if parts.scheme != "ws" or parts.hostname is None:
+            raise ValueError(f"--peer needs a ws:// URL template, got {self.template!r}")
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        return parts.hostname, parts.port or 80, path or "/"
+
+
+def stream(
+    ctx: Context,
+    name: str,
+    clients: int,
+    rate: float | None,
+    count: int,
+    channel: str = "bench",
+    offsets: list[float] | None = None,
+    window: float | None = None,
+) -> list[Row]:
+    """``clients`` sockets on one channel; the writer inserts ``count`` rows at ``rate`` (or
+    on the schedule ``offsets``). Then the same writes through the peer (``--peer``), if one
+    is given, and through the floor: every system in the same run, one after the other."""
+    rows = [_pgevents(ctx, name, clients, rate, count, channel, offsets, window)]
+    if ctx.peer is not None and channel == "bench":
+        rows.append(peer(ctx, ctx.peer, name, clients, rate, count, offsets, window))
+    rows.append(floor(ctx, name, rate, count, offsets, window))
+    return rows
+
+
+def _timeout(rate: float | None, count: int, offsets: list[float] | None) -> float:
+    if offsets:
+        return 30 + offsets[-1] * 1.5
+    return 30 + count / (rate or 1000) * 0.5
+
+
+def _row(
+    name: str,
+    system: str,
+    clients: int,
+    count: int,
+    acks: list[float],
+    results: list[Result],
+    window: float | None,
+) -> Row:
+    """A row of measured deliveries: loss, order, throughput, latency (and its windows)."""
+    received, disorder, lowest, seqnos, times = _merge(results)
+    first, last_rx = acks[0], max(times, default=acks[-1])
+    writer_rate = (len(acks) - 1) / (acks[-1] - acks[0]) if len(acks) > 1 else 0.0
+    span = max(last_rx - first, 1e-9)
+    row = Row(
+        scenario=name,
+        system=system,
+        expected=count * clients,
+        received=received,
+        duplicates=disorder,
+        events_per_s=count / span,
+        deliveries_per_s=received / span,
+        latency=Latency.of(acks, seqnos, times),
+        notes=f"writer {writer_rate:,.0f}/s; slowest socket got {lowest:,}/{count:,}",
+    )
+    if window:
+        series = windows(acks, seqnos, times, window)
+        row.notes += f"; p50/p99 ms by {window:g} s of commit time: {window_summary(series)}"
+        row.extra["windows"] = [asdict(w) for w in series]
+    return row
+
+
+def _pgevents(
+    ctx: Context,
+    name: str,
+    clients: int,
+    rate: float | None,
+    count: int,
+    channel: str,
+    offsets: list[float] | None,
+    window: float | None,
+) -> Row:
     table = "bench_events" if channel == "bench" else "bench_quiet"
     settle(ctx.url)
     daphne, port = ctx.daphne()
@@ -105,9 +194,8 @@ def stream(ctx: Context, name: str, clients: int, rate: float | None, count: int
             {"daphne": [daphne.proc.pid], "listener": [ctx.listener.proc.pid], "clients": workers.pids}
         )
         with monitor:
-            acks = write(ctx.url, table, count, rate)
-            results = workers.wait(count, timeout=30 + count / (rate or 1000) * 0.5)
-        received, disorder, lowest, seqnos, times = _merge(results)
+            acks = write(ctx.url, table, count, rate, offsets=offsets)
+            results = workers.wait(len(acks), timeout=_timeout(rate, count, offsets))
     finally:
         if profiler is not None:
             profiler.send_signal(2)
@@ -115,43 +203,82 @@ def stream(ctx: Context, name: str, clients: int, rate: float | None, count: int
         workers.close()
         daphne.stop()
     u = monitor.usage
-    first, last_rx = acks[0], max(times, default=acks[-1])
-    writer_rate = (len(acks) - 1) / (acks[-1] - acks[0]) if len(acks) > 1 else 0.0
-    span = max(last_rx - first, 1e-9)
-    row = Row(
-        scenario=name,
-        system="pgevents",
-        expected=count * clients,
-        received=received,
-        duplicates=disorder,
-        events_per_s=count / span,
-        deliveries_per_s=received / span,
-        latency=Latency.of(acks, seqnos, times),
-        server_cpu_pct=u["daphne"].cpu_pct + u["listener"].cpu_pct,
-        server_rss_mb=u["daphne"].rss_max / MB,
-        client_cpu_pct=u["clients"].cpu_pct,
-        notes=f"writer {writer_rate:,.0f}/s; {ctx.server} {u['daphne'].cpu_pct:.0f} % + runlisten "
-        f"{u['listener'].cpu_pct:.0f} % CPU; slowest socket got {lowest:,}/{count:,}",
-    )
-    return [row, floor(ctx, name, rate, count)]
+    system = "pgevents" if ctx.processes == 1 else f"pgevents, {ctx.processes} daphne processes"
+    row = _row(name, system, clients, len(acks), acks, results, window)
+    server_cpu = u["daphne"].cpu + u["listener"].cpu
+    row.server_cpu_pct = u["daphne"].cpu_pct + u["listener"].cpu_pct
+    row.server_rss_mb = u["daphne"].rss_max / MB
+    row.client_cpu_pct = u["clients"].cpu_pct
+    row.cpu_us_per_delivery = 1e6 * server_cpu / row.received if row.received else None
+    row.notes += f"; {ctx.server} {u['daphne'].cpu_pct:.0f} % + runlisten {u['listener'].cpu_pct:.0f} % CPU"
+    return row
 
 
-def floor(ctx: Context, name: str, rate: float | None, count: int) -> Row:
+def peer(
+    ctx: Context,
+    target: Peer,
+    name: str,
+    clients: int,
+    rate: float | None,
+    count: int,
+    offsets: list[float] | None = None,
+    window: float | None = None,
+) -> Row:
+    """The same load through another server (``--peer``), clients and writer as for pgevents."""
+    host, port, path = target.target()
+    workers = Workers(min(ctx.client_procs, clients), ctx.client_nice)
+    try:
+        workers.connect(host, port, path, clients, raw=True)
+        time.sleep(0.5)  # the peer may start its LISTEN when its first client arrives
+        monitor = servers.Monitor({"peer": list(target.pids), "clients": workers.pids})
+        with monitor:
+            acks = write(ctx.url, PEER_TABLE, count, rate, offsets=offsets)
+            results = workers.wait(len(acks), timeout=_timeout(rate, count, offsets))
+    finally:
+        workers.close()
+    row = _row(name, f"peer: {target.template}", clients, len(acks), acks, results, window)
+    row.client_cpu_pct = monitor.usage["clients"].cpu_pct
+    if target.pids:
+        u = monitor.usage["peer"]
+        row.server_cpu_pct = u.cpu_pct
+        row.server_rss_mb = u.rss_max / MB
+        row.cpu_us_per_delivery = 1e6 * u.cpu / row.received if row.received else None
+    else:
+        row.notes += "; its CPU is not measured (no --peer-pid)"
+    return row
+
+
+def burst(ctx: Context, clients: int, rate: float, seconds: float, at: float = 3.0, factor: float = 10) -> list[Row]:
+    """A steady ``rate`` with ``factor`` times the rate for 2 s from ``at``: latency by 1 s
+    window of commit time shows the backlog and whether (and when) the server recovers."""
+    offsets = burst_offsets(rate, seconds, at, factor)
+    name = f"burst: {clients:,} clients x {rate:,.0f} events/s, x{factor:g} for 2 s at t={at:g}s, {seconds:g} s"
+    return stream(ctx, name, clients, rate, len(offsets), offsets=offsets, window=1.0)
+
+
+def floor(
+    ctx: Context,
+    name: str,
+    rate: float | None,
+    count: int,
+    offsets: list[float] | None = None,
+    window: float | None = None,
+) -> Row:
     """The same writes through a bare ``pg_notify`` trigger to one psycopg LISTEN client."""
     mp = multiprocessing.get_context("spawn")
     ready = mp.Event()
     parent, child = mp.Pipe()
-    proc = mp.Process(target=listen_floor, args=(ctx.url, count, 30 + count / (rate or 1000), ready, child))
+    proc = mp.Process(target=listen_floor, args=(ctx.url, count, _timeout(rate, count, offsets), ready, child))
     proc.start()
     try:
         if not ready.wait(30):
             raise TimeoutError("the floor's LISTEN client did not start")
-        acks = write(ctx.url, "bench_floor", count, rate)
+        acks = write(ctx.url, "bench_floor", count, rate, offsets=offsets)
         seqnos, times = parent.recv()
     finally:
         proc.join(10)
     span = max(max(times, default=acks[-1]) - acks[0], 1e-9)
-    return Row(
+    row = Row(
         scenario=name,
         system="floor: NOTIFY → psycopg LISTEN",
         expected=count,
@@ -162,6 +289,9 @@ def floor(ctx: Context, name: str, rate: float | None, count: int) -> Row:
         latency=Latency.of(acks, seqnos, times),
         notes="one LISTEN connection (one per browser would slow every commit)",
     )
+    if window:
+        row.notes += f"; p50/p99 ms by {window:g} s: {window_summary(windows(acks, seqnos, times, window))}"
+    return row
 
 
 def idle(ctx: Context, connections: int) -> list[Row]:

@@ -91,11 +91,20 @@ COMMANDS = {
 }
 
 
-def start_server(env: dict[str, str], port: int, server: str = "daphne", root: Path | None = None) -> Server:
-    """``server`` on ``port``; ``root``: run another checkout's code (to measure it side by side)."""
+def serve_command(port: int, processes: int) -> list[str]:
+    """``processes`` daphne processes on one port (``manage.py pgevents_serve``, SO_REUSEPORT)."""
+    return ["manage.py", "pgevents_serve", "--processes", str(processes), "-b", "127.0.0.1", "-p", str(port)]
+
+
+def start_server(
+    env: dict[str, str], port: int, server: str = "daphne", root: Path | None = None, processes: int = 1
+) -> Server:
+    """``server`` on ``port``; ``root``: run another checkout's code (to measure it side by side);
+    ``processes`` > 1: that many daphne processes on the port."""
     if root is not None:
         env = {**env, "PYTHONPATH": str(root)}
-    proc = Server(f"{server}-{port}", [sys.executable, *COMMANDS[server](port)], env, cwd=root or ROOT)
+    command = serve_command(port, processes) if processes > 1 else COMMANDS[server](port)
+    proc = Server(f"{server}-{port}", [sys.executable, *command], env, cwd=root or ROOT)
 
     def listening() -> bool:
         with contextlib.closing(socket.socket()) as s:

@@ -13,13 +13,21 @@ PGEVENTS = {
 }
 LOGGING["loggers"]["pgevents"]["level"] = os.environ.get("PGEVENTS_LOG_LEVEL", "WARNING")  # noqa: F405
 
-# --layer pubsub / pgpubsub: channels-redis' pub/sub layer, or pgevents' bounded variant of
-# it, instead of the core (list-based) layer.
-_LAYERS = {"pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer", "pgpubsub": "pgevents.layers.PubSubChannelLayer"}
+# --layer core / pubsub / pgpubsub: channels-redis' list-based or pub/sub layer, or pgevents'
+# bounded variant of the latter (the demo's).
+_LAYERS = {
+    "core": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "pgpubsub": "pgevents.layers.PubSubChannelLayer",
+}
 if os.environ.get("PGEVENTS_BENCH_LAYER") in _LAYERS:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": _LAYERS[os.environ["PGEVENTS_BENCH_LAYER"]],
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("PGEVENTS_REDIS_PREFIX", "pgevents")},  # noqa: F405
+            "CONFIG": {
+                "hosts": [REDIS_URL],  # noqa: F405
+                "prefix": os.environ.get("PGEVENTS_REDIS_PREFIX", "pgevents"),
+                **({"capacity": 10_000} if os.environ["PGEVENTS_BENCH_LAYER"] != "pubsub" else {}),
+            },
         }
     }

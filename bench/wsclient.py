@@ -5,6 +5,10 @@ The benchmark must measure the server, not the client, so frames are parsed by h
 durable ``id`` (order, loss and duplicates) and the row's ``seqno`` (the writer's number,
 which maps the receipt time to the commit time). Receipt times are taken once per
 ``data_received`` call: every frame in one read arrived at the same moment.
+
+A *raw* client (``raw=True``) drives another server (``--peer``): every text frame is a
+forwarded NOTIFY payload, ``row_to_json(NEW)`` of a bench row, so its ``pk`` orders it and its
+``seqno`` times it; the socket counts as subscribed once the upgrade is answered.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from dataclasses import dataclass, field
 EVENT_PREFIX = b'{"at": '  # jsonb renders keys by length: durable events start with "at"
 ID_KEY = b'"id": '
 SEQNO_KEY = b'"seqno": '
+#: ``row_to_json`` renders without spaces.
+RAW_ID_KEY = b'"pk":'
+RAW_SEQNO_KEY = b'"seqno":'
 
 
 @dataclass
@@ -45,13 +52,14 @@ def _int_after(data: bytes, key: bytes, start: int = 0) -> int:
 
 
 class WsClient(asyncio.Protocol):
-    def __init__(self, host: str, port: int, path: str, record: bool = True) -> None:
+    def __init__(self, host: str, port: int, path: str, record: bool = True, raw: bool = False) -> None:
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
             f"Origin: http://{host}:{port}\r\n\r\n"
         ).encode()
         self.record = record
+        self.raw = raw
         self.tally = Tally()
         self.subscribed = asyncio.get_running_loop().create_future()
         self.closed = asyncio.get_running_loop().create_future()
@@ -85,6 +93,8 @@ class WsClient(asyncio.Protocol):
                 return
             self._upgraded = True
             buf = buf[end + 4 :]
+            if self.raw and not self.subscribed.done():
+                self.subscribed.set_result(None)
         pos, size = 0, len(buf)
         while size - pos >= 2:
             opcode, length = buf[pos] & 0x0F, buf[pos + 1] & 0x7F
@@ -111,19 +121,24 @@ class WsClient(asyncio.Protocol):
         self._buf = buf[pos:]
 
     def _text(self, payload: bytes, now: float) -> None:
-        if payload.startswith(EVENT_PREFIX):
-            tally = self.tally
-            id_ = _int_after(payload, ID_KEY)
-            if id_ <= tally.last_id:
-                tally.disorder += 1
-            else:
-                tally.last_id = id_
-            tally.received += 1
-            if self.record:
-                tally.seqnos.append(_int_after(payload, SEQNO_KEY))
-                tally.times.append(now)
+        if self.raw:
+            self._count(payload, now, RAW_ID_KEY, RAW_SEQNO_KEY)
+        elif payload.startswith(EVENT_PREFIX):
+            self._count(payload, now, ID_KEY, SEQNO_KEY)
         elif payload.startswith(b'{"type":"subscribed"') and not self.subscribed.done():
             self.subscribed.set_result(_int_after(payload, b'"last_event_id":'))
+
+    def _count(self, payload: bytes, now: float, id_key: bytes, seqno_key: bytes) -> None:
+        tally = self.tally
+        id_ = _int_after(payload, id_key)
+        if id_ <= tally.last_id:
+            tally.disorder += 1
+        else:
+            tally.last_id = id_
+        tally.received += 1
+        if self.record:
+            tally.seqnos.append(_int_after(payload, seqno_key))
+            tally.times.append(now)
 
     def _send(self, opcode: int, payload: bytes) -> None:
         """Client frames must be masked; a zero mask keeps the payload as is."""
@@ -136,8 +151,8 @@ class WsClient(asyncio.Protocol):
             self.transport.close()
 
 
-async def connect(host: str, port: int, path: str, record: bool = True) -> WsClient:
+async def connect(host: str, port: int, path: str, record: bool = True, raw: bool = False) -> WsClient:
     loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: WsClient(host, port, path, record), host, port)
+    _, client = await loop.create_connection(lambda: WsClient(host, port, path, record, raw), host, port)
     await asyncio.wait_for(client.subscribed, 60)
     return client

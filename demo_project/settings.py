@@ -71,7 +71,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # Redis pub/sub (one PUBLISH per message), bounded and reporting failures to the hub:
+            # the fastest layer (docs/deployment.md). channels_redis.core.RedisChannelLayer also works.
+            "BACKEND": "pgevents.layers.PubSubChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "prefix": os.environ.get("PGEVENTS_REDIS_PREFIX", "pgevents"),

@@ -64,7 +64,8 @@ def _layer(current: conf.Settings) -> Iterator[CheckMessage]:
     if layer is None:
         yield Error(
             f"No channel layer {current.channel_layer!r} in CHANNEL_LAYERS.",
-            hint="Configure channels_redis.core.RedisChannelLayer (or the in-memory layer for a single process).",
+            hint="Configure pgevents.layers.PubSubChannelLayer, the fastest Redis layer (or the in-memory layer "
+            "for a single process); see docs/deployment.md.",
             id="pgevents.E002",
         )
     elif layer.get("BACKEND", "") == IN_MEMORY and current.embedded_listener is False:

@@ -14,6 +14,10 @@ behaves for the hub:
   receiving channel's next ``receive()`` raises ``LayerReset`` (once each: not again for
   every failed attempt to reconnect in between).
 
+It also has ``receive_many(channel, limit)``: the next message and whatever else is already
+queued for the channel, so that a hub that fell behind takes its whole backlog in one
+dispatch (one write per socket for all of it) instead of one message at a time.
+
 On ``LayerReset`` the hub re-joins its groups and every subscription reads the log after
 its last id, at once (no backoff): nothing is lost, and the gap closes as soon as Redis is
 back. Configure it like the pub/sub layer, plus ``capacity``::
@@ -161,6 +165,8 @@ class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
         super().__init__(hosts, **kwargs)
         self.capacity = capacity
         self._shards = [_Shard(host, self) for host in decode_hosts(hosts)]
+        #: Channels whose reset marker ``receive_many`` took: their next receive raises.
+        self._reset_pending: set[str] = set()
 
     async def _subscribe_to_channel(self, channel: str) -> None:
         self.channels[channel] = asyncio.Queue(maxsize=self.capacity + 1)  # +1: room for the reset marker
@@ -184,9 +190,25 @@ class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
             queue.get_nowait()
         queue.put_nowait(_RESET)
 
+    async def receive_many(self, channel: str, limit: int) -> list[Any]:
+        """The next message and up to ``limit - 1`` more already queued, in order. A reset
+        marker among them ends the list; the next call raises ``LayerReset``."""
+        messages = [await self.receive(channel)]
+        queue = self.channels.get(channel)
+        while queue is not None and len(messages) < limit and not queue.empty():
+            data = queue.get_nowait()
+            if data is _RESET:
+                self._reset_pending.add(channel)
+                break
+            messages.append(self.channel_layer.deserialize(data))
+        return messages
+
     async def receive(self, channel: str) -> Any:
         if channel not in self.channels:
             await self._subscribe_to_channel(channel)
+        if channel in self._reset_pending:
+            self._reset_pending.discard(channel)
+            raise LayerReset("messages may have been lost; re-sync from storage")
         try:
             message = await self.channels[channel].get()
         except (asyncio.CancelledError, GeneratorExit):
@@ -203,6 +225,10 @@ class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
 
 
 class PubSubChannelLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
+    async def receive_many(self, channel: str, limit: int) -> list[Any]:
+        """The next message on ``channel`` and up to ``limit - 1`` more already queued."""
+        return await self._get_layer().receive_many(channel, limit)
+
     def _get_layer(self) -> _LoopLayer:
         loop = asyncio.get_running_loop()
         layer: _LoopLayer | None = self._layers.get(loop)

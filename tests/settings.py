@@ -62,6 +62,13 @@ if os.environ.get("PGEVENTS_TEST_LAYER") == "pubsub":
             },
         }
     }
+if os.environ.get("PGEVENTS_TEST_LAYER") == "core":  # channels-redis' list-based layer, still supported
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [os.environ["REDIS_URL"]], "prefix": os.environ["PGEVENTS_REDIS_PREFIX"]},
+        }
+    }
 # A stack started with PGEVENTS_TEST_STALL=1 notices a missing listener within a second or two.
 if os.environ.get("PGEVENTS_TEST_STALL") == "1":
     PGEVENTS.update({"HEARTBEAT_INTERVAL": 0.2, "STALL_TIMEOUT": 1.0})

@@ -161,6 +161,8 @@ SERVERS = {
         *("--lifespan", "off", "--no-access-log"),
     ],
     "hypercorn": lambda port: ["-m", "hypercorn", "demo_project.asgi:application", "-b", f"127.0.0.1:{port}"],
+    # two daphne processes on one port (SO_REUSEPORT), as docs/deployment.md describes
+    "pgevents_serve": lambda port: ["manage.py", "pgevents_serve", "--processes", "2", "-p", str(port)],
     # gunicorn managing two uvicorn worker processes, as docs/deployment.md describes
     "gunicorn": lambda port: [
         *("-m", "gunicorn", "demo_project.asgi:application", "-k", "uvicorn_worker.UvicornWorker"),

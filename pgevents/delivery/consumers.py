@@ -246,14 +246,9 @@ class _Sink:
         consumer = self.consumer
         if consumer.flow is None:
             return None
-        raw = fastsend.writer(consumer.protocol, limit=conf.get().max_send_buffer, on_slow=consumer.too_slow)
-        if raw is None:
-            return None
-
-        def write(data: bytes) -> bool:
-            return False if consumer.closing else raw(data)
-
-        return write
+        return fastsend.writer(
+            consumer.protocol, limit=conf.get().max_send_buffer, on_slow=consumer.too_slow, owner=consumer
+        )
 
     async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
         consumer = self.consumer

@@ -3,9 +3,16 @@
 The hub joins a channel's group when its first local subscriber arrives and leaves with the
 last. Events arrive once per process, in per-channel batches, already encoded by the
 listener; each event's WebSocket frame is built once and offered to every local
-subscription. Live, in-order subscriptions take it synchronously (``offer_nowait``: under
-daphne, one ``send()`` per socket, see ``fastsend``); anything else (a gap, catching up, an
-SSE stream) goes through the subscription's async path, which keeps every guarantee.
+subscription. Live, in-order subscriptions take it synchronously (``offer_run_nowait``:
+under daphne, one ``send()`` per socket, see ``fastsend``); anything else (a gap, catching
+up, an SSE stream) goes through the subscription's async path, which keeps every guarantee.
+
+The cost per event falls as a backlog grows. A layer with ``receive_many`` (pgevents'
+``PubSubChannelLayer``) hands over every message already queued for the process, up to
+``MERGE_LIMIT``; the hub merges them per channel, and a run of events that follow each
+other goes to each socket as one write. A process that keeps up pays one ``send()`` per
+socket per event; one that fell behind by *n* events pays one per socket for all *n*, so it
+catches up instead of settling into a slow mode.
 
 When the layer fails (Redis restarts, a receive times out) the hub reconnects with backoff,
 re-joins its groups and tells every subscription to check the log, so nothing the layer
@@ -44,6 +51,10 @@ logger = logging.getLogger(__name__)
 
 #: Re-add groups this often (seconds); well under channels-redis' default group_expiry (1 day).
 REFRESH_INTERVAL = 3600.0
+#: Most layer messages merged into one dispatch (each a batch of one or more events): enough
+#: to absorb seconds of backlog at once, few enough that one dispatch stays well under a
+#: second and a write to a socket under a few hundred KiB.
+MERGE_LIMIT = 128
 
 
 class LayerReset(ConnectionError):
@@ -107,6 +118,13 @@ class Hub:
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
 
+    async def _receive(self) -> list[dict[str, Any]]:
+        """The next layer message, with whatever else is already queued when the layer can say."""
+        many = getattr(self.layer, "receive_many", None)
+        if many is not None:
+            return list(await many(self.channel_name, MERGE_LIMIT))
+        return [await self.layer.receive(self.channel_name)]
+
     async def _run(self) -> None:
         backoff = Backoff(cap=conf.get().max_backoff)
         recovering = False
@@ -121,11 +139,11 @@ class Hub:
                 loop = asyncio.get_running_loop()
                 refresh_at = loop.time() + REFRESH_INTERVAL
                 while True:
-                    message = await self.layer.receive(self.channel_name)
+                    messages = await self._receive()
                     backoff.reset()
                     recovering = False
                     self.layer_ok = True
-                    await self._dispatch(message)
+                    await self._dispatch_all(messages)
                     if loop.time() >= refresh_at:
                         refresh_at = loop.time() + REFRESH_INTERVAL
                         await self._rejoin(resync=False)
@@ -165,24 +183,41 @@ class Hub:
                     sub.resync()
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
-        if is_heartbeat(message):
-            self.pipeline.heard(message)
-            await self.pipeline.update(self.layer_ok)
+        await self._dispatch_all([message])
+
+    async def _dispatch_all(self, messages: list[dict[str, Any]]) -> None:
+        """Heartbeats to the pipeline; events merged per channel, in order, then fanned out."""
+        merged: dict[str, list[Event]] = {}
+        for message in messages:
+            if is_heartbeat(message):
+                self.pipeline.heard(message)
+                await self.pipeline.update(self.layer_ok)
+                continue
+            channel = message.get("channel", "")
+            if not self.subscriptions.get(channel):
+                continue
+            try:
+                events = unpack(message)
+                for event in events:
+                    if not isinstance(event["frame"], str):
+                        raise TypeError(f"frame is {type(event['frame']).__name__}, not str")
+            except Exception as exc:  # not what the listener publishes: skip it, keep receiving
+                metrics.DROPPED.labels("malformed").inc()
+                logger.warning("skipped a malformed channel-layer message on %r: %r", channel, exc)
+                continue
+            merged.setdefault(channel, []).extend(events)
+        for channel, events in merged.items():
+            for run in _runs(events):
+                await self._fan_out(channel, run)
+
+    async def _fan_out(self, channel: str, events: list[Event]) -> None:
+        subs = self.subscriptions.get(channel)
+        if not subs or not events:
             return
-        subs = self.subscriptions.get(message.get("channel", ""))
-        if not subs:
-            return
-        try:
-            events = unpack(message)
-            wires = [text_frame(event["frame"]) for event in events]  # framed once, written to every socket
-        except Exception as exc:  # not what the listener publishes: skip it, keep receiving
-            metrics.DROPPED.labels("malformed").inc()
-            logger.warning("skipped a malformed channel-layer message on %r: %r", message.get("channel"), exc)
-            return
-        if not events:
-            return
-        # A run of consecutive durable events goes to each socket in one write (one system call).
-        run = b"".join(wires) if len(events) > 1 and _consecutive(events) else None
+        wires = [text_frame(event["frame"]) for event in events]  # framed once, written to every socket
+        # A run (consecutive durable events, or events without ids) goes to each socket in
+        # one write: one system call, however many events it holds.
+        run = b"".join(wires) if _runnable(events) else None
         sent = 0
         for sub in list(subs):
             try:
@@ -205,11 +240,25 @@ class Hub:
         self.delivered += sent
 
 
-def _consecutive(events: list[Event]) -> bool:
-    """Durable events each of which follows the one before it on the channel."""
+def _runs(events: list[Event]) -> list[list[Event]]:
+    """``events`` cut where a run ends (see :func:`_runnable`): a gap in a merged backlog
+    costs the events after it their own run, not one write per event to every socket."""
+    out: list[list[Event]] = []
+    for event in events:
+        if out and _runnable([out[-1][-1], event]):
+            out[-1].append(event)
+        else:
+            out.append([event])
+    return out
+
+
+def _runnable(events: list[Event]) -> bool:
+    """Events that can go to a live socket as one write: durable events each of which
+    follows the one before it on the channel, or events without ids (plain NOTIFY,
+    non-durable), which have no order to check."""
     previous = events[0]["id"]
     if previous is None:
-        return False
+        return all(event["id"] is None for event in events)
     for event in events[1:]:
         if event["id"] is None or event["prev"] != previous:
             return False

@@ -104,16 +104,19 @@ class Subscription:
         return 1
 
     def offer_run_nowait(self, first: Event, last: Event, wire: bytes) -> bool:
-        """Deliver a run of consecutive durable events (each one's ``prev`` is the id before
-        it) in one write: ``wire`` is their frames back to back. False: nothing was sent and
+        """Deliver a run in one write: ``wire`` is the frames of consecutive durable events
+        (each one's ``prev`` is the id before it) from ``first`` to ``last``, or of events
+        without ids (``first["id"]`` is None: nothing to order). False: nothing was sent and
         the caller goes event by event (a gap, an overlap, or no direct write)."""
         if self._write is None or self._catching_up or self.closed:
             return False
-        assert self.last_id is not None
-        prev = first["prev"]
-        if first["id"] <= self.last_id or (prev is not None and prev > self.last_id):  # type: ignore[operator]
-            return False
-        self.last_id = last["id"]
+        first_id = first["id"]
+        if first_id is not None:
+            assert self.last_id is not None
+            prev = first["prev"]
+            if first_id <= self.last_id or (prev is not None and prev > self.last_id):
+                return False
+            self.last_id = last["id"]
         self._write(wire)
         return True
 

@@ -7,8 +7,11 @@ the harness works and that every expected delivery was made exactly once.
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 from bench.__main__ import Config, run
+from bench.servers import free_port
 
 
 def test_benchmark_smoke_run_loses_and_duplicates_nothing(isolated_db: str) -> None:
@@ -30,3 +33,48 @@ def test_benchmark_smoke_run_loses_and_duplicates_nothing(isolated_db: str) -> N
         assert row.latency is not None
     idle = [r for r in rows if "idle" in r.scenario]
     assert idle and idle[0].server_rss_mb
+
+
+def test_benchmark_drives_a_peer_server_and_reports_bursts_by_window(isolated_db: str) -> None:
+    """``--peer``: another WebSocket server (here a small stand-in for pg_eventserv fed by the
+    bench's bare ``pg_notify(row_to_json(NEW))`` trigger) is measured in the same run, with
+    its CPU per delivery; the burst scenario reports latency by window for every system."""
+    from bench.database import PEER_CHANNEL
+    from bench.scenarios import Peer
+    from bench.writer import burst_offsets
+
+    port = free_port()
+    standin = subprocess.Popen(
+        [sys.executable, "-m", "tests.peer_standin", isolated_db, str(port), PEER_CHANNEL],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert standin.stdout is not None and standin.stdout.readline().strip() == "ready"
+        cfg = Config(
+            database_url=isolated_db,
+            scenarios=("fanout", "burst"),
+            fanout=[(3, 100, 1)],
+            burst=(3, 20, 4),
+            client_procs=2,
+            peer=Peer(f"ws://127.0.0.1:{port}/listen/{{channel}}", (standin.pid,)),
+        )
+        log = io.StringIO()
+        rows = run(cfg, out=log)
+    finally:
+        standin.terminate()
+        standin.communicate(timeout=10)
+    systems = {r.system for r in rows}
+    assert systems == {"pgevents", "floor: NOTIFY → psycopg LISTEN", f"peer: {cfg.peer.template}"}, log.getvalue()
+    assert len(rows) == 6
+    for row in rows:
+        assert (row.lost, row.duplicates, row.received) == (0, 0, row.expected), row
+    for row in rows:
+        if row.system != "floor: NOTIFY → psycopg LISTEN":
+            assert row.cpu_us_per_delivery is not None and row.cpu_us_per_delivery > 0, row
+    bursts = [r for r in rows if r.scenario.startswith("burst") and r.system != "floor: NOTIFY → psycopg LISTEN"]
+    assert len(bursts) == 2
+    for row in bursts:
+        starts = [w["start"] for w in row.extra["windows"]]
+        assert starts[:4] == [0.0, 1.0, 2.0, 3.0] and starts == sorted(starts), row.notes  # by commit time
+        assert row.expected == 3 * len(burst_offsets(20, 4, 3)), row

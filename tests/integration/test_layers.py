@@ -12,6 +12,7 @@ import psycopg
 import pytest
 import redis.asyncio
 
+from pgevents import layers
 from pgevents.layers import LayerReset, PubSubChannelLayer
 from tests.faults import PrivateRedis
 from tests.support import Client, Stack, run, wait_until
@@ -21,6 +22,55 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 async def _receive(layer: PubSubChannelLayer, channel: str) -> dict:
     return dict(await asyncio.wait_for(layer.receive(channel), 10))
+
+
+def test_receive_many_takes_what_is_queued_and_stops_at_a_reset() -> None:
+    """``receive_many``: the next message and whatever is already queued, in order, up to the
+    limit; a reset among them ends the batch and the next receive raises ``LayerReset``."""
+    name = f"pgevents-test-many-{os.getpid()}-{time.monotonic_ns()}"
+
+    async def fence(layer: PubSubChannelLayer) -> None:
+        # One subscription connection reads in publish order: once a later message to
+        # another channel arrived, everything before it is queued.
+        marker = await layer.new_channel()
+        await layer.group_add("fence", marker)
+        await layer.group_send("fence", {"type": "t", "n": "fence"})
+        assert (await _receive(layer, marker))["n"] == "fence"
+        await layer.group_discard("fence", marker)
+
+    async def scenario() -> None:
+        layer = PubSubChannelLayer(hosts=[REDIS_URL], prefix=name, capacity=5)
+        channel = await layer.new_channel()
+        await layer.group_add("g", channel)
+        try:
+            for n in range(4):
+                await layer.group_send("g", {"type": "t", "n": n})
+            await fence(layer)
+            assert [m["n"] for m in await layer.receive_many(channel, 3)] == [0, 1, 2]
+            assert [m["n"] for m in await layer.receive_many(channel, 3)] == [3]
+            for n in range(7):  # overflows: the queue is emptied, then takes what follows
+                await layer.group_send("g", {"type": "t", "n": n})
+            await fence(layer)
+            with pytest.raises(LayerReset):
+                await layer.receive_many(channel, 10)
+            assert [m["n"] for m in await layer.receive_many(channel, 10)] == [6]  # 5 overflowed it
+            await layer.group_send("g", {"type": "t", "n": "before"})
+            await layer.group_send("g", {"type": "t", "n": "next"})
+            await fence(layer)
+            layers._LoopLayer._reset(layer._get_layer().channels[channel])  # a marker behind nothing
+            await layer.group_send("g", {"type": "t", "n": "after"})
+            await layer.group_send("g", {"type": "t", "n": "later"})
+            await fence(layer)
+            layer._get_layer().channels[channel].put_nowait(layers._RESET)  # and one behind "after", "later"
+            with pytest.raises(LayerReset):
+                await layer.receive_many(channel, 10)
+            assert [m["n"] for m in await layer.receive_many(channel, 10)] == ["after", "later"]
+            with pytest.raises(LayerReset):
+                await layer.receive_many(channel, 10)  # the marker the batch stopped at
+        finally:
+            await layer.flush()
+
+    run(scenario())
 
 
 def test_overflow_and_a_killed_connection_raise_layer_reset() -> None:
@@ -158,9 +208,11 @@ def test_a_redis_outage_is_reported_once_when_it_breaks_and_once_when_it_is_back
     assert seen[:3] == [1, "reset", "reset"] and seen[-1] == 2
 
 
-def test_the_pipeline_runs_on_the_pubsub_layer(isolated_db: str, iso_pg: psycopg.Connection) -> None:
-    """daphne + runlisten with ``pgevents.layers.PubSubChannelLayer`` end to end."""
-    with Stack(isolated_db, env={"PGEVENTS_TEST_LAYER": "pubsub"}) as stack:
+@pytest.mark.parametrize("layer", ["pubsub", "core"])
+def test_the_pipeline_runs_on_either_redis_layer(isolated_db: str, iso_pg: psycopg.Connection, layer: str) -> None:
+    """daphne + runlisten end to end with ``pgevents.layers.PubSubChannelLayer`` (the default)
+    and with channels-redis' core ``RedisChannelLayer``."""
+    with Stack(isolated_db, env={"PGEVENTS_TEST_LAYER": layer}) as stack:
 
         async def scenario() -> list[dict]:
             async with Client.connect(f"{stack.ws}/ws/pgevents/people/") as client:

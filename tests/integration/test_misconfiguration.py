@@ -33,8 +33,7 @@ def test_runlisten_says_what_it_runs_and_its_role(isolated_db: str) -> None:
         assert line.startswith("runlisten ready, role active. ")
         assert f"Database '{name}' on 127.0.0.1:5432 as postgres (alias 'default')" in line
         assert (
-            "channel layer 'default' (channels_redis.core.RedisChannelLayer at redis://127.0.0.1:6379/0), checked"
-            in line
+            "channel layer 'default' (pgevents.layers.PubSubChannelLayer at redis://127.0.0.1:6379/0), checked" in line
         )
         assert "plain NOTIFY channels: people, demo, chat, Mixed Case, sp ace, q'uote, ünï;" in line
         assert line.endswith(f"process {socket.gethostname()}:{first.proc.pid}.")
@@ -60,7 +59,7 @@ def test_runlisten_fails_at_start_on_an_unreachable_channel_layer(isolated_db: s
     )
     assert result.returncode == 1
     assert (
-        f"CommandError: The channel layer 'default' (channels_redis.core.RedisChannelLayer at {url}) did not answer"
+        f"CommandError: The channel layer 'default' (pgevents.layers.PubSubChannelLayer at {url}) did not answer"
         in (result.stderr)
     )
     assert "is Redis running at that address?" in result.stderr

@@ -182,3 +182,104 @@ def test_the_watchdog_notices_silence_without_any_message() -> None:
             watchdog.cancel()
 
     asyncio.run(body())
+
+
+class BacklogLayer(InMemoryChannelLayer):
+    """The in-memory layer with ``receive_many``, as ``pgevents.layers.PubSubChannelLayer`` has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    async def receive_many(self, channel: str, limit: int) -> list[dict[str, Any]]:
+        messages = [await self.receive(channel)]
+        while len(messages) < limit:
+            try:
+                messages.append(await asyncio.wait_for(self.receive(channel), 0.01))
+            except TimeoutError:
+                break
+        self.batches.append(len(messages))
+        return messages
+
+
+def test_a_backlog_goes_to_each_socket_in_one_write_in_order() -> None:
+    """Layer messages already queued when the hub receives are merged per channel: a process
+    that fell behind writes each socket's share of the backlog in one system call, so its
+    cost per event falls as the backlog grows."""
+
+    async def body() -> None:
+        layer, log = BacklogLayer(), MemoryLog()
+        hub = Hub(layer, log)
+        sinks = [RecordingSink(direct=True) for _ in range(3)]
+        plain = RecordingSink(direct=True)
+        for sink in sinks:
+            await subscribe(hub, "a", sink)
+        await subscribe(hub, "n", plain)
+        hub._task.cancel()  # type: ignore[union-attr]  # fall behind: nothing is received meanwhile
+        for _ in range(5):  # one layer message per event, as at low rates
+            await send(layer, log.commit("a"))
+        for i in range(3):  # plain NOTIFY events: no ids, nothing to order
+            await send(
+                layer,
+                {
+                    "type": "pgevents.event",
+                    "channel": "n",
+                    "id": None,
+                    "prev": None,
+                    "frame": f'{{"type":"event","n":{i}}}',
+                },
+            )
+        hub._ensure_running()
+        for sink in sinks:
+            assert [(await sink.next())["id"] for _ in range(5)] == [1, 2, 3, 4, 5]
+            assert len(sink.writes) == 1
+        assert [(await plain.next())["n"] for _ in range(3)] == [0, 1, 2] and len(plain.writes) == 1
+        assert layer.batches == [8]
+        await send(layer, log.commit("a"))  # caught up: one event, one write again
+        for sink in sinks:
+            assert (await sink.next())["id"] == 6 and len(sink.writes) == 2
+
+    asyncio.run(body())
+
+
+def test_a_merged_backlog_with_a_gap_or_an_overlap_is_delivered_once_in_order() -> None:
+    async def body() -> None:
+        layer, log = BacklogLayer(), MemoryLog()
+        hub = Hub(layer, log)
+        ahead, fresh = RecordingSink(direct=True), RecordingSink(direct=True)
+        await subscribe(hub, "a", ahead)
+        await subscribe(hub, "a", fresh)
+        hub._task.cancel()  # type: ignore[union-attr]
+        first = log.commit("a")
+        ahead_sub = next(s for s in hub.subscriptions["a"] if s.sink is ahead)
+        ahead_sub.last_id = first["id"]  # this one already has event 1 (a replay overlap)
+        await send(layer, first)
+        log.commit("a")  # never reaches the layer: a gap in the merged run
+        await send(layer, log.commit("a"), log.commit("a"))
+        hub._ensure_running()
+        assert [(await fresh.next())["id"] for _ in range(4)] == [1, 2, 3, 4]
+        assert [(await ahead.next())["id"] for _ in range(3)] == [2, 3, 4]
+
+    asyncio.run(body())
+
+
+def test_a_merged_backlog_of_mixed_events_goes_out_one_write_per_run() -> None:
+    """Durable events, then plain ones (no ids), then durable ones again: three runs, three
+    writes per socket, in order (not one write per event)."""
+
+    async def body() -> None:
+        layer, log = BacklogLayer(), MemoryLog()
+        hub = Hub(layer, log)
+        sink = RecordingSink(direct=True)
+        await subscribe(hub, "a", sink)
+        hub._task.cancel()  # type: ignore[union-attr]
+        plain = {"type": "pgevents.event", "channel": "a", "id": None, "prev": None, "frame": '{"type":"event"}'}
+        await send(layer, log.commit("a"), log.commit("a"))
+        await send(layer, plain)
+        await send(layer, plain)
+        await send(layer, log.commit("a"), log.commit("a"))
+        hub._ensure_running()
+        assert [(await sink.next()).get("id") for _ in range(6)] == [1, 2, None, None, 3, 4]
+        assert len(sink.writes) == 3
+
+    asyncio.run(body())

@@ -50,6 +50,10 @@ class Subscriber:
     def resync(self) -> None:
         self.resyncs += 1
 
+    def offer_run_nowait(self, first: Any, last: Any, wire: bytes) -> bool:
+        self.live.set()
+        return True
+
     def offer_nowait(self, event: Any, wire: bytes) -> int:
         self.live.set()
         return 1

@@ -237,12 +237,14 @@ def test_direct_writes_dedupe_and_hand_gaps_back() -> None:
         assert not sub.offer_run_nowait(e5, e5, text_frame(e5["frame"]))  # starts after a gap
         plain = layer_message(C, '{"type":"event","id":null}')
         assert sub.offer_nowait(plain, text_frame(plain["frame"])) == 1  # no id: always sent
-        assert sink.writes == [w1, w2 + w3, text_frame(plain["frame"])] and sub.last_id == 3
-        assert ids(sink.received[1:]) == [1, 2, 3, None]
+        assert sub.offer_run_nowait(plain, plain, text_frame(plain["frame"]) * 2)  # a run without ids
+        assert sink.writes == [w1, w2 + w3, text_frame(plain["frame"]), text_frame(plain["frame"]) * 2]
+        assert sub.last_id == 3 and ids(sink.received[1:]) == [1, 2, 3, None, None, None]
         sub.close()
         late = log.commit(C)
         assert sub.offer_nowait(late, text_frame(late["frame"])) == NOT_HANDLED
+        assert not sub.offer_run_nowait(late, late, text_frame(late["frame"]))
         await sub.offer(late)  # a closed subscription takes nothing
-        assert len(sink.received) == 5
+        assert len(sink.received) == 7
 
     asyncio.run(body(MemoryLog(), RecordingSink(direct=True)))
