@@ -52,6 +52,9 @@ def pgevents_script(
 ) -> SafeString:
     """The client script; it connects and binds every region on the page.
 
+    A native ES module (``type="module"``: deferred, no build step); it imports its parts
+    (``logic.js``, ``client.js``, ``regions.js``) from beside it. Included twice, one client.
+
     ``channels`` (comma-separated) subscribes to channels without a region, for pages that
     listen for ``pgevents:<channel>`` DOM events themselves. ``transport="sse"`` uses
     Server-Sent Events instead of the WebSocket (for proxies that refuse upgrades).
@@ -59,8 +62,8 @@ def pgevents_script(
     for channel in filter(None, channels.split(",")):
         check_channel(channel, "pgevents_script")
     return format_html(
-        '<script src="{}" data-pgevents-url="{}" data-pgevents-sse-url="{}" data-pgevents-transport="{}"'
-        ' data-pgevents-channels="{}" defer onerror="{}"></script>',
+        '<script type="module" src="{}" data-pgevents-url="{}" data-pgevents-sse-url="{}"'
+        ' data-pgevents-transport="{}" data-pgevents-channels="{}" onerror="{}"></script>',
         static("pgevents/pgevents.js"),
         url,
         sse_url or _sse_url(),
