@@ -8,6 +8,16 @@ def people(request: HttpRequest) -> HttpResponse:
     return render(request, "people/people.html", {"people": Person.objects.all()})
 
 
+def people_rows(request: HttpRequest) -> HttpResponse:
+    """The rows of the people table: what a shared region pushes after a burst or a reset."""
+    return render(request, "people/rows.html", {"people": Person.objects.all()})
+
+
+def people_count(request: HttpRequest) -> HttpResponse:
+    """The count above the table, as the shared region renders it once per change."""
+    return render(request, "people/count.html", {"people": Person.objects.all()})
+
+
 def person_row(request: HttpRequest, pk: int) -> HttpResponse:
     """One row, as the live region fetches it (404: the row is gone, the region drops it)."""
     person = Person.objects.filter(person_id=pk).first()

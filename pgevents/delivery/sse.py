@@ -101,7 +101,7 @@ async def sse(request: HttpRequest, channel: str) -> HttpResponseBase:
     flow = Flow.attach(protocol)
     outbox = Outbox(conf.get().max_send_buffer, transport.find(server_send))
     sink = _StreamSink(outbox, flow, request.META.get("REMOTE_ADDR"))
-    sub = admission.subscription(command, decision, sink, hub.reader)
+    sub = admission.subscription(command, decision, sink, hub.reader, hub.renders)
 
     # A logged-in stream ends when its session does (logout, expiry), like a WebSocket.
     interval = conf.get().session_check_interval if user.is_authenticated else 0

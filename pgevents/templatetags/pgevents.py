@@ -32,11 +32,17 @@ from django.utils.text import slugify
 from pgevents import conf
 from pgevents.core.names import matches, near_miss
 from pgevents.delivery import regions
+from pgevents.delivery.render import RegionSpec
+from pgevents.signing import sign_region
 
 logger = logging.getLogger(__name__)
 register = template.Library()
 
-_REGION_OPTIONS = {"src", "row", "key", "debounce", "insert", "resume"}
+#: Milliseconds per-user regions gather their fetches before one coalesced request (at random
+#: within it, so many tabs spread out). Small against a person's eye, wide against a wave.
+DEFAULT_JITTER = 100
+
+_REGION_OPTIONS = {"src", "row", "key", "debounce", "insert", "resume", "shared"}
 
 
 def _sse_url() -> str:
@@ -46,9 +52,21 @@ def _sse_url() -> str:
         return "/pgevents/sse/"
 
 
+def _fragments_url() -> str:
+    """Empty when ``pgevents.urls`` is not included: each region then fetches on its own."""
+    try:
+        return reverse("pgevents:fragments")
+    except NoReverseMatch:
+        return ""
+
+
 @register.simple_tag
 def pgevents_script(
-    channels: str = "", url: str = "/ws/pgevents/", transport: str = "websocket", sse_url: str = ""
+    channels: str = "",
+    url: str = "/ws/pgevents/",
+    transport: str = "websocket",
+    sse_url: str = "",
+    jitter: int = DEFAULT_JITTER,
 ) -> SafeString:
     """The client script; it connects and binds every region on the page.
 
@@ -58,17 +76,23 @@ def pgevents_script(
     ``channels`` (comma-separated) subscribes to channels without a region, for pages that
     listen for ``pgevents:<channel>`` DOM events themselves. ``transport="sse"`` uses
     Server-Sent Events instead of the WebSocket (for proxies that refuse upgrades).
+    ``jitter`` (ms): per-user regions gather what they fetch for up to this long, at random,
+    then ask for all of it in one request (``pgevents:fragments``), so a change seen by many
+    tabs does not reach the server as one wave.
     """
     for channel in filter(None, channels.split(",")):
         check_channel(channel, "pgevents_script")
     return format_html(
         '<script type="module" src="{}" data-pgevents-url="{}" data-pgevents-sse-url="{}"'
-        ' data-pgevents-transport="{}" data-pgevents-channels="{}" onerror="{}"></script>',
+        ' data-pgevents-transport="{}" data-pgevents-channels="{}" data-pgevents-fragments-url="{}"'
+        ' data-pgevents-jitter="{}" onerror="{}"></script>',
         static("pgevents/pgevents.js"),
         url,
         sse_url or _sse_url(),
         transport,
         channels,
+        _fragments_url(),
+        int(jitter),
         _SCRIPT_FAILED,
     )
 
@@ -110,7 +134,30 @@ def pgevents_attrs(channel: str, **options: Any) -> SafeString:
     """
     _check(options)
     check_channel(str(channel), "pgevents_attrs")
-    return regions.render(regions.attributes(channel, **options))
+    return regions.render(region_attributes(str(channel), options, "pgevents_attrs"))
+
+
+def region_attributes(channel: str, options: dict[str, Any], tag: str) -> dict[str, str]:
+    """``regions.attributes``, plus the signed descriptor of a ``shared=True`` region.
+
+    A shared region's HTML is the same for every viewer: the server renders its ``row`` and
+    ``src`` URLs once per change and sends the HTML with the event (docs/templates.md). The
+    descriptor is signed, so a page cannot have other URLs rendered in its name.
+    """
+    options = dict(options)
+    shared = bool(options.pop("shared", False))
+    attrs = regions.attributes(channel, **options)
+    if shared:
+        row, src = attrs.get("data-pgevents-row-src"), attrs.get("data-pgevents-src")
+        if row is None and src is None:
+            raise template.TemplateSyntaxError(
+                f"{tag}: a shared region needs row= (a view rendering one row) or src= (a view rendering the"
+                " region's inner HTML): the server renders those URLs once for every viewer."
+            )
+        spec = RegionSpec(channel, row, attrs.get("data-pgevents-key", "id"), src)
+        attrs["data-pgevents-shared"] = sign_region(spec)
+        attrs["data-pgevents-region"] = spec.id
+    return attrs
 
 
 @register.simple_tag
@@ -149,7 +196,7 @@ class RegionNode(template.Node):
         check_channel(channel, "pgevents_region")
         # Attributes first: the rendered-at id is read before the rows' queries run.
         attrs = {"id": str(element_id), **({"class": str(css)} if css else {})}
-        attrs.update(regions.attributes(channel, **values))
+        attrs.update(region_attributes(channel, values, "pgevents_region"))
         inner = self.nodelist.render(context)
         return format_html("<{} {}>{}</{}>", tag, regions.render(attrs), SafeString(inner), tag)
 
@@ -164,7 +211,7 @@ class RegionNode(template.Node):
 
 @register.tag("pgevents_region")
 def pgevents_region(parser: Parser, token: Token) -> RegionNode:
-    """``{% pgevents_region channel [tag=… id=… class=… src=… row=… key=… debounce=… insert=… resume=…] %}``."""
+    """``{% pgevents_region channel [tag=… id=… class=… src=… row=… key=… debounce=… insert=… resume=… shared=…] %}``."""
     bits = token.split_contents()
     if len(bits) < 2:
         raise template.TemplateSyntaxError("pgevents_region needs a channel")

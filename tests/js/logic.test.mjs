@@ -137,3 +137,22 @@ test("ordering: numbers numerically, text alphabetically; row URLs are encoded",
   assert.deepEqual(["b", "a", "C"].sort(compare), ["a", "b", "C"]);
   assert.equal(fill("/row/{key}/", "a b/c"), "/row/a%20b%2Fc/");
 });
+
+test("shared regions: the HTML the server sent decides, or nothing was sent for this region", async () => {
+  const { sharedDecision, addRegion } = await import("../../pgevents/static/pgevents/logic.js");
+  const region = parseRegion({ pgeventsChannel: "people", pgeventsShared: "tok", pgeventsRegion: "r1" });
+  assert.equal(region.shared, "tok");
+  assert.equal(region.regionId, "r1");
+  assert.deepEqual(sharedDecision(region, { html: { r1: { op: "row", key: 5, html: "<tr></tr>" } } }), {
+    patch: "5",
+    html: "<tr></tr>",
+  });
+  assert.deepEqual(sharedDecision(region, { html: { r1: { op: "row", key: "5", html: null } } }), { patch: "5", html: null });
+  assert.deepEqual(sharedDecision(region, { html: { r1: { op: "region", html: "<p>3</p>" } } }), { region: "<p>3</p>" });
+  assert.deepEqual(sharedDecision(region, { html: { r1: { op: "skip" } } }), { skip: true });
+  assert.equal(sharedDecision(region, { html: { other: { op: "skip" } } }), null); // the server could not render it
+  assert.equal(sharedDecision(region, {}), null);
+  assert.equal(sharedDecision(parseRegion({ pgeventsChannel: "c" }), { html: { r1: { op: "skip" } } }), null);
+  assert.throws(() => parseRegion({ pgeventsChannel: "c", pgeventsShared: "tok" }), /needs data-pgevents-region/);
+  assert.deepEqual(addRegion(addRegion(addRegion([], "a"), "b"), "a"), ["a", "b"]);
+});

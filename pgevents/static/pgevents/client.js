@@ -3,7 +3,7 @@
  * logic.js; this module applies them to a WebSocket or EventSources and tells the page
  * through DOM events and the [data-pgevents-status] indicator.
  */
-import { accept, backoffDelay, closeAction, opName, resumePoint, sseRefusal, RATE_LIMITED_DELAY } from "./logic.js";
+import { accept, addRegion, backoffDelay, closeAction, opName, resumePoint, sseRefusal, RATE_LIMITED_DELAY } from "./logic.js";
 
 export function dispatch(target, name, detail) {
   target = target || document.body || document;
@@ -32,6 +32,7 @@ class SocketTransport {
     if (sub.lastEventId !== null) msg.last_event_id = sub.lastEventId;
     if (sub.filter) msg.filter = sub.filter;
     if (sub.token) msg.token = sub.token;
+    if (sub.regions.length) msg.regions = sub.regions;
     this._send(msg);
   }
   unsubscribe(channel) {
@@ -60,6 +61,7 @@ class SseTransport {
     if (sub.lastEventId !== null) query.push("last_event_id=" + encodeURIComponent(sub.lastEventId));
     if (sub.filter) query.push("filter=" + encodeURIComponent(JSON.stringify(sub.filter)));
     if (sub.token) query.push("token=" + encodeURIComponent(sub.token));
+    if (sub.regions.length) query.push("regions=" + encodeURIComponent(sub.regions.join(",")));
     if (query.length) url += "?" + query.join("&");
     const source = new EventSource(url, { withCredentials: true });
     let opened = false;
@@ -148,10 +150,11 @@ export class Client {
 
   subscribe(channel, opts) {
     opts = opts || {};
-    const sub = this.channels.get(channel) || { lastEventId: null, filter: null, token: null, state: "pending" };
+    const sub = this.channels.get(channel) || { lastEventId: null, filter: null, token: null, regions: [], state: "pending" };
     sub.lastEventId = resumePoint(sub.lastEventId, opts.lastEventId);
     if (opts.filter !== undefined) sub.filter = opts.filter;
     if (opts.token !== undefined) sub.token = opts.token;
+    if (opts.region) addRegion(sub.regions, opts.region); // a shared region: the server sends its HTML
     sub.state = "pending";
     this.channels.set(channel, sub);
     if (this.connected) this.transport.subscribe(channel, sub);

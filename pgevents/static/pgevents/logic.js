@@ -105,6 +105,9 @@ export function parseRegion(d) {
       throw new RegionConfigError("data-pgevents-filter must be a JSON object");
     }
   }
+  if (d.pgeventsShared !== undefined && !d.pgeventsRegion) {
+    throw new RegionConfigError("data-pgevents-shared needs data-pgevents-region (the region's id)");
+  }
   if (d.pgeventsRowSrc !== undefined && d.pgeventsRowSrc.indexOf("{key}") < 0) {
     throw new RegionConfigError("data-pgevents-row-src has no {key} placeholder: " + JSON.stringify(d.pgeventsRowSrc));
   }
@@ -119,7 +122,25 @@ export function parseRegion(d) {
     since: integer(d.pgeventsSince, "data-pgevents-since", 0),
     token: d.pgeventsToken || null,
     filter: filter,
+    shared: d.pgeventsShared || null, // the signed descriptor the server renders from
+    regionId: d.pgeventsShared ? d.pgeventsRegion || null : null,
   };
+}
+
+/**
+ * What the HTML the server sent with an event means for a shared region:
+ *   {skip: true}            nothing to do (a later event of the burst carries the region)
+ *   {patch: key, html}      the row's new HTML (html null: the row is gone)
+ *   {region: html}          the region's whole inner HTML
+ *   null                    nothing was sent for this region: decide and fetch as usual
+ */
+export function sharedDecision(region, msg) {
+  const entry = region.regionId && msg.html ? msg.html[region.regionId] : undefined;
+  if (!entry || typeof entry !== "object") return null;
+  if (entry.op === "skip") return { skip: true };
+  if (entry.op === "row" && entry.key !== undefined) return { patch: String(entry.key), html: entry.html === undefined ? null : entry.html };
+  if (entry.op === "region" && typeof entry.html === "string") return { region: entry.html };
+  return null;
 }
 
 /**
@@ -132,6 +153,12 @@ export function accept(sub, msg) {
   if (sub.lastEventId !== null && sub.lastEventId !== undefined && msg.id <= sub.lastEventId) return false;
   sub.lastEventId = msg.id;
   return true;
+}
+
+/** The shared-region tokens of a subscription, each once, in the order regions asked. */
+export function addRegion(list, token) {
+  if (token && list.indexOf(token) < 0) list.push(token);
+  return list;
 }
 
 /** Several regions of one channel rendered at different ids: resume from the oldest. */

@@ -49,8 +49,12 @@
  *                                      subscription is accepted and a listener feeds the server
  *   data-pgevents-token="{% pgevents_signed 'people' %}"   signed channel token (pgevents_signing)
  *   data-pgevents-filter='{"status": "open"}'              row filter (JSON)
+ *   data-pgevents-shared="<signed>" data-pgevents-region="r…"  a shared region: the server
+ *                                      renders its rows / inner HTML once per change and sends
+ *                                      the HTML with the event (msg.html[region id])
  */
 import { Client } from "./client.js";
+import { Fetcher } from "./fetcher.js";
 import { Region } from "./regions.js";
 
 function boot(api) {
@@ -59,10 +63,11 @@ function boot(api) {
   const d = script.dataset;
   const client = new Client({ url: d.pgeventsUrl, sseUrl: d.pgeventsSseUrl, transport: d.pgeventsTransport });
   api.client = client;
+  api.fetcher = new Fetcher(d.pgeventsFragmentsUrl, parseInt(d.pgeventsJitter || "0", 10) || 0);
   document.querySelectorAll("[data-pgevents-channel]").forEach((el) => {
     let region;
     try {
-      region = new Region(el);
+      region = new Region(el, api.fetcher);
     } catch (err) {
       // One malformed region must not keep the others from binding: say which, and where.
       el.dataset.pgeventsState = "error";
@@ -75,6 +80,7 @@ function boot(api) {
     const opts = { lastEventId: region.since };
     if (region.token) opts.token = region.token;
     if (region.filter) opts.filter = region.filter;
+    if (region.shared) opts.region = region.shared;
     client.subscribe(region.channel, opts);
   });
   (d.pgeventsChannels || "").split(",").filter(Boolean).forEach((c) => client.subscribe(c));
@@ -83,7 +89,7 @@ function boot(api) {
 /* A page that includes the script twice (a base template and a page both carry the tag, or
    two URLs of it) gets one client: the second copy finds the first and does nothing. */
 if (!window.PgEvents) {
-  const api = { Client: Client, Region: Region, client: null, regions: [], connect: (options) => new Client(options) };
+  const api = { Client: Client, Region: Region, client: null, fetcher: null, regions: [], connect: (options) => new Client(options) };
   window.PgEvents = api;
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => boot(api));
   else boot(api);
