@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg
 from playwright.sync_api import sync_playwright
 
-from . import database, servers
+from . import demo
 
 #: Watches the people table for the row the round inserts; records when it appears.
 OBSERVE = """() => {
@@ -44,35 +42,13 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/pgevents_bench_tabs")
     args = parser.parse_args()
 
-    url = args.database_url
-    log = Path(tempfile.mkdtemp()) / "requests.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PGEVENTS_REDIS_PREFIX": f"pgevents-bench-tabs-{os.getpid()}",
-        "PGEVENTS_TEST_REQUEST_LOG": str(log),
-        "PYTHONUNBUFFERED": "1",
-    }
-    database.create(url)
-    servers_started: list[servers.Server] = []
-    try:
-        database.migrate(url, env)
-        listener = servers.start_listener(env)
-        servers_started.append(listener)
-        port = servers.free_port()
-        daphne = servers.start_server(env, port)
-        servers_started.append(daphne)
-        run(f"http://127.0.0.1:{port}/", url, log, args.tabs, args.rounds)
-    finally:
-        for server in reversed(servers_started):
-            server.stop()
-        database.drop(url)
+    with demo.serve(args.database_url, "tabs") as served:
+        run(f"http://127.0.0.1:{served.port}/", served, args.tabs, args.rounds)
 
 
-def run(page_url: str, db_url: str, log: Path, tabs: int, rounds: int) -> None:
+def run(page_url: str, served: demo.Demo, tabs: int, rounds: int) -> None:
     chromium = os.environ.get("PGEVENTS_CHROMIUM", "/usr/bin/chromium")
-    with sync_playwright() as pw, psycopg.connect(db_url, autocommit=True) as pg:
+    with sync_playwright() as pw, psycopg.connect(served.database_url, autocommit=True) as pg:
         browser = pw.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"])
         context = browser.new_context()
         pages = []
@@ -85,7 +61,7 @@ def run(page_url: str, db_url: str, log: Path, tabs: int, rounds: int) -> None:
         print(f"{tabs} tabs live on {page_url}")
         lasts: list[float] = []
         for round_ in range(1, rounds + 1):
-            log.write_text("")
+            served.forget()
             row = pg.execute(
                 "INSERT INTO people (name, age, height) VALUES (%s, 1, 1.7) RETURNING pk", (f"bench {round_}",)
             ).fetchone()
@@ -97,7 +73,7 @@ def run(page_url: str, db_url: str, log: Path, tabs: int, rounds: int) -> None:
                 page.wait_for_function("(k) => k in window.__seen", arg=key, timeout=60_000)
                 seen.append(page.evaluate("(k) => window.__seen[k]", key))
             time.sleep(0.5)  # late requests, if any, reach the log
-            lines = [line for line in log.read_text().splitlines() if " /static/" not in line]
+            lines = served.requests()
             http = sum(1 for line in lines if line.startswith("http "))
             shared = sum(1 for line in lines if line.startswith("shared "))
             last = max(seen) - committed

@@ -86,17 +86,20 @@ def sign_region(spec: RegionSpec) -> str:
     """A token naming what to render for a shared region; not bound to a user: the HTML is
     the same for everyone the channel's policy admits."""
     payload = {"c": spec.channel, "r": spec.row, "k": spec.key, "s": spec.src}
+    if spec.name is not None:
+        payload["n"] = spec.name
     return str(signing.dumps(payload, salt=REGION_SALT, compress=True))
 
 
 def verify_region(token: object, channel: str) -> RegionSpec:
     """The region in ``token`` for ``channel``; ``BadToken`` when it is not valid."""
     payload = _load(token, REGION_SALT, channel, "region token")
-    row, key, src = payload.get("r"), payload.get("k"), payload.get("s")
+    row, key, src, name = payload.get("r"), payload.get("k"), payload.get("s"), payload.get("n")
     if (
         not (row is None or isinstance(row, str))
         or not isinstance(key, str)
         or not (src is None or isinstance(src, str))
+        or not (name is None or isinstance(name, str))
     ):
         raise BadToken("region token is not valid")
-    return RegionSpec(channel, row, key, src)
+    return RegionSpec(channel, row, key, src, name)

@@ -48,17 +48,21 @@ class RegionSpec:
     ``row`` is a URL with ``{key}`` rendering one row (the event's ``key`` field fills it);
     ``src`` a URL rendering the region's inner HTML (reloads, bursts, resets). ``id`` names
     the region in the frames that carry its HTML; it is derived from the rest, so two pages
-    showing the same region share its renders.
+    showing the same region share its renders. ``name`` is the SSE event name of an HTML
+    stream (``{% pgevents_htmx %}``), which htmx's ``sse-swap`` matches.
     """
 
     channel: str
     row: str | None
     key: str
     src: str | None
+    name: str | None = None
 
     @property
     def id(self) -> str:
-        digest = hashlib.sha256(json.dumps([self.channel, self.row, self.key, self.src]).encode()).hexdigest()
+        digest = hashlib.sha256(
+            json.dumps([self.channel, self.row, self.key, self.src, self.name]).encode()
+        ).hexdigest()
         return f"r{digest[:12]}"
 
 

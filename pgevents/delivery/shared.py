@@ -115,9 +115,9 @@ class SharedSink:
             old = event.get("old") if isinstance(event.get("old"), dict) else None
             op = event.get("op")
             key = (row or {}).get(spec.key, (old or {}).get(spec.key))
-            if event.get("type") == "leave" or (op == "DELETE" and key is not None):
-                if spec.row and key is not None:
-                    plan[spec.id] = {"op": "row", "key": str(key), "html": None}
+            gone = event.get("type") == "leave" or op == "DELETE"
+            if spec.row and key is not None and gone:
+                plan[spec.id] = {"op": "row", "key": str(key), "html": None}
             elif spec.row and op in _ROW_OPS and key is not None:
                 plan[spec.id] = ("row", str(key), self.cache.get(fill(spec.row, key), id))
             elif spec.src and index < len(run) - 1 and not spec.row:

@@ -7,6 +7,8 @@
 - ``{% pgevents_attrs "people" … %}`` — the same, as attributes for an element you write.
 - ``{% pgevents_row book.pk sort=book.title author_id=book.author_id %}`` — marks a row of a region.
 - ``{% pgevents_status %}`` — the connection indicator (live / reconnecting / offline).
+- ``{% pgevents_htmx "people" src="people-rows" %}`` — htmx ``sse`` attributes for a region
+  that follows the channel without the pgevents client (an HTML stream of the ``src`` view).
 
 A channel no ``PGEVENTS["CHANNELS"]`` entry admits can never update the page: with ``DEBUG``
 the tags raise ``ImproperlyConfigured`` (the debug page points at the tag), otherwise they log
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any, cast
+from urllib.parse import urlencode
 
 from django import template
 from django.conf import settings
@@ -158,6 +161,31 @@ def region_attributes(channel: str, options: dict[str, Any], tag: str) -> dict[s
         attrs["data-pgevents-shared"] = sign_region(spec)
         attrs["data-pgevents-region"] = spec.id
     return attrs
+
+
+@register.simple_tag
+def pgevents_htmx(channel: str, src: str, name: str = "", resume: bool = True) -> SafeString:
+    """htmx attributes for an element that follows ``channel`` without the pgevents client:
+    ``<tbody {% pgevents_htmx "people" src="people-rows" %}>`` writes ``hx-ext="sse"``,
+    ``sse-connect`` (the HTML stream, with the signed region and the id the page was rendered
+    at) and ``sse-swap`` (the event name: ``name``, default the channel). The ``src`` view is
+    rendered once per change per server process and streamed to every page (a shared
+    region: the same HTML for everyone). Needs htmx and its ``sse`` extension on the page.
+    """
+    check_channel(str(channel), "pgevents_htmx")
+    attrs = regions.attributes(str(channel), src=src, resume=resume)
+    event = name or str(channel)
+    spec = RegionSpec(str(channel), None, "id", attrs["data-pgevents-src"], event)
+    query = {"regions": sign_region(spec)}
+    if "data-pgevents-since" in attrs:
+        query["last_event_id"] = attrs["data-pgevents-since"]
+    try:
+        stream = reverse("pgevents:html", args=[channel])
+    except NoReverseMatch:
+        raise ImproperlyConfigured(
+            "pgevents_htmx needs pgevents' URLs: path('pgevents/', include('pgevents.urls'))"
+        ) from None
+    return regions.render({"hx-ext": "sse", "sse-connect": f"{stream}?{urlencode(query)}", "sse-swap": event})
 
 
 @register.simple_tag

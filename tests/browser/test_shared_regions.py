@@ -135,3 +135,11 @@ def test_per_user_regions_ask_once_per_page_for_all_they_need(
     # flush on either side of its window).
     assert tabs <= len(asked) <= 2 * tabs, asked
     assert any("authors" in r and "books" in r for r in asked), asked  # both regions in one request
+
+
+def test_shared_regions_over_server_sent_events(counted: CountedStack, iso_pg: psycopg.Connection, page: Page) -> None:
+    open_live(page, counted.http + "/?transport=sse")
+    counted.forget()
+    pk = insert_person(iso_pg, "Shared over SSE", 6)
+    expect(person_row(page, pk).locator(".name")).to_have_text("Shared over SSE")
+    assert [r for r in counted.requests() if r.startswith("http ")] == []

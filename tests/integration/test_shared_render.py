@@ -103,3 +103,24 @@ def test_the_script_tag_names_the_fragments_endpoint_and_its_jitter() -> None:
     out = render("{% pgevents_script jitter=250 %}")
     assert 'data-pgevents-fragments-url="/pgevents/fragments/" data-pgevents-jitter="250"' in out
     assert 'data-pgevents-jitter="100"' in render("{% pgevents_script %}")
+
+
+def test_the_htmx_tag_writes_the_sse_extensions_attributes() -> None:
+    out = html.unescape(render('<tbody {% pgevents_htmx "people" src="people-rows" name="rows" %}>'))
+    assert 'hx-ext="sse"' in out and 'sse-swap="rows"' in out
+    connect = out.split('sse-connect="')[1].split('"')[0]
+    assert connect.startswith("/pgevents/html/people/?regions=") and "&last_event_id=" in connect
+    from urllib.parse import parse_qs, urlsplit
+
+    spec = verify_region(parse_qs(urlsplit(connect).query)["regions"][0], "people")
+    assert (spec.src, spec.name, spec.row) == ("/people/rows/", "rows", None)
+    assert 'sse-swap="people"' in render('{% pgevents_htmx "people" src="/people/rows/" resume=False %}')
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("", "needs regions="), ("regions=forged", "shared region: region token is not valid")],
+)
+def test_the_html_stream_needs_a_valid_region(client: Client, query: str, message: str) -> None:
+    response = client.get(f"/pgevents/html/people/?{query}")
+    assert response.status_code == 400 and message in response.json()["message"]
