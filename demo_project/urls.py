@@ -9,6 +9,10 @@ from demo_project.people import views as people
 urlpatterns = [
     path("", people.people, name="people"),
     path("people/row/<int:pk>/", people.person_row, name="person-row"),
+    path("people/rows/", people.people_rows, name="people-rows"),
+    path("people/count/", people.people_count, name="people-count"),
+    path("htmx/", people.people_htmx, name="people-htmx"),
+    path("htmx/rows/", people.people_htmx_rows, name="people-htmx-rows"),
     path("books/", library.books, name="books"),
     path("books/row/<int:pk>/", library.book_row, name="book-row"),
     path("authors/row/<int:pk>/", library.author_row, name="author-row"),

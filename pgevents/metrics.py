@@ -59,6 +59,9 @@ DROPPED = _counter(
 )
 SLOW_CLIENTS = _counter("pgevents_slow_clients_dropped", "Clients disconnected because they stopped reading.")
 GAPS = _counter("pgevents_gaps_repaired", "Gaps detected through prev ids and repaired from the log.")
+SHARED_RENDERS = _counter(
+    "pgevents_shared_renders", "Shared-region renders (one per URL and event, per process, however many viewers)."
+)
 RESETS = _counter("pgevents_resets", "Resets sent because the requested history was gone.")
 LAYER_FAILURES = _counter("pgevents_layer_receive_failures", "Channel-layer receive failures (Redis down…).")
 

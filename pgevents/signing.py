@@ -6,6 +6,9 @@ the subscription must use, and the user it was rendered for. Channels matching
 ``PGEVENTS["SIGNED_CHANNELS"]`` refuse subscriptions without a valid token; on the others a
 token is checked when given. A token for one user is refused to another; a token rendered
 for an anonymous visitor is as public as the page that carried it.
+
+``sign_region()`` signs what a *shared* region renders (its row and source URLs), so a page
+cannot make the server render URLs of its own choosing in the name of other viewers.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from django.core import signing
 
 from pgevents import conf
+from pgevents.delivery.render import RegionSpec
 
 SALT = "pgevents.channel"
 
@@ -50,19 +54,52 @@ def sign_channel(channel: str, *, filter: dict[str, Any] | None = None, user: An
     return str(signing.dumps(payload, salt=SALT, compress=True))
 
 
+def _load(token: object, salt: str, channel: str, what: str) -> dict[str, Any]:
+    """The signed payload of ``token`` (a ``what``: "token", "region token") for ``channel``."""
+    if not isinstance(token, str) or not token or len(token) > 4096:
+        raise BadToken(f"{what} must be a non-empty string")
+    try:
+        payload = signing.loads(token, salt=salt, max_age=timedelta(seconds=conf.get().signature_max_age))
+    except signing.SignatureExpired:
+        raise BadToken(f"{what} has expired; reload the page") from None
+    except (signing.BadSignature, ValueError):
+        raise BadToken(f"{what} is not valid") from None
+    if not isinstance(payload, dict) or payload.get("c") != channel:
+        raise BadToken(f"{what} is for another channel")
+    return payload
+
+
 def verify(token: object, channel: str, user: Any) -> Grant:
     """The grant in ``token`` for ``channel`` and ``user``; ``BadToken`` when it is not valid."""
-    if not isinstance(token, str) or not token or len(token) > 4096:
-        raise BadToken("token must be a non-empty string")
-    try:
-        payload = signing.loads(token, salt=SALT, max_age=timedelta(seconds=conf.get().signature_max_age))
-    except signing.SignatureExpired:
-        raise BadToken("token has expired; reload the page") from None
-    except (signing.BadSignature, ValueError):
-        raise BadToken("token is not valid") from None
-    if not isinstance(payload, dict) or payload.get("c") != channel:
-        raise BadToken("token is for another channel")
+    payload = _load(token, SALT, channel, "token")
     if "u" in payload and payload["u"] != _user_key(user):
         raise BadToken("token is for another user")
     flt = payload.get("f")
     return Grant(channel, flt if isinstance(flt, dict) else None)
+
+
+# -- shared regions ------------------------------------------------------------------------
+REGION_SALT = "pgevents.region"
+
+
+def sign_region(spec: RegionSpec) -> str:
+    """A token naming what to render for a shared region; not bound to a user: the HTML is
+    the same for everyone the channel's policy admits."""
+    payload = {"c": spec.channel, "r": spec.row, "k": spec.key, "s": spec.src}
+    if spec.name is not None:
+        payload["n"] = spec.name
+    return str(signing.dumps(payload, salt=REGION_SALT, compress=True))
+
+
+def verify_region(token: object, channel: str) -> RegionSpec:
+    """The region in ``token`` for ``channel``; ``BadToken`` when it is not valid."""
+    payload = _load(token, REGION_SALT, channel, "region token")
+    row, key, src, name = payload.get("r"), payload.get("k"), payload.get("s"), payload.get("n")
+    if (
+        not (row is None or isinstance(row, str))
+        or not isinstance(key, str)
+        or not (src is None or isinstance(src, str))
+        or not (name is None or isinstance(name, str))
+    ):
+        raise BadToken("region token is not valid")
+    return RegionSpec(channel, row, key, src, name)

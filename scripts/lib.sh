@@ -183,6 +183,21 @@ ensure_redis() {
 }
 
 # --- Chromium (browser tests) ---------------------------------------------------------------
+#: The browser client's own tests run on Node's built-in test runner (node --test, Node >= 20):
+#: nothing from npm. Debian's nodejs is installed when missing and we are root; otherwise the
+#: run stops and says so (PGEVENTS_SKIP_NODE=1 leaves those tests out, and says that too).
+ensure_node() {
+  if command -v node >/dev/null 2>&1 && node -e 'process.exit(+process.versions.node.split(".")[0] < 20)'; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian's nodejs for the client's tests (tests/js)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs) >/dev/null 2>&1 &&
+      command -v node >/dev/null 2>&1 && return 0
+  fi
+  die "the client's tests (tests/js) need Node.js >= 20 (node --test): apt-get install nodejs (or set PGEVENTS_SKIP_NODE=1 to leave them out)."
+}
+
 ensure_chromium() {
   if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then return 0; fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

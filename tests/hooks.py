@@ -32,3 +32,24 @@ async def async_allow(user: Any, channel: str, filter: dict[str, Any] | None) ->
 async def hangs(*args: Any) -> Any:
     """A hook that never answers (say, a query on a hung database)."""
     await asyncio.Event().wait()
+
+
+class RequestLog:
+    """Middleware (test settings): with ``PGEVENTS_TEST_REQUEST_LOG`` set, appends one line per
+    request Django handles to that file: ``http <path>`` for requests from the network,
+    ``shared <path>`` for a shared region's in-process render, ``fragment <path>`` for one
+    URL of a coalesced ``fragments/`` request. Lets a browser test count
+    what reached Django, server-side."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        import os
+
+        where = os.environ.get("PGEVENTS_TEST_REQUEST_LOG")
+        if where:
+            kind = request.META.get("HTTP_X_PGEVENTS_RENDER") or "http"
+            with open(where, "a", encoding="utf-8") as log:
+                log.write(f"{kind} {request.get_full_path()}\n")
+        return self.get_response(request)

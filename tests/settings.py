@@ -72,3 +72,6 @@ if os.environ.get("PGEVENTS_TEST_LAYER") == "core":  # channels-redis' list-base
 # A stack started with PGEVENTS_TEST_STALL=1 notices a missing listener within a second or two.
 if os.environ.get("PGEVENTS_TEST_STALL") == "1":
     PGEVENTS.update({"HEARTBEAT_INTERVAL": 0.2, "STALL_TIMEOUT": 1.0})
+
+# Counts what reaches Django when PGEVENTS_TEST_REQUEST_LOG names a file (tests.hooks.RequestLog).
+MIDDLEWARE = [*MIDDLEWARE, "tests.hooks.RequestLog"]  # noqa: F405

@@ -8,6 +8,26 @@ def people(request: HttpRequest) -> HttpResponse:
     return render(request, "people/people.html", {"people": Person.objects.all()})
 
 
+def people_rows(request: HttpRequest) -> HttpResponse:
+    """The rows of the people table: what a shared region pushes after a burst or a reset."""
+    return render(request, "people/rows.html", {"people": Person.objects.all()})
+
+
+def people_count(request: HttpRequest) -> HttpResponse:
+    """The count above the table, as the shared region renders it once per change."""
+    return render(request, "people/count.html", {"people": Person.objects.all()})
+
+
+def people_htmx(request: HttpRequest) -> HttpResponse:
+    """The people table for htmx, without the pgevents client."""
+    return render(request, "people/htmx.html", {"people": Person.objects.all()})
+
+
+def people_htmx_rows(request: HttpRequest) -> HttpResponse:
+    """What the HTML stream swaps in: the rows, and the count out of band (``hx-swap-oob``)."""
+    return render(request, "people/htmx_rows.html", {"people": Person.objects.all()})
+
+
 def person_row(request: HttpRequest, pk: int) -> HttpResponse:
     """One row, as the live region fetches it (404: the row is gone, the region drops it)."""
     person = Person.objects.filter(person_id=pk).first()

@@ -16,6 +16,8 @@ from pgevents.core.names import BadChannel, validate_channel
 
 MAX_FILTER_KEYS = 32
 MAX_TOKEN_CHARS = 4096
+#: Most shared regions one subscription may ask the server to render.
+MAX_REGIONS = 16
 #: Longest query string a subscription URL may carry (a filter and a token fit easily).
 MAX_QUERY_BYTES = 16 * 1024
 #: Most ``name=value`` pairs parsed from a query string.
@@ -36,6 +38,9 @@ class Subscribe:
     filter: dict[str, Any] | None = None
     #: A signed channel token (``pgevents.signing``), when the page was given one.
     token: str | None = None
+    #: Signed shared-region tokens (``pgevents.signing.sign_region``): the server renders
+    #: these regions' HTML once per event and sends it with the event.
+    regions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,19 @@ def parse_token(value: object) -> str | None:
     return value
 
 
+def parse_regions(value: object) -> tuple[str, ...]:
+    """Shared-region tokens: a list of strings (a message) or comma-separated text (a URL)."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list) or len(value) > MAX_REGIONS:
+        raise ProtocolError("bad_request", f"regions must be a list of at most {MAX_REGIONS} tokens")
+    if not all(isinstance(t, str) and t and len(t) <= MAX_TOKEN_CHARS and "," not in t for t in value):
+        raise ProtocolError("bad_request", "regions must be non-empty token strings")
+    return tuple(dict.fromkeys(value))
+
+
 def decode_json(text: str, what: str) -> Any:
     """``text`` as JSON, or ``bad_request``: malformed and too deeply nested input alike
     (the decoder raises ``RecursionError`` past about a thousand levels)."""
@@ -103,7 +121,7 @@ def decode_json(text: str, what: str) -> Any:
 
 def parse_query(channel: object, query: bytes | str, last_event_id: str | None = None) -> Subscribe:
     """A subscription from a URL: the channel from its path; ``last_event_id``, ``filter``
-    (JSON) and ``token`` from its query string. ``last_event_id``, when given (SSE's
+    (JSON), ``token`` and ``regions`` (comma-separated) from its query string. ``last_event_id``, when given (SSE's
     ``Last-Event-ID`` header), wins over the query's. The last of repeated keys counts."""
     raw = query.decode("latin-1") if isinstance(query, bytes) else query
     if len(raw) > MAX_QUERY_BYTES:
@@ -119,6 +137,7 @@ def parse_query(channel: object, query: bytes | str, last_event_id: str | None =
         parse_last_event_id(last_event_id or args.get("last_event_id")),
         parse_filter(None if raw_filter is None else decode_json(raw_filter, "filter")),
         parse_token(args.get("token")),
+        parse_regions(args.get("regions")),
     )
 
 
@@ -137,6 +156,7 @@ def parse(text: str, max_bytes: int) -> Command:
             parse_last_event_id(data.get("last_event_id")),
             parse_filter(data.get("filter")),
             parse_token(data.get("token")),
+            parse_regions(data.get("regions")),
         )
     if kind == "unsubscribe":
         return Unsubscribe(channel_of(data.get("channel")))

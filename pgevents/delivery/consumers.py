@@ -155,7 +155,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         if channel in self.subs:  # re-subscribing moves the resume point
             await hub.leave(self.subs.pop(channel))
         sink = _Sink(self)
-        sub = admission.subscription(command, decision, sink, hub.reader)
+        sub = admission.subscription(command, decision, sink, hub.reader, hub.renders)
         self.subs[channel] = sub
         await hub.join(sub)  # the subscription announces itself once its starting point is fixed
         if self.unwatch is None:  # from the first subscription on, the pipeline's changes

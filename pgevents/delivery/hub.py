@@ -44,6 +44,7 @@ from pgevents.core.envelope import Event
 from pgevents.core.names import CONTROL_GROUP, group_name
 from pgevents.delivery.fastsend import text_frame
 from pgevents.delivery.pipeline import Pipeline
+from pgevents.delivery.render import RenderCache
 from pgevents.delivery.subscription import NOT_HANDLED, Subscription
 from pgevents.store.log import LogReader
 
@@ -77,6 +78,8 @@ class Hub:
         self.delivered = 0
         #: False from a channel-layer failure until a message is received again.
         self.layer_ok = True
+        #: Shared regions' renders, once per URL and event for all of this process's subscribers.
+        self.renders = RenderCache()
         #: This process's view of the listener's heartbeats (its watchdog runs in the runtime).
         self.pipeline = Pipeline(conf.get().stall_timeout) if pipeline is None else pipeline
 

@@ -7,6 +7,9 @@ server's socket still holds (``transport``; under daphne that needs
 gets a ``too_slow`` error as an ``event: control``, the stream ends, and the browser's
 EventSource resumes with ``Last-Event-ID``, losing nothing. If it does not even read that
 within ``CLOSE_GRACE``, its connection is dropped. Replays go at the client's pace.
+
+``html/<channel>/`` is the same stream for htmx's ``sse`` extension: shared regions' HTML as
+named events instead of JSON frames, resumed by ``Last-Event-ID`` just the same.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from pgevents.core.envelope import control
 from pgevents.core.protocol import ProtocolError, parse_query
 from pgevents.delivery import admission, sessions, transport
 from pgevents.delivery.flow import Flow
+from pgevents.delivery.gate import parsed
 from pgevents.delivery.outbox import Outbox
 from pgevents.delivery.runtime import get_hub
+from pgevents.signing import BadToken
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +89,64 @@ def _error(code: str, message: str, status: int) -> JsonResponse:
     return JsonResponse({"type": "error", "code": code, "message": message}, status=status)
 
 
+class _HtmlStreamSink(_StreamSink):
+    """An HTML stream for htmx's ``sse`` extension: each event becomes, per shared region,
+    ``event: <region name>`` with the region's HTML as its data (``sse-swap`` swaps it in;
+    elements in it marked ``hx-swap-oob`` go out of band). An event that changes no region's
+    HTML (the last of a run carries it) still sends its ``id:``, so ``Last-Event-ID`` always
+    names the last event handled: a reconnecting ``EventSource`` resumes after it."""
+
+    def __init__(self, outbox: Outbox, flow: Flow | None, client: Any, names: dict[str, str]) -> None:
+        super().__init__(outbox, flow, client)
+        self.names = names  # region id -> event name
+
+    def _html_chunks(self, frame: str) -> str:
+        message = parsed(frame) or {}
+        chunks = []
+        for rid, entry in (message.get("html") or {}).items():
+            name = self.names.get(rid)
+            if name is not None and isinstance(entry, dict) and entry.get("op") == "region":
+                lines = str(entry.get("html") or "").splitlines() or [""]
+                chunks.append(f"event: {name}\n" + "".join(f"data: {line}\n" for line in lines) + "\n")
+        return "".join(chunks)
+
+    async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
+        if replay:
+            await self.outbox.room()
+        chunk = self._html_chunks(frame) + (f"id: {id}\n\n" if id is not None else "")
+        if chunk:
+            self._put(chunk)
+
+    async def send_control(self, frame: str) -> None:
+        self._put(self._html_chunks(frame) + _control_chunk(frame))  # a reset brings the regions' HTML
+
+
 async def sse(request: HttpRequest, channel: str) -> HttpResponseBase:
-    """``GET /pgevents/sse/<channel>/`` → ``text/event-stream``."""
+    """``GET /pgevents/sse/<channel>/`` → ``text/event-stream`` of JSON frames."""
+    return await _serve(request, channel, html=False)
+
+
+async def html(request: HttpRequest, channel: str) -> HttpResponseBase:
+    """``GET /pgevents/html/<channel>/?regions=…`` → ``text/event-stream`` of HTML, for htmx.
+
+    The regions (signed by ``{% pgevents_htmx %}``) name a ``src`` view each; the server
+    renders it once per change per process and streams it as ``event: <name>``."""
+    return await _serve(request, channel, html=True)
+
+
+async def _serve(request: HttpRequest, channel: str, *, html: bool) -> HttpResponseBase:
     try:
         command = parse_query(channel, request.META.get("QUERY_STRING", ""), request.headers.get("Last-Event-ID"))
     except ProtocolError as exc:
         return _error(exc.code, exc.message, 400)
+    names: dict[str, str] = {}
+    if html:
+        try:
+            names = {spec.id: spec.name or spec.channel for spec in admission.regions(command)}
+        except BadToken as exc:
+            return _error("bad_request", f"shared region: {exc}", 400)
+        if not names:
+            return _error("bad_request", "an HTML stream needs regions= (written by {% pgevents_htmx %})", 400)
     user = await sessions.request_user(request)
     hub = get_hub()
     decision = await admission.decide(user, command, hub.reader)
@@ -100,8 +157,9 @@ async def sse(request: HttpRequest, channel: str) -> HttpResponseBase:
     protocol = transport.daphne_protocol(server_send)
     flow = Flow.attach(protocol)
     outbox = Outbox(conf.get().max_send_buffer, transport.find(server_send))
-    sink = _StreamSink(outbox, flow, request.META.get("REMOTE_ADDR"))
-    sub = admission.subscription(command, decision, sink, hub.reader)
+    client = request.META.get("REMOTE_ADDR")
+    sink = _HtmlStreamSink(outbox, flow, client, names) if html else _StreamSink(outbox, flow, client)
+    sub = admission.subscription(command, decision, sink, hub.reader, hub.renders)
 
     # A logged-in stream ends when its session does (logout, expiry), like a WebSocket.
     interval = conf.get().session_check_interval if user.is_authenticated else 0

@@ -7,6 +7,8 @@
 - ``{% pgevents_attrs "people" … %}`` — the same, as attributes for an element you write.
 - ``{% pgevents_row book.pk sort=book.title author_id=book.author_id %}`` — marks a row of a region.
 - ``{% pgevents_status %}`` — the connection indicator (live / reconnecting / offline).
+- ``{% pgevents_htmx "people" src="people-rows" %}`` — htmx ``sse`` attributes for a region
+  that follows the channel without the pgevents client (an HTML stream of the ``src`` view).
 
 A channel no ``PGEVENTS["CHANNELS"]`` entry admits can never update the page: with ``DEBUG``
 the tags raise ``ImproperlyConfigured`` (the debug page points at the tag), otherwise they log
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any, cast
+from urllib.parse import urlencode
 
 from django import template
 from django.conf import settings
@@ -32,11 +35,17 @@ from django.utils.text import slugify
 from pgevents import conf
 from pgevents.core.names import matches, near_miss
 from pgevents.delivery import regions
+from pgevents.delivery.render import RegionSpec
+from pgevents.signing import sign_region
 
 logger = logging.getLogger(__name__)
 register = template.Library()
 
-_REGION_OPTIONS = {"src", "row", "key", "debounce", "insert", "resume"}
+#: Milliseconds per-user regions gather their fetches before one coalesced request (at random
+#: within it, so many tabs spread out). Small against a person's eye, wide against a wave.
+DEFAULT_JITTER = 100
+
+_REGION_OPTIONS = {"src", "row", "key", "debounce", "insert", "resume", "shared"}
 
 
 def _sse_url() -> str:
@@ -46,26 +55,47 @@ def _sse_url() -> str:
         return "/pgevents/sse/"
 
 
+def _fragments_url() -> str:
+    """Empty when ``pgevents.urls`` is not included: each region then fetches on its own."""
+    try:
+        return reverse("pgevents:fragments")
+    except NoReverseMatch:
+        return ""
+
+
 @register.simple_tag
 def pgevents_script(
-    channels: str = "", url: str = "/ws/pgevents/", transport: str = "websocket", sse_url: str = ""
+    channels: str = "",
+    url: str = "/ws/pgevents/",
+    transport: str = "websocket",
+    sse_url: str = "",
+    jitter: int = DEFAULT_JITTER,
 ) -> SafeString:
     """The client script; it connects and binds every region on the page.
+
+    A native ES module (``type="module"``: deferred, no build step); it imports its parts
+    (``logic.js``, ``client.js``, ``regions.js``) from beside it. Included twice, one client.
 
     ``channels`` (comma-separated) subscribes to channels without a region, for pages that
     listen for ``pgevents:<channel>`` DOM events themselves. ``transport="sse"`` uses
     Server-Sent Events instead of the WebSocket (for proxies that refuse upgrades).
+    ``jitter`` (ms): per-user regions gather what they fetch for up to this long, at random,
+    then ask for all of it in one request (``pgevents:fragments``), so a change seen by many
+    tabs does not reach the server as one wave.
     """
     for channel in filter(None, channels.split(",")):
         check_channel(channel, "pgevents_script")
     return format_html(
-        '<script src="{}" data-pgevents-url="{}" data-pgevents-sse-url="{}" data-pgevents-transport="{}"'
-        ' data-pgevents-channels="{}" defer onerror="{}"></script>',
+        '<script type="module" src="{}" data-pgevents-url="{}" data-pgevents-sse-url="{}"'
+        ' data-pgevents-transport="{}" data-pgevents-channels="{}" data-pgevents-fragments-url="{}"'
+        ' data-pgevents-jitter="{}" onerror="{}"></script>',
         static("pgevents/pgevents.js"),
         url,
         sse_url or _sse_url(),
         transport,
         channels,
+        _fragments_url(),
+        int(jitter),
         _SCRIPT_FAILED,
     )
 
@@ -107,7 +137,55 @@ def pgevents_attrs(channel: str, **options: Any) -> SafeString:
     """
     _check(options)
     check_channel(str(channel), "pgevents_attrs")
-    return regions.render(regions.attributes(channel, **options))
+    return regions.render(region_attributes(str(channel), options, "pgevents_attrs"))
+
+
+def region_attributes(channel: str, options: dict[str, Any], tag: str) -> dict[str, str]:
+    """``regions.attributes``, plus the signed descriptor of a ``shared=True`` region.
+
+    A shared region's HTML is the same for every viewer: the server renders its ``row`` and
+    ``src`` URLs once per change and sends the HTML with the event (docs/templates.md). The
+    descriptor is signed, so a page cannot have other URLs rendered in its name.
+    """
+    options = dict(options)
+    shared = bool(options.pop("shared", False))
+    attrs = regions.attributes(channel, **options)
+    if shared:
+        row, src = attrs.get("data-pgevents-row-src"), attrs.get("data-pgevents-src")
+        if row is None and src is None:
+            raise template.TemplateSyntaxError(
+                f"{tag}: a shared region needs row= (a view rendering one row) or src= (a view rendering the"
+                " region's inner HTML): the server renders those URLs once for every viewer."
+            )
+        spec = RegionSpec(channel, row, attrs.get("data-pgevents-key", "id"), src)
+        attrs["data-pgevents-shared"] = sign_region(spec)
+        attrs["data-pgevents-region"] = spec.id
+    return attrs
+
+
+@register.simple_tag
+def pgevents_htmx(channel: str, src: str, name: str = "", resume: bool = True) -> SafeString:
+    """htmx attributes for an element that follows ``channel`` without the pgevents client:
+    ``<tbody {% pgevents_htmx "people" src="people-rows" %}>`` writes ``hx-ext="sse"``,
+    ``sse-connect`` (the HTML stream, with the signed region and the id the page was rendered
+    at) and ``sse-swap`` (the event name: ``name``, default the channel). The ``src`` view is
+    rendered once per change per server process and streamed to every page (a shared
+    region: the same HTML for everyone). Needs htmx and its ``sse`` extension on the page.
+    """
+    check_channel(str(channel), "pgevents_htmx")
+    attrs = regions.attributes(str(channel), src=src, resume=resume)
+    event = name or str(channel)
+    spec = RegionSpec(str(channel), None, "id", attrs["data-pgevents-src"], event)
+    query = {"regions": sign_region(spec)}
+    if "data-pgevents-since" in attrs:
+        query["last_event_id"] = attrs["data-pgevents-since"]
+    try:
+        stream = reverse("pgevents:html", args=[channel])
+    except NoReverseMatch:
+        raise ImproperlyConfigured(
+            "pgevents_htmx needs pgevents' URLs: path('pgevents/', include('pgevents.urls'))"
+        ) from None
+    return regions.render({"hx-ext": "sse", "sse-connect": f"{stream}?{urlencode(query)}", "sse-swap": event})
 
 
 @register.simple_tag
@@ -146,7 +224,7 @@ class RegionNode(template.Node):
         check_channel(channel, "pgevents_region")
         # Attributes first: the rendered-at id is read before the rows' queries run.
         attrs = {"id": str(element_id), **({"class": str(css)} if css else {})}
-        attrs.update(regions.attributes(channel, **values))
+        attrs.update(region_attributes(channel, values, "pgevents_region"))
         inner = self.nodelist.render(context)
         return format_html("<{} {}>{}</{}>", tag, regions.render(attrs), SafeString(inner), tag)
 
@@ -161,7 +239,7 @@ class RegionNode(template.Node):
 
 @register.tag("pgevents_region")
 def pgevents_region(parser: Parser, token: Token) -> RegionNode:
-    """``{% pgevents_region channel [tag=… id=… class=… src=… row=… key=… debounce=… insert=… resume=…] %}``."""
+    """``{% pgevents_region channel [tag=… id=… class=… src=… row=… key=… debounce=… insert=… resume=… shared=…] %}``."""
     bits = token.split_contents()
     if len(bits) < 2:
         raise template.TemplateSyntaxError("pgevents_region needs a channel")

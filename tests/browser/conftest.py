@@ -21,6 +21,9 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A page a test serves through page.route() has no address, so Chromium counts it as public
+    # and blocks its requests to 127.0.0.1 (Local Network Access); the real pages are local anyway.
+    "--disable-features=LocalNetworkAccessChecks",
 ]
 #: Longest wait for a DOM condition; the tests never assert on how long anything took.
 TIMEOUT_MS = 20_000

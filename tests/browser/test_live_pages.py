@@ -54,7 +54,7 @@ def test_insert_update_delete_patch_the_people_page(
     for name, age in (("Ada", 36), ("Grace", 85)):
         insert_person(pg, name, age)
     expect(rows).to_have_count(before + 3)
-    expect(page.locator("#people-count")).to_have_text(str(before + 3))  # a region without rows reloads
+    expect(page.locator("#people-count")).to_have_text(str(before + 3))  # a region without rows: its src
     keys = [int(k) for k in rows.evaluate_all("rs => rs.map(r => r.dataset.pgeventsRow)")]
     assert keys == sorted(keys)  # new rows take their place in the page's order
     page.screenshot(path=screenshots / "people.png")

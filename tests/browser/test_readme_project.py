@@ -99,7 +99,7 @@ def test_the_distribution_carries_what_the_app_needs(dist: Path, wheel: Path) ->
 
     needed = {
         "pgevents/py.typed",
-        "pgevents/static/pgevents/pgevents.js",
+        *(f"pgevents/static/pgevents/{name}.js" for name in ("pgevents", "logic", "client", "fetcher", "regions")),
         "pgevents/templates/admin/pgevents/status.html",
         "pgevents/templates/admin/pgevents/watch/change_list.html",
         *(f"pgevents/{p.relative_to(ROOT / 'pgevents')}" for p in (ROOT / "pgevents" / "migrations").glob("0*.py")),

@@ -88,7 +88,7 @@ def test_bad_options_are_refused(text: str) -> None:
 
 def test_script_and_status_tags() -> None:
     out = render('{% pgevents_script channels="demo" transport="sse" %}{% pgevents_status %}')
-    assert 'src="/static/pgevents/pgevents.js"' in out
+    assert '<script type="module" src="/static/pgevents/pgevents.js"' in out
     assert 'data-pgevents-url="/ws/pgevents/" data-pgevents-sse-url="/pgevents/sse/"' in out
     assert 'data-pgevents-transport="sse" data-pgevents-channels="demo"' in out
     assert 'data-pgevents-status data-state="connecting"' in out

@@ -1,0 +1,54 @@
+"""The demo project served for a browser-side benchmark: a database of its own (created,
+migrated, dropped at the end), runlisten and one daphne, with the test settings, whose request
+log (``tests.hooks.RequestLog``) counts what reaches Django and what the server renders."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import database, servers
+
+
+@dataclass
+class Demo:
+    port: int
+    database_url: str
+    log: Path
+
+    def requests(self) -> list[str]:
+        """Lines of the request log since the last ``forget()``, static files aside."""
+        return [line for line in self.log.read_text().splitlines() if " /static/" not in line]
+
+    def forget(self) -> None:
+        self.log.write_text("")
+
+
+@contextlib.contextmanager
+def serve(database_url: str, name: str) -> Iterator[Demo]:
+    log = Path(tempfile.mkdtemp()) / "requests.log"
+    log.write_text("")
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PGEVENTS_REDIS_PREFIX": f"pgevents-bench-{name}-{os.getpid()}",
+        "PGEVENTS_TEST_REQUEST_LOG": str(log),
+        "PYTHONUNBUFFERED": "1",
+    }
+    database.create(database_url)
+    started: list[servers.Server] = []
+    try:
+        database.migrate(database_url, env)
+        started.append(servers.start_listener(env))
+        port = servers.free_port()
+        started.append(servers.start_server(env, port))
+        yield Demo(port, database_url, log)
+    finally:
+        for server in reversed(started):
+            server.stop()
+        database.drop(database_url)

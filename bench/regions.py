@@ -1,0 +1,120 @@
+"""``python -m bench.regions``: many subscribers of one shared region, one change a second.
+
+``--clients`` WebSocket subscribers (default 1,000) subscribe to channel ``people`` with the
+demo's shared row region (signed as ``{% pgevents_region … shared=True %}`` signs it); a writer
+inserts one row a second for ``--seconds``. Reported: renders per change (the server's own
+in-process renders, from the test settings' request log, ``tests.hooks.RequestLog``), HTTP
+requests to Django (none expected), and commit → HTML-received latency over every
+(subscriber, change) pair, with the share of frames that carried the row's HTML. One daphne
+process, runlisten, a database of its own (``pgevents_bench_regions``, dropped at the end).
+No assertion: it prints figures.
+
+    .venv/bin/python -m bench.regions --clients 1000 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+
+import psycopg
+import websockets
+
+from . import demo
+
+
+def token() -> str:
+    """The demo people page's row region, signed with the test settings' ``SECRET_KEY``."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    import django
+
+    django.setup()
+    from pgevents.delivery.render import RegionSpec
+    from pgevents.signing import sign_region
+
+    return sign_region(RegionSpec("people", "/people/row/{key}/", "pk", "/people/rows/"))
+
+
+async def subscriber(
+    url: str, region: str, ready: asyncio.Event, seen: list[tuple[int, float, bool]], n: list[int], total: int
+) -> None:
+    origin = url.replace("ws://", "http://").split("/ws/")[0]
+    async with websockets.connect(url, origin=origin, max_size=None, open_timeout=60) as ws:  # type: ignore[arg-type]
+        await ws.send(json.dumps({"type": "subscribe", "channel": "people", "regions": [region]}))
+        async for text in ws:
+            msg = json.loads(text)
+            if msg["type"] == "subscribed":
+                n[0] += 1
+                if n[0] == total:
+                    ready.set()
+            elif msg["type"] == "event" and msg.get("row"):
+                html = next(iter((msg.get("html") or {}).values()), {}).get("html") or ""
+                seen.append((msg["row"]["pk"], time.time(), "<tr" in html))
+
+
+async def drive(
+    port: int, db_url: str, clients: int, seconds: int, region: str
+) -> tuple[dict[int, float], list[tuple[int, float, bool]]]:
+    ready = asyncio.Event()
+    seen: list[tuple[int, float, bool]] = []
+    n = [0]
+    url = f"ws://127.0.0.1:{port}/ws/pgevents/"
+    tasks = []
+    for i in range(clients):
+        tasks.append(asyncio.ensure_future(subscriber(url, region, ready, seen, n, clients)))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)  # do not flood the accept queue
+    await asyncio.wait_for(ready.wait(), 180)
+    print(f"{clients} subscribers subscribed")
+    committed: dict[int, float] = {}
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as pg:
+        start = time.monotonic()
+        for i in range(seconds):
+            cur = await pg.execute(
+                "INSERT INTO people (name, age, height) VALUES (%s, 1, 1.7) RETURNING pk", (f"r{i}",)
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            committed[int(row[0])] = time.time()
+            await asyncio.sleep(max(0.0, start + i + 1 - time.monotonic()))
+    deadline = time.monotonic() + 30
+    while len(seen) < clients * seconds and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return committed, seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/pgevents_bench_regions")
+    args = parser.parse_args()
+    os.environ["DATABASE_URL"] = args.database_url
+    region = token()
+    with demo.serve(args.database_url, "regions") as served:
+        served.forget()
+        committed, seen = asyncio.run(drive(served.port, args.database_url, args.clients, args.seconds, region))
+        lines = served.requests()
+    renders = sum(1 for line in lines if line.startswith("shared "))
+    http = sum(1 for line in lines if line.startswith("http "))
+    latencies = sorted((t - committed[pk]) * 1000 for pk, t, _ in seen if pk in committed)
+    with_html = sum(1 for *_, h in seen if h)
+    changes = len(committed)
+    print(
+        f"changes: {changes}; frames received: {len(seen):,} of {changes * args.clients:,}; with the row's HTML: {with_html:,}"
+    )
+    print(f"renders per change: {renders / max(changes, 1):.2f} (server processes: 1); HTTP requests to Django: {http}")
+    if latencies:
+        q = statistics.quantiles(latencies, n=100)
+        print(f"commit -> HTML received: p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms, max {latencies[-1]:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

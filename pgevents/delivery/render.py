@@ -1,0 +1,183 @@
+"""Rendering shared regions inside the server process: the project's own views, once per event.
+
+A shared region's HTML is the same for every viewer, so the process that delivers an event
+renders it once and sends the HTML with the event to every tab showing that region, instead
+of every tab asking Django for it. The renderer is the project itself: the region's URL goes
+through ``ROOT_URLCONF`` and the project's middleware like a request would, as an anonymous
+visitor with no cookies (what is rendered for everyone must not depend on who asks), through
+an in-process handler, not the network.
+
+``RenderCache`` keys each render by (URL, event id): however many subscriptions of this
+process show the region, one render per change; concurrent askers await the same task. A
+render that does not answer 200 (a view that needs a login redirects, a bug answers 500) is
+reported as such, and the client falls back to fetching the region itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any, NamedTuple
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.handlers.base import BaseHandler
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpResponse
+
+from pgevents import metrics
+
+logger = logging.getLogger(__name__)
+
+#: Renders remembered per process (oldest dropped first): enough for the events in flight.
+CACHE_SIZE = 1024
+#: The header a shared render carries, so a view (or a request log) can tell it apart.
+HEADER = "HTTP_X_PGEVENTS_RENDER"
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    """What the server renders for a shared region (``{% pgevents_region … shared=True %}``).
+
+    ``row`` is a URL with ``{key}`` rendering one row (the event's ``key`` field fills it);
+    ``src`` a URL rendering the region's inner HTML (reloads, bursts, resets). ``id`` names
+    the region in the frames that carry its HTML; it is derived from the rest, so two pages
+    showing the same region share its renders. ``name`` is the SSE event name of an HTML
+    stream (``{% pgevents_htmx %}``), which htmx's ``sse-swap`` matches.
+    """
+
+    channel: str
+    row: str | None
+    key: str
+    src: str | None
+    name: str | None = None
+
+    @property
+    def id(self) -> str:
+        digest = hashlib.sha256(
+            json.dumps([self.channel, self.row, self.key, self.src, self.name]).encode()
+        ).hexdigest()
+        return f"r{digest[:12]}"
+
+
+class Rendered(NamedTuple):
+    status: int
+    html: str
+
+
+_handler: BaseHandler | None = None
+
+
+def _get_handler() -> BaseHandler:
+    global _handler
+    if _handler is None:
+        handler = BaseHandler()
+        handler.load_middleware(is_async=False)
+        _handler = handler
+    return _handler
+
+
+def host() -> str:
+    """A host name ``ALLOWED_HOSTS`` admits, for the ``Host`` of in-process renders."""
+    for entry in settings.ALLOWED_HOSTS:
+        if entry == "*":
+            break
+        name = entry.lstrip(".")
+        if name and "*" not in name:
+            return name
+    return "localhost"
+
+
+#: What a sub-request keeps of the request it is made for (``fragments``): who and where.
+_KEPT = (
+    "HTTP_COOKIE",
+    "HTTP_HOST",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "REMOTE_ADDR",
+    "HTTP_ACCEPT_LANGUAGE",
+    "HTTP_USER_AGENT",
+)
+
+
+def render_path(path: str, base: dict[str, Any] | None = None, kind: str = "shared") -> Rendered:
+    """GET ``path`` through the project's URLconf and middleware, in this thread.
+
+    Without ``base`` the request is anonymous (no cookies): a shared region's render. With
+    ``base`` (another request's ``META``) it carries that request's cookies and host: a
+    per-user fragment, as that user's browser would have fetched it.
+    """
+    path_info, _, query = path.partition("?")
+    environ: dict[str, Any] = {
+        "SERVER_NAME": host(),
+        "SERVER_PORT": "80",
+        "HTTP_HOST": host(),
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    environ.update({k: v for k, v in (base or {}).items() if k in _KEPT and isinstance(v, str)})
+    environ.update(
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path_info,
+            "QUERY_STRING": query,
+            "SCRIPT_NAME": "",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_X_REQUESTED_WITH": "pgevents",
+            HEADER: kind,
+            "wsgi.input": BytesIO(b""),
+            "wsgi.url_scheme": (base or {}).get("wsgi.url_scheme", "http"),
+            "wsgi.errors": BytesIO(),
+        }
+    )
+    response = _get_handler().get_response(WSGIRequest(environ))
+    try:
+        if not isinstance(response, HttpResponse):  # streamed or a file: not a fragment
+            return Rendered(response.status_code, "")
+        return Rendered(response.status_code, response.content.decode(response.charset or "utf-8"))
+    finally:
+        response.close()  # request_finished: database connections are closed as after a request
+
+
+async def render(path: str) -> Rendered:
+    """``render_path`` off the event loop, on a pool thread.
+
+    ``thread_sensitive=False``: Django runs sync views of an ASGI process on one shared thread
+    (``thread_sensitive=True``); a render there would queue behind every sync view and
+    database call of the process, and they behind it. A pool thread neither blocks the event
+    loop (other clients keep getting their frames) nor waits for requests. The render is
+    self-contained (its own request, its own database connection, closed at the end), so no
+    thread affinity is needed.
+    """
+    try:
+        return await sync_to_async(render_path, thread_sensitive=False)(path)
+    except Exception:
+        logger.exception("rendering %s for a shared region failed", path)
+        return Rendered(500, "")
+
+
+class RenderCache:
+    """One render per (URL, version) per process; the version is the event id it is for."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self._tasks: OrderedDict[tuple[str, Hashable], asyncio.Future[Rendered]] = OrderedDict()
+        #: Renders started by this process (each distinct (URL, version) once).
+        self.renders = 0
+
+    def get(self, path: str, version: Hashable) -> asyncio.Future[Rendered]:
+        key = (path, version)
+        task = self._tasks.get(key)
+        if task is None:
+            self.renders += 1
+            metrics.SHARED_RENDERS.inc()
+            task = asyncio.ensure_future(render(path))
+            self._tasks[key] = task
+            while len(self._tasks) > self.size:
+                self._tasks.popitem(last=False)
+        return task

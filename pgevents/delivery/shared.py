@@ -1,0 +1,164 @@
+"""A sink wrapper that sends shared regions' HTML with the events: render once, push HTML.
+
+A subscription that names shared regions (signed ``RegionSpec``s) is wrapped in a
+``SharedSink``. Each event it sends gets an ``html`` field, one entry per region
+(``{"<region id>": {...}}``):
+
+- ``{"op": "row", "key": "12", "html": "<tr>…</tr>"}`` — the row as the region's ``row`` URL
+  renders it now; ``"html": null`` when the row is gone (DELETE, or the row view answers 404);
+- ``{"op": "region", "html": "…"}`` — the region's inner HTML from its ``src`` URL (a change
+  that names no row, a burst, a ``reset``);
+- ``{"op": "skip"}`` — nothing to do for this event: a later one of the same burst carries
+  the region's HTML.
+
+A region without an entry (a render that did not answer 200, a region with no URL for the
+case) is left to the client, which fetches as it would for a per-user region.
+
+Renders come from the process's ``RenderCache``, keyed by URL and event id, so a thousand
+subscribers cost one render per change. The frames wait in an ordered queue while their
+renders run: the hub hands the event over and goes on with other subscribers at once,
+and each client still gets its frames in order. A run of more events than ``BURST``
+queued at once becomes one ``region`` render at the last event (one refresh).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from pgevents.core.envelope import dumps
+from pgevents.delivery.gate import parsed
+from pgevents.delivery.render import RegionSpec, RenderCache, Rendered
+from pgevents.delivery.subscription import Sink
+
+logger = logging.getLogger(__name__)
+
+#: More queued events than this become one refresh of the region (the client's own limit).
+BURST = 20
+_ROW_OPS = ("INSERT", "UPDATE")
+_Item = tuple[str, int | None, bool | None]  # (frame, id, replay); replay None: a control frame
+
+
+def fill(row: str, key: object) -> str:
+    """The row URL for ``key`` (the same encoding as the client's)."""
+    return row.replace("{key}", quote(str(key), safe=""))
+
+
+def with_html(frame: str, html: dict[str, Any]) -> str:
+    """``frame`` (a JSON object) with an ``html`` field added."""
+    return frame if not html else f'{frame[:-1]},"html":{dumps(html)}}}'
+
+
+class SharedSink:
+    """Adds the HTML of ``specs`` to the frames it passes to ``inner``, in order."""
+
+    def __init__(self, inner: Sink, specs: Sequence[RegionSpec], cache: RenderCache) -> None:
+        self.inner = inner
+        self.specs = tuple(specs)
+        self.cache = cache
+        self._queue: list[_Item] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
+        self._put((frame, id, replay))
+
+    async def send_control(self, frame: str) -> None:
+        self._put((frame, None, None))  # behind the events before it
+
+    def _put(self, item: _Item) -> None:
+        self._queue.append(item)
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while self._queue:
+            await asyncio.sleep(0)  # the rest of the hub's batch joins the queue first
+            items, self._queue = self._queue, []
+            try:
+                await self._send(items)
+            except Exception:  # the client's connection failed: its own close handles it
+                logger.exception("sending shared-region frames failed")
+
+    async def _send(self, items: list[_Item]) -> None:
+        run: list[_Item] = []
+        for item in items:
+            if item[2] is None:
+                await self._flush(run)
+                run = []
+                await self.inner.send_control(await self._control(item[0]))
+            else:
+                run.append(item)
+        await self._flush(run)
+
+    async def _flush(self, run: list[_Item]) -> None:
+        if not run:
+            return
+        # Every render of the run starts before the first is awaited: they run side by side.
+        if len(run) > BURST:
+            html = self._burst(run)
+        else:
+            html = [self._plan(frame, id, run, i) for i, (frame, id, _) in enumerate(run)]
+        for (frame, id, replay), planned in zip(run, html, strict=True):
+            await self.inner.send_event(with_html(frame, await _resolve(planned)), id, replay=bool(replay))
+
+    def _plan(self, frame: str, id: int | None, run: list[_Item], index: int) -> dict[str, Any]:
+        """What each region gets with this event: values are dicts, or futures of renders."""
+        if id is None:
+            return {}  # a plain NOTIFY: no version to render at; the client decides
+        event = parsed(frame) or {}
+        plan: dict[str, Any] = {}
+        for spec in self.specs:
+            row = event.get("row") if isinstance(event.get("row"), dict) else None
+            old = event.get("old") if isinstance(event.get("old"), dict) else None
+            op = event.get("op")
+            key = (row or {}).get(spec.key, (old or {}).get(spec.key))
+            gone = event.get("type") == "leave" or op == "DELETE"
+            if spec.row and key is not None and gone:
+                plan[spec.id] = {"op": "row", "key": str(key), "html": None}
+            elif spec.row and op in _ROW_OPS and key is not None:
+                plan[spec.id] = ("row", str(key), self.cache.get(fill(spec.row, key), id))
+            elif spec.src and index < len(run) - 1 and not spec.row:
+                plan[spec.id] = {"op": "skip"}  # the run's last event refreshes the region
+            elif spec.src:
+                plan[spec.id] = ("region", None, self.cache.get(spec.src, run[-1][1]))
+        return plan
+
+    def _burst(self, run: list[_Item]) -> list[dict[str, Any]]:
+        last = run[-1][1]
+        plans: list[dict[str, Any]] = [{} for _ in run]
+        for spec in self.specs:
+            if spec.src is None or last is None:
+                continue  # nothing to render the whole region from: the client reloads it
+            for plan in plans[:-1]:
+                plan[spec.id] = {"op": "skip"}
+            plans[-1][spec.id] = ("region", None, self.cache.get(spec.src, ("burst", last)))
+        return plans
+
+    async def _control(self, frame: str) -> str:
+        """A ``reset`` carries the regions' current HTML: the client needs no reload."""
+        message = parsed(frame)
+        if not message or message.get("type") != "reset":
+            return frame
+        version = ("reset", message.get("last_event_id"))
+        plan = {s.id: ("region", None, self.cache.get(s.src, version)) for s in self.specs if s.src}
+        return with_html(frame, await _resolve(plan))
+
+
+async def _resolve(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan with its renders awaited; regions whose render did not answer 200 are left
+    out (the client fetches them), a row view's 404 means the row is gone."""
+    html: dict[str, Any] = {}
+    for rid, value in plan.items():
+        if isinstance(value, dict):
+            html[rid] = value
+            continue
+        op, key, future = value
+        rendered: Rendered = await future
+        if rendered.status == 200:
+            html[rid] = {"op": op, "html": rendered.html} | ({"key": key} if key is not None else {})
+        elif op == "row" and rendered.status in (404, 410):
+            html[rid] = {"op": "row", "key": key, "html": None}
+    return html

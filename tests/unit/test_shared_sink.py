@@ -1,0 +1,194 @@
+"""Shared regions without a server: the signed descriptor, the protocol field, and what a
+``SharedSink`` sends for rows, deletes, bursts, resets and renders that fail. Renders come from
+a ``RenderCache`` whose renderer answers from a dict and counts what it was asked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Hashable
+from typing import Any
+
+import pytest
+
+from pgevents.core.envelope import control, dumps
+from pgevents.core.protocol import MAX_REGIONS, ProtocolError, parse, parse_query
+from pgevents.delivery import render
+from pgevents.delivery.memory import RecordingSink
+from pgevents.delivery.render import RegionSpec, RenderCache, Rendered
+from pgevents.delivery.shared import BURST, SharedSink, fill, with_html
+from pgevents.signing import BadToken, sign_region, verify_region
+
+ROWS = RegionSpec("people", "/people/row/{key}/", "pk", "/people/rows/")
+COUNT = RegionSpec("people", None, "id", "/people/count/")
+
+
+class Pages:
+    """The project's views, as the render cache would call them."""
+
+    def __init__(self, pages: dict[str, Rendered]) -> None:
+        self.pages = pages
+        self.asked: list[str] = []
+
+    async def __call__(self, path: str) -> Rendered:
+        self.asked.append(path)
+        await asyncio.sleep(0)
+        return self.pages.get(path, Rendered(404, ""))
+
+
+@pytest.fixture
+def pages(monkeypatch: pytest.MonkeyPatch) -> Pages:
+    found = Pages(
+        {
+            "/people/row/1/": Rendered(200, "<tr>one</tr>"),
+            "/people/row/2/": Rendered(200, "<tr>two</tr>"),
+            "/people/rows/": Rendered(200, "<tr>all</tr>"),
+            "/people/count/": Rendered(200, "2"),
+        }
+    )
+    monkeypatch.setattr(render, "render", found)
+    return found
+
+
+def event(id: int, op: str, **row: Any) -> str:
+    return dumps({"type": "event", "channel": "people", "id": id, "op": op, "row": row or None, "old": None})
+
+
+async def deliver(sink: SharedSink, frames: list[tuple[str, int | None]]) -> None:
+    for frame, id in frames:
+        await sink.send_event(frame, id)
+
+
+async def drained(recorder: RecordingSink, n: int) -> list[dict[str, Any]]:
+    return [await recorder.next() for _ in range(n)]
+
+
+def test_the_descriptor_is_signed_and_bound_to_its_channel() -> None:
+    token = sign_region(ROWS)
+    assert verify_region(token, "people") == ROWS
+    assert ROWS.id == RegionSpec("people", "/people/row/{key}/", "pk", "/people/rows/").id != COUNT.id
+    with pytest.raises(BadToken, match="another channel"):
+        verify_region(token, "books")
+    with pytest.raises(BadToken, match="not valid"):
+        verify_region(token[:-2] + "xx", "people")
+    with pytest.raises(BadToken, match="non-empty"):
+        verify_region(None, "people")
+
+
+def test_the_protocol_carries_region_tokens_by_message_and_by_url() -> None:
+    command = parse(json.dumps({"type": "subscribe", "channel": "people", "regions": ["a", "b", "a"]}), 65536)
+    assert command.regions == ("a", "b")  # type: ignore[union-attr]
+    assert parse_query("people", "regions=a,b").regions == ("a", "b")
+    assert parse_query("people", "").regions == ()
+    for bad in (["a"] * (MAX_REGIONS + 1), [""], [1], "x"):
+        with pytest.raises(ProtocolError):
+            parse(json.dumps({"type": "subscribe", "channel": "c", "regions": bad if bad != "x" else {"a": 1}}), 65536)
+
+
+def test_rows_are_rendered_once_for_every_subscriber(pages: Pages) -> None:
+    async def body() -> None:
+        cache = RenderCache()
+        recorders = [RecordingSink() for _ in range(50)]
+        sinks = [SharedSink(r, [ROWS, COUNT], cache) for r in recorders]
+        for sink in sinks:
+            await deliver(sink, [(event(7, "INSERT", pk=1, name="one"), 7)])
+        for recorder in recorders:
+            (got,) = await drained(recorder, 1)
+            assert got["id"] == 7 and got["row"]["name"] == "one"
+            assert got["html"] == {
+                ROWS.id: {"op": "row", "key": "1", "html": "<tr>one</tr>"},
+                COUNT.id: {"op": "region", "html": "2"},
+            }
+        assert sorted(pages.asked) == ["/people/count/", "/people/row/1/"]  # 50 subscribers, 2 renders
+        assert cache.renders == 2
+
+    asyncio.run(body())
+
+
+def test_deletes_gone_rows_and_failing_renders(pages: Pages) -> None:
+    async def body() -> None:
+        recorder = RecordingSink()
+        sink = SharedSink(recorder, [ROWS], RenderCache())
+        pages.pages["/people/row/2/"] = Rendered(302, "")  # the view wants a login: not for everyone
+        await deliver(
+            sink,
+            [
+                (
+                    dumps(
+                        {"type": "event", "channel": "people", "id": 1, "op": "DELETE", "row": None, "old": {"pk": 9}}
+                    ),
+                    1,
+                ),
+                (event(2, "UPDATE", pk=3), 2),  # the row view answers 404: gone for everyone
+                (event(3, "UPDATE", pk=2), 3),
+                (event(4, "TRUNCATE"), 4),
+                (dumps({"type": "event", "channel": "people", "id": None, "op": None, "payload": "x"}), None),
+            ],
+        )
+        deleted, missing, redirected, truncated, plain = await drained(recorder, 5)
+        assert deleted["html"] == {ROWS.id: {"op": "row", "key": "9", "html": None}}
+        assert missing["html"] == {ROWS.id: {"op": "row", "key": "3", "html": None}}
+        assert "html" not in redirected  # the client fetches it itself, as its own user
+        assert truncated["html"] == {ROWS.id: {"op": "region", "html": "<tr>all</tr>"}}
+        assert "html" not in plain
+
+    asyncio.run(body())
+
+
+def test_a_burst_is_one_refresh_and_a_region_without_rows_renders_at_the_last_event(pages: Pages) -> None:
+    async def body() -> None:
+        recorder = RecordingSink()
+        sink = SharedSink(recorder, [ROWS, COUNT], RenderCache())
+        await deliver(sink, [(event(i, "INSERT", pk=i), i) for i in range(1, BURST + 6)])
+        got = await drained(recorder, BURST + 5)
+        assert [m["id"] for m in got] == list(range(1, BURST + 6))  # every event, in order
+        assert all(m["html"] == {ROWS.id: {"op": "skip"}, COUNT.id: {"op": "skip"}} for m in got[:-1])
+        assert got[-1]["html"] == {
+            ROWS.id: {"op": "region", "html": "<tr>all</tr>"},
+            COUNT.id: {"op": "region", "html": "2"},
+        }
+        assert sorted(pages.asked) == ["/people/count/", "/people/rows/"]
+
+        pages.asked.clear()
+        await deliver(sink, [(event(100, "INSERT", pk=1), 100), (event(101, "INSERT", pk=2), 101)])
+        small = await drained(recorder, 2)
+        assert small[0]["html"][COUNT.id] == {"op": "skip"}  # the count refreshes once, at the last
+        assert small[1]["html"][COUNT.id] == {"op": "region", "html": "2"}
+        assert sorted(pages.asked) == ["/people/count/", "/people/row/1/", "/people/row/2/"]
+
+    asyncio.run(body())
+
+
+def test_a_reset_carries_the_regions_html_and_controls_keep_their_place(pages: Pages) -> None:
+    async def body() -> None:
+        recorder = RecordingSink()
+        sink = SharedSink(recorder, [ROWS, COUNT], RenderCache())
+        await sink.send_control(control("subscribed", channel="people", last_event_id=5))
+        await sink.send_event(event(6, "INSERT", pk=1), 6)
+        await sink.send_control(control("reset", channel="people", last_event_id=40))
+        subscribed, inserted, reset = await drained(recorder, 3)
+        assert subscribed["type"] == "subscribed" and "html" not in subscribed
+        assert inserted["id"] == 6
+        assert reset["html"] == {
+            ROWS.id: {"op": "region", "html": "<tr>all</tr>"},
+            COUNT.id: {"op": "region", "html": "2"},
+        }
+
+    asyncio.run(body())
+
+
+def test_the_cache_is_bounded_and_keyed_by_url_and_version(pages: Pages) -> None:
+    async def body() -> None:
+        cache = RenderCache(size=2)
+        versions: list[Hashable] = [1, 1, 2, 3, 1]
+        results = [await cache.get("/people/count/", v) for v in versions]
+        assert all(r == Rendered(200, "2") for r in results)
+        assert cache.renders == 4  # 1 again after it was dropped: rendered again
+
+    asyncio.run(body())
+
+
+def test_helpers() -> None:
+    assert fill("/row/{key}/", "a b/c") == "/row/a%20b%2Fc/"
+    assert with_html('{"a":1}', {}) == '{"a":1}'
+    assert json.loads(with_html('{"a":1}', {"r": {"op": "skip"}})) == {"a": 1, "html": {"r": {"op": "skip"}}}
