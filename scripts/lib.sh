@@ -187,7 +187,7 @@ ensure_redis() {
 #: nothing from npm. Debian's nodejs is installed when missing and we are root; otherwise the
 #: run stops and says so (PGEVENTS_SKIP_NODE=1 leaves those tests out, and says that too).
 ensure_node() {
-  if command -v node >/dev/null 2>&1 && node -e 'process.exit(+process.versions.node.split(".")[0] < 20)'; then
+  if command -v node >/dev/null 2>&1 && node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
     return 0
   fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
