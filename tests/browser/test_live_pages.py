@@ -36,6 +36,21 @@ def insert_person(pg: psycopg.Connection, name: str, age: int) -> int:
     return int(row[0])
 
 
+def insert_while_history_is_pruned(stack: Stack, pg: psycopg.Connection, page: Page, name: str) -> int:
+    """Stop the page's server, insert a person and prune past it, then bring the server back:
+    the page's resume point is outside the log, so the server answers ``reset``. The page
+    records the reset's detail in ``window.__reset``. Returns the new row's key."""
+    assert stack.daphne is not None
+    stack.daphne.stop()
+    expect(page.locator("[data-pgevents-status]")).not_to_have_attribute("data-state", "live")
+    pk = insert_person(pg, name, 4)
+    pg.execute("UPDATE pgevents_cursor SET value = value + 1000 WHERE name IN ('pruned', 'assigned')")
+    page.evaluate("document.addEventListener('pgevents:reset', (e) => { window.__reset = e.detail || true; })")
+    stack.start_daphne()
+    page.wait_for_function("() => window.__reset !== undefined")
+    return pk
+
+
 def test_insert_update_delete_patch_the_people_page(
     stack: Stack, pg: psycopg.Connection, page: Page, screenshots: Path
 ) -> None:
@@ -185,16 +200,8 @@ def test_the_page_reconnects_by_itself_and_catches_up(
 
 def test_reset_reloads_the_region(fresh_stack: Stack, iso_pg: psycopg.Connection, page: Page) -> None:
     """History pruned while the page was away: the server says `reset`, the region reloads."""
-    stack, pg = fresh_stack, iso_pg
-    open_live(page, stack.http + "/")
-    assert stack.daphne is not None
-    stack.daphne.stop()
-    expect(page.locator("[data-pgevents-status]")).not_to_have_attribute("data-state", "live")
-    pk = insert_person(pg, "After prune", 4)
-    pg.execute("UPDATE pgevents_cursor SET value = value + 1000 WHERE name IN ('pruned', 'assigned')")
-    page.evaluate("document.addEventListener('pgevents:reset', () => { window.__reset = true; })")
-    stack.start_daphne()
-    page.wait_for_function("() => window.__reset === true")
+    open_live(page, fresh_stack.http + "/")
+    pk = insert_while_history_is_pruned(fresh_stack, iso_pg, page, "After prune")
     expect(person_row(page, pk).locator(".name")).to_have_text("After prune")
 
 

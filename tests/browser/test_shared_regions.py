@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.browser.test_live_pages import insert_person, open_live, person_row
+from tests.browser.test_live_pages import insert_person, insert_while_history_is_pruned, open_live, person_row
 from tests.support import Stack
 
 pytestmark = pytest.mark.browser
@@ -88,16 +88,8 @@ def test_a_burst_is_one_refresh_rendered_once(
 
 def test_reset_brings_the_regions_html(fresh_stack: Stack, iso_pg: psycopg.Connection, page: Page) -> None:
     """History pruned while the page was away: the `reset` carries the shared regions' HTML."""
-    stack = fresh_stack
-    open_live(page, stack.http + "/")
-    assert stack.daphne is not None
-    stack.daphne.stop()
-    expect(page.locator("[data-pgevents-status]")).not_to_have_attribute("data-state", "live")
-    pk = insert_person(iso_pg, "After prune, shared", 4)
-    iso_pg.execute("UPDATE pgevents_cursor SET value = value + 1000 WHERE name IN ('pruned', 'assigned')")
-    page.evaluate("document.addEventListener('pgevents:reset', (e) => { window.__reset = e.detail; })")
-    stack.start_daphne()
-    page.wait_for_function("() => window.__reset !== undefined")
+    open_live(page, fresh_stack.http + "/")
+    pk = insert_while_history_is_pruned(fresh_stack, iso_pg, page, "After prune, shared")
     assert page.evaluate("Object.keys(window.__reset.html || {}).length") == 2
     expect(person_row(page, pk).locator(".name")).to_have_text("After prune, shared")
 
