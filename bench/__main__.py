@@ -146,7 +146,7 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
             say("notify=False latency")
             rows += scenarios.quiet(ctx, cfg.quiet_rate, int(cfg.quiet_rate * cfg.quiet_seconds), cfg.quiet_poll)
         if "bulk" in cfg.scenarios:  # rolled back: leaves nothing behind
-            say(f"one-statement INSERT of {cfg.bulk_rows:,} rows, {cfg.bulk_rounds} rounds")
+            say(f"one-statement INSERT and UPDATE of {cfg.bulk_rows:,} rows, {cfg.bulk_rounds} rounds")
             rows += scenarios.bulk(ctx, cfg.bulk_rows, cfg.bulk_rounds, cfg.compare_v2)
         if "stalled" in cfg.scenarios:
             say(f"stalled readers {cfg.stalled}")

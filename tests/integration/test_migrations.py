@@ -27,8 +27,8 @@ DIGESTS = {
     "0006_sequencer_custom_plans.sql": "02f8229a3c5a6f25",
     "0007_wake_handover.reverse.sql": "47b7a7147c3c3edf",
     "0007_wake_handover.sql": "3deb016f5c214002",
-    "0008_lean_log.reverse.sql": "dd477fc28376cf41",
-    "0008_lean_log.sql": "3ea91f9fc53096c1",
+    "0008_lean_log.reverse.sql": "3bde42c2e7ac6089",
+    "0008_lean_log.sql": "bba1d10ec5f98397",
 }
 
 
@@ -90,6 +90,6 @@ def test_a_logged_row_is_written_into_the_pending_index_only(pg: psycopg.Connect
         ("pgevents_event_pending", False, "(id IS NULL)"),
     ]
     with pg.transaction(force_rollback=True):
-        pg.execute("INSERT INTO pgevents_event (channel, id) VALUES ('a', 1)")
+        pg.execute("INSERT INTO pgevents_event (channel, id) VALUES ('a', -1)")
         with pytest.raises(psycopg.errors.UniqueViolation):
-            pg.execute("INSERT INTO pgevents_event (channel, id) VALUES ('b', 1)")
+            pg.execute("INSERT INTO pgevents_event (channel, id) VALUES ('b', -1)")
