@@ -341,6 +341,8 @@ V2_WRITER_MODES = [
     ("bench_v2_events", "previous version (v2): log + NOTIFY wake-up"),
     ("bench_v2_transient", "previous version (v2) durable=False: NOTIFY payload"),
 ]
+#: Tables whose events go through the log (the backlog the sequencer has to keep up with).
+DURABLE_TABLES = ("bench_events", "bench_quiet")
 #: Tables whose trigger fires on INSERT only: the bulk scenario reports no UPDATE for them.
 BULK_INSERT_ONLY = ("bench_floor", "bench_v2_events", "bench_v2_transient")
 #: Where each table's events arrive: a WebSocket path, or the bare trigger's NOTIFY channel.
@@ -382,6 +384,34 @@ class _NotifyCounter:
         self._stop.set()
         self._thread.join(5)
         self._conn.close()
+
+
+class _PendingSampler:
+    """The largest backlog of unpositioned events seen (sampled every ``every`` seconds, in a
+    thread) while a run goes on: whether the sequencer keeps up with the writers."""
+
+    def __init__(self, url: str, every: float = 0.05) -> None:
+        import threading
+
+        import psycopg
+
+        self.peak = 0
+        self._every = every
+        self._stop = threading.Event()
+        self._conn = psycopg.connect(url, autocommit=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            row = self._conn.execute("SELECT count(*) FROM pgevents_event WHERE id IS NULL").fetchone()
+            self.peak = max(self.peak, int(row[0]) if row else 0)
+
+    def close(self) -> int:
+        self._stop.set()
+        self._thread.join(5)
+        self._conn.close()
+        return self.peak
 
 
 def pgsql_listen(channel: str) -> object:
@@ -444,6 +474,7 @@ def writer_cost(
     tps: dict[tuple[str, int], list[float]] = {}
     lat: dict[tuple[str, int], list[float]] = {}
     delivery: dict[tuple[str, int], list[tuple[int, int, int]]] = {}  # (committed, received, disorder)
+    backlog: dict[tuple[str, int], list[int]] = {}  # the largest number of unpositioned events
     settle(ctx.url)
     daphne, port = ctx.daphne()
     clients: dict[str, Workers] = {}
@@ -465,9 +496,12 @@ def writer_cost(
                             clients[table].reset()
                         seen_before = floor_counter.count
                         before = _rows(ctx.url, table)
+                        sampler = _PendingSampler(ctx.url) if table in DURABLE_TABLES else None
                         rate, latency = _pgbench(pgbench, f"{tmp}/{table}.sql", n, seconds, ctx.url)
                         tps.setdefault((table, n), []).append(rate)
                         lat.setdefault((table, n), []).append(latency)
+                        if sampler is not None:
+                            backlog.setdefault((table, n), []).append(sampler.close())
                         committed = _rows(ctx.url, table) - before
                         if table in clients:
                             clients[table].wait(committed, 60 + committed / 1000)
@@ -510,8 +544,9 @@ def writer_cost(
                     events_per_s=median,
                     notes=f"inserts/s, median of {len(runs)} (range {runs[0]:,.0f}-{runs[-1]:,.0f}); {ratios}; "
                     f"commit latency {statistics.median(lat[(table, n)]):.2f} ms"
-                    + ("; delivered to a subscribed client" if checked else ""),
-                    extra={"runs": runs, "delivery": checked},
+                    + ("; delivered to a subscribed client" if checked else "")
+                    + (f"; unpositioned backlog at most {max(backlog[(table, n)]):,}" if (table, n) in backlog else ""),
+                    extra={"runs": runs, "delivery": checked, "backlog": backlog.get((table, n))},
                 )
             )
     return rows
