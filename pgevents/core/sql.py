@@ -154,7 +154,8 @@ class TriggerSpec:
         # INSERT and DELETE: statement triggers reading the rows from their transition table
         # (one trigger call and one log INSERT per statement, not per row). A trigger with a
         # transition table fires on one event only, hence two. Function versions before v4
-        # know only row triggers for these (a project's migration can run before pgevents').
+        # know only row triggers for these (a project's migration can run before pgevents'),
+        # and a partitioned table keeps row triggers (see ``_by_table``).
         for event, suffix, transition in (
             ("INSERT", "r", "NEW TABLE AS pgevents_new"),
             ("DELETE", "d", "OLD TABLE AS pgevents_old"),
@@ -209,8 +210,9 @@ class TriggerSpec:
                 continue
             # Under an older function: a row trigger, marked outdated so that the first sync
             # after the function's upgrade (migrate runs one) replaces it.
-            row_create, row_comment = self._create(name, before_v4, args, f"{self.digest}:row")
-            out.append(_if_v4((create, comment), (row_create, row_comment)))
+            row = self._create(name, before_v4, args, self.digest)
+            outdated = self._create(name, before_v4, args, f"{self.digest}:row")
+            out.append(_by_table(self.qualified.as_string(None), (create, comment), row, outdated))
         return out
 
     def _create(
@@ -233,13 +235,24 @@ class TriggerSpec:
         ]
 
 
-def _if_v4(then: Sequence[sql.Composed], otherwise: Sequence[sql.Composed]) -> sql.Composed:
-    """A ``DO`` block running ``then`` under trigger function v4 or later, else ``otherwise``."""
+def _by_table(
+    table: str, statement: Sequence[sql.Composed], row: Sequence[sql.Composed], outdated: Sequence[sql.Composed]
+) -> sql.Composed:
+    """A ``DO`` block creating INSERT or DELETE triggers as the database allows: ``row`` on a
+    partitioned table (only row triggers are cloned to its partitions, which a statement can
+    write directly), ``statement`` under trigger function v4 or later, else ``outdated``."""
 
     def execute(statements: Sequence[sql.Composed]) -> str:
         return "".join(f"EXECUTE {sql.Literal(s.as_string(None)).as_string(None)}; " for s in statements)
 
-    body = f"BEGIN IF {FUNCTION_VERSION} >= 4 THEN {execute(then)}ELSE {execute(otherwise)}END IF; END"
+    partitioned = (
+        "(SELECT c.relkind FROM pg_catalog.pg_class c"
+        f" WHERE c.oid = {sql.Literal(table).as_string(None)}::pg_catalog.regclass) = 'p'"
+    )
+    body = (
+        f"BEGIN IF {partitioned} THEN {execute(row)}ELSIF {FUNCTION_VERSION} >= 4 THEN {execute(statement)}"
+        f"ELSE {execute(outdated)}END IF; END"
+    )
     return sql.SQL("DO {}").format(sql.Literal(body))
 
 

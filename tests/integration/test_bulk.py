@@ -81,3 +81,28 @@ def test_a_non_durable_watch_takes_a_statement_s_rows_too(isolated_db: str) -> N
             "SELECT op, coalesce(\"row\", old)->>'name' FROM pgevents_transient ORDER BY seq"
         ).fetchall()
     assert rows == [("INSERT", f"f-{g}") for g in range(1, 301)] + [("DELETE", f"f-{g}") for g in range(1, 101)]
+
+
+def test_a_partitioned_table_keeps_row_triggers_so_a_partition_written_directly_is_seen(isolated_db: str) -> None:
+    with psycopg.connect(isolated_db, autocommit=True) as owner:
+        owner.execute("CREATE TABLE parted (id int, name text) PARTITION BY RANGE (id)")
+        owner.execute("CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (0) TO (100)")
+        with owner.cursor() as cur:
+            spec = installation.build_spec(cur, table="parted", channel="t.parted")
+            installation.install(cur, spec)
+            assert installation.trigger_state(cur, spec) == "installed"
+        start = _seq(owner)
+        owner.execute("INSERT INTO parted VALUES (1, 'through the parent'), (2, 'twice')")
+        owner.execute("INSERT INTO parted_low VALUES (3, 'into the partition')")
+        owner.execute("DELETE FROM parted_low WHERE id = 2")
+        logged = owner.execute(
+            "SELECT op, coalesce(\"row\", old)->>'name' FROM pgevents_event WHERE seq > %s AND channel = 't.parted'"
+            " ORDER BY seq",
+            (start,),
+        ).fetchall()
+    assert logged == [
+        ("INSERT", "through the parent"),
+        ("INSERT", "twice"),
+        ("INSERT", "into the partition"),
+        ("DELETE", "twice"),
+    ]
