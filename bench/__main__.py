@@ -23,7 +23,7 @@ from .report import Row, table
 
 ALL = ("full", "isolated", "fanout", "burst", "idle", "quiet", "writers", "bulk")
 #: Run only when named with --only.
-EXTRA = ("stalled",)
+EXTRA = ("stalled", "writer-parts")
 
 
 @dataclass
@@ -146,11 +146,14 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
             say("notify=False latency")
             rows += scenarios.quiet(ctx, cfg.quiet_rate, int(cfg.quiet_rate * cfg.quiet_seconds), cfg.quiet_poll)
         if "bulk" in cfg.scenarios:  # rolled back: leaves nothing behind
-            say(f"one-statement INSERT of {cfg.bulk_rows:,} rows, {cfg.bulk_rounds} rounds")
+            say(f"one-statement INSERT and UPDATE of {cfg.bulk_rows:,} rows, {cfg.bulk_rounds} rounds")
             rows += scenarios.bulk(ctx, cfg.bulk_rows, cfg.bulk_rounds, cfg.compare_v2)
         if "stalled" in cfg.scenarios:
             say(f"stalled readers {cfg.stalled}")
             rows += stalled.stalled(ctx, *cfg.stalled)
+        if "writer-parts" in cfg.scenarios:
+            say(f"writer cost part by part with {cfg.writers} writers, {cfg.writer_seconds:.0f} s each")
+            rows += scenarios.writer_parts(ctx, cfg.writers, cfg.writer_seconds, cfg.writer_rounds)
         if "writers" in cfg.scenarios:  # last: it leaves a backlog the listener drains afterwards
             say(f"writer cost with {cfg.writers} writers, {cfg.writer_seconds:.0f} s each")
             rows += scenarios.writer_cost(ctx, cfg.writers, cfg.writer_seconds, cfg.writer_rounds, cfg.compare_v2)

@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("bench_events", "bench_quiet", "bench_transient", "bench_floor", "bench_peer", "bench_plain")
 PEER_TABLE = PEER_CHANNEL = "bench_peer"
 COLUMNS = ("pk", "seqno", "payload")
+#: What the watches fire on (only the bulk scenario updates rows).
+WATCHED = ("INSERT", "UPDATE")
 
 BARE_TRIGGER = """
 CREATE OR REPLACE FUNCTION {name}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -91,10 +93,10 @@ def prepare(url: str, compare_v2: bool = False) -> None:
                 )
             )
         for spec in (
-            TriggerSpec(table="bench_events", channel="bench", events=("INSERT",), columns=COLUMNS),
-            TriggerSpec(table="bench_quiet", channel="bench_quiet", events=("INSERT",), columns=COLUMNS, notify=False),
+            TriggerSpec(table="bench_events", channel="bench", events=WATCHED, columns=COLUMNS),
+            TriggerSpec(table="bench_quiet", channel="bench_quiet", events=WATCHED, columns=COLUMNS, notify=False),
             TriggerSpec(
-                table="bench_transient", channel="bench_transient", events=("INSERT",), columns=COLUMNS, durable=False
+                table="bench_transient", channel="bench_transient", events=WATCHED, columns=COLUMNS, durable=False
             ),
         ):
             for statement in spec.create_statements():

@@ -20,7 +20,7 @@ from . import servers
 from .clients import Result, Workers
 from .database import PEER_CHANNEL, PEER_TABLE
 from .report import Latency, Row, unpack, window_summary, windows
-from .writer import PAYLOAD, burst_offsets, listen_floor, write
+from .writer import PAYLOAD, burst_offsets, drop_parts, listen_floor, prepare_parts, write
 
 MB = 1024 * 1024
 
@@ -341,6 +341,10 @@ V2_WRITER_MODES = [
     ("bench_v2_events", "previous version (v2): log + NOTIFY wake-up"),
     ("bench_v2_transient", "previous version (v2) durable=False: NOTIFY payload"),
 ]
+#: Tables whose events go through the log (the backlog the sequencer has to keep up with).
+DURABLE_TABLES = ("bench_events", "bench_quiet")
+#: Tables whose trigger fires on INSERT only: the bulk scenario reports no UPDATE for them.
+BULK_INSERT_ONLY = ("bench_floor", "bench_v2_events", "bench_v2_transient")
 #: Where each table's events arrive: a WebSocket path, or the bare trigger's NOTIFY channel.
 DELIVERED_AT = {
     "bench_events": "/ws/pgevents/bench/",
@@ -382,6 +386,34 @@ class _NotifyCounter:
         self._conn.close()
 
 
+class _PendingSampler:
+    """The largest backlog of unpositioned events seen (sampled every ``every`` seconds, in a
+    thread) while a run goes on: whether the sequencer keeps up with the writers."""
+
+    def __init__(self, url: str, every: float = 0.05) -> None:
+        import threading
+
+        import psycopg
+
+        self.peak = 0
+        self._every = every
+        self._stop = threading.Event()
+        self._conn = psycopg.connect(url, autocommit=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            row = self._conn.execute("SELECT count(*) FROM pgevents_event WHERE id IS NULL").fetchone()
+            self.peak = max(self.peak, int(row[0]) if row else 0)
+
+    def close(self) -> int:
+        self._stop.set()
+        self._thread.join(5)
+        self._conn.close()
+        return self.peak
+
+
 def pgsql_listen(channel: str) -> object:
     from psycopg import sql as pgsql
 
@@ -395,6 +427,31 @@ def _rows(url: str, table: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(pgsql.SQL("SELECT count(*) FROM {}").format(pgsql.Identifier(table))).fetchone()
     return int(row[0]) if row else 0
+
+
+def _pgbench(pgbench: str, script: str, clients: int, seconds: float, url: str) -> tuple[float, float]:
+    """Run ``script`` with ``clients`` pgbench connections for ``seconds``: (TPS, average
+    latency in ms)."""
+    out = subprocess.run(
+        [
+            pgbench,
+            "-n",
+            "-f",
+            script,
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-T",
+            str(max(1, int(seconds))),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = re.search(r"latency average = ([\d.]+) ms", out)
+    return float(re.search(r"tps = ([\d.]+)", out).group(1)), float(found.group(1)) if found else float("nan")  # type: ignore[union-attr]
 
 
 def writer_cost(
@@ -417,6 +474,7 @@ def writer_cost(
     tps: dict[tuple[str, int], list[float]] = {}
     lat: dict[tuple[str, int], list[float]] = {}
     delivery: dict[tuple[str, int], list[tuple[int, int, int]]] = {}  # (committed, received, disorder)
+    backlog: dict[tuple[str, int], list[int]] = {}  # the largest number of unpositioned events
     settle(ctx.url)
     daphne, port = ctx.daphne()
     clients: dict[str, Workers] = {}
@@ -438,27 +496,12 @@ def writer_cost(
                             clients[table].reset()
                         seen_before = floor_counter.count
                         before = _rows(ctx.url, table)
-                        out = subprocess.run(
-                            [
-                                pgbench,
-                                "-n",
-                                "-f",
-                                f"{tmp}/{table}.sql",
-                                "-c",
-                                str(n),
-                                "-j",
-                                str(min(n, 2)),
-                                "-T",
-                                str(max(1, int(seconds))),
-                                ctx.url,
-                            ],
-                            capture_output=True,
-                            text=True,
-                            check=True,
-                        ).stdout
-                        tps.setdefault((table, n), []).append(float(re.search(r"tps = ([\d.]+)", out).group(1)))  # type: ignore[union-attr]
-                        found = re.search(r"latency average = ([\d.]+) ms", out)
-                        lat.setdefault((table, n), []).append(float(found.group(1)) if found else float("nan"))
+                        sampler = _PendingSampler(ctx.url) if table in DURABLE_TABLES else None
+                        rate, latency = _pgbench(pgbench, f"{tmp}/{table}.sql", n, seconds, ctx.url)
+                        tps.setdefault((table, n), []).append(rate)
+                        lat.setdefault((table, n), []).append(latency)
+                        if sampler is not None:
+                            backlog.setdefault((table, n), []).append(sampler.close())
                         committed = _rows(ctx.url, table) - before
                         if table in clients:
                             clients[table].wait(committed, 60 + committed / 1000)
@@ -501,8 +544,145 @@ def writer_cost(
                     events_per_s=median,
                     notes=f"inserts/s, median of {len(runs)} (range {runs[0]:,.0f}-{runs[-1]:,.0f}); {ratios}; "
                     f"commit latency {statistics.median(lat[(table, n)]):.2f} ms"
-                    + ("; delivered to a subscribed client" if checked else ""),
-                    extra={"runs": runs, "delivery": checked},
+                    + ("; delivered to a subscribed client" if checked else "")
+                    + (f"; unpositioned backlog at most {max(backlog[(table, n)]):,}" if (table, n) in backlog else ""),
+                    extra={"runs": runs, "delivery": checked, "backlog": backlog.get((table, n))},
+                )
+            )
+    return rows
+
+
+def writer_parts(ctx: Context, writers: tuple[int, ...], seconds: float, rounds: int = 3) -> list[Row]:
+    """What each part of the writer's work costs: inserts/s with pgbench (as in the writer-cost
+    scenario) through tables whose trigger does one more part than the previous one (scratch
+    logs in schema ``bench_parts``, see :func:`bench.writer.writer_parts`), then the real
+    watch without and with the wake-up check (``notify=False`` and durable). Then the
+    listener's side: what positioning (``pgevents_assign``) and pruning cost per event, with
+    the WAL they write. Interleaved and repeated; medians with ranges and ratios to no trigger.
+    """
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        return [Row(scenario="writer parts", system="-", notes="pgbench not found (it ships with PostgreSQL)")]
+    steps = [(NO_TRIGGER, "bench_plain")]
+    steps += [(part.label, part.table) for part in prepare_parts(ctx.url)]
+    steps += [
+        ("the log as migrated, notify=False (log only)", "bench_quiet"),
+        ("+ the wake-up check (durable watch, listener running)", "bench_events"),
+    ]
+    tps: dict[tuple[str, int], list[float]] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for _, table in steps:
+                with open(f"{tmp}/{table}.sql", "w") as f:
+                    f.write(PGBENCH_SCRIPT.format(table=table, payload=PAYLOAD))
+            for _ in range(rounds):
+                for n in writers:
+                    for _, table in steps:
+                        settle(ctx.url)
+                        rate, _ = _pgbench(pgbench, f"{tmp}/{table}.sql", n, seconds, ctx.url)
+                        tps.setdefault((table, n), []).append(rate)
+    finally:
+        drop_parts(ctx.url)
+    rows = []
+    for n in writers:
+        base = statistics.median(tps[("bench_plain", n)])
+        previous = base
+        for label, table in steps:
+            runs = sorted(tps[(table, n)])
+            median = statistics.median(runs)
+            step_us = (1 / median - 1 / previous) * 1e6 * n if table != "bench_plain" else 0.0
+            previous = median
+            rows.append(
+                Row(
+                    scenario=f"writer parts, {n} writer{'s' if n > 1 else ''}",
+                    system=label,
+                    events_per_s=median,
+                    notes=f"inserts/s, median of {len(runs)} (range {runs[0]:,.0f}-{runs[-1]:,.0f}); "
+                    f"{median / base:.2f}x no trigger; this step {step_us:+.0f} µs per commit per writer",
+                    extra={"runs": runs},
+                )
+            )
+    ctx.listener.stop()
+    try:
+        rows += sequencer_parts(ctx.url)
+        rows.append(_listener_drain(ctx, 20_000))
+    finally:
+        if ctx.listener.proc.poll() is not None:
+            ctx.listener = servers.start_listener(ctx.env, *ctx.listener_args)
+    return rows
+
+
+def _listener_drain(ctx: Context, events: int) -> Row:
+    """A backlog of ``events`` committed while the listener was stopped, then the listener
+    started: how fast one listener positions and forwards (to the channel layer)."""
+    import psycopg
+
+    with psycopg.connect(ctx.url, autocommit=True) as conn:
+        conn.execute(_FILL, (PAYLOAD, events))
+    t0 = time.perf_counter()
+    ctx.listener = servers.start_listener(ctx.env, *ctx.listener_args)
+    settle(ctx.url, timeout=120)
+    elapsed = time.perf_counter() - t0
+    return Row(
+        scenario="listener's work on the log, per event",
+        system=f"one listener drains a backlog of {events:,}",
+        events_per_s=events / elapsed,
+        notes=f"positioned and forwarded in {elapsed:.2f} s, listener start-up included",
+    )
+
+
+#: Pending events written straight into the log (as its owner), as a trigger would.
+_FILL = (
+    'INSERT INTO pgevents_event (channel, op, schema_name, table_name, "row")'
+    " SELECT 'bench_parts', 'INSERT', 'public', 'bench_parts',"
+    " jsonb_build_object('pk', g, 'seqno', -1, 'payload', %s::text) FROM generate_series(1, %s) g"
+)
+
+
+def sequencer_parts(url: str, events: int = 20_000, singles: int = 1_000) -> list[Row]:
+    """The listener's side of the log, the listener stopped: ``events`` pending events
+    positioned by ``pgevents_assign`` in batches of 500, ``singles`` one at a time, then all
+    of them pruned in chunks of 5,000 — time and WAL bytes per event."""
+    import psycopg
+
+    def timed(conn: psycopg.Connection, statement: str, args: tuple[object, ...]) -> tuple[float, int, int]:
+        """(seconds, WAL bytes, events) of running ``statement`` until it returns 0."""
+        lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
+        done = 0
+        t0 = time.perf_counter()
+        while True:
+            count = int(conn.execute(statement, args).fetchone()[0])  # type: ignore[index]
+            if not count:
+                break
+            done += count
+        elapsed = time.perf_counter() - t0
+        wal = conn.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", (lsn,)).fetchone()[0]  # type: ignore[index]
+        return elapsed, int(wal), done
+
+    rows = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        settle_cursor = (
+            "SELECT count(*) FROM pgevents_assign(0, (SELECT value FROM pgevents_cursor WHERE name = 'assigned'))"
+        )
+        conn.execute(settle_cursor)
+        results = []
+        for batch, count in ((500, events), (1, singles)):
+            conn.execute(_FILL, (PAYLOAD, count))
+            results.append(
+                (
+                    f"pgevents_assign, batches of {batch}",
+                    *timed(conn, "SELECT count(*) FROM pgevents_assign(%s, 0)", (batch,)),
+                )
+            )
+        conn.execute(settle_cursor)
+        results.append(("pgevents_prune, chunks of 5,000", *timed(conn, "SELECT pgevents_prune(0, 5000)", ())))
+        for label, elapsed, wal, done in results:
+            rows.append(
+                Row(
+                    scenario="listener's work on the log, per event",
+                    system=label,
+                    events_per_s=done / elapsed if elapsed else 0.0,
+                    notes=f"{elapsed / max(done, 1) * 1e6:.1f} µs and {wal / max(done, 1):,.0f} WAL bytes per event ({done:,} events)",
                 )
             )
     return rows
@@ -534,36 +714,43 @@ def quiet(ctx: Context, rate: float, count: int, poll: float) -> list[Row]:
 
 
 def bulk(ctx: Context, rows: int, rounds: int = 5, compare_v2: bool = False) -> list[Row]:
-    """One ``INSERT … SELECT`` of ``rows`` rows into each kind of table, rolled back: what the
-    trigger costs per row inside a statement, apart from commits (which a bulk statement pays
-    once). Interleaved and repeated; the median and the range are reported."""
+    """One ``INSERT … SELECT`` of ``rows`` rows into each kind of table, then one ``UPDATE`` of
+    all of them, rolled back: what the trigger costs per row inside a statement, apart from
+    commits (which a bulk statement pays once). The watched tables fire on both; the bare
+    trigger only on INSERT. Interleaved and repeated; the median and the range are reported."""
     import psycopg
     from psycopg import sql as pgsql
 
     modes = WRITER_MODES + (V2_WRITER_MODES if compare_v2 else [])
-    per_row: dict[str, list[float]] = {}
+    per_row: dict[tuple[str, str], list[float]] = {}
+    statements = (
+        ("INSERT", pgsql.SQL("INSERT INTO {} (seqno, payload) SELECT -1, %s FROM generate_series(1, %s)")),
+        ("UPDATE", pgsql.SQL("UPDATE {} SET seqno = -2, payload = %s || 'y' WHERE seqno = -1 AND %s > 0")),
+    )
     with psycopg.connect(ctx.url) as conn:
         for _ in range(rounds):
             for table, _ in modes:
-                statement = pgsql.SQL(
-                    "INSERT INTO {} (seqno, payload) SELECT -1, %s FROM generate_series(1, %s)"
-                ).format(pgsql.Identifier(table))
-                t0 = time.perf_counter()
-                conn.execute(statement, (PAYLOAD, rows))
-                per_row.setdefault(table, []).append((time.perf_counter() - t0) / rows * 1e6)
+                for op, statement in statements:
+                    t0 = time.perf_counter()
+                    conn.execute(statement.format(pgsql.Identifier(table)), (PAYLOAD, rows))
+                    per_row.setdefault((table, op), []).append((time.perf_counter() - t0) / rows * 1e6)
                 conn.rollback()
     out = []
-    for table, label in modes:
-        runs = sorted(per_row[table])
-        median = statistics.median(runs)
-        out.append(
-            Row(
-                scenario=f"bulk INSERT of {rows:,} rows in one statement",
-                system=label,
-                events_per_s=1e6 / median,
-                notes=f"{median:.1f} µs per row, median of {len(runs)} (range {runs[0]:.1f}-{runs[-1]:.1f}); "
-                "rolled back",
-                extra={"us_per_row": runs},
+    for op, _ in statements:
+        base = statistics.median(per_row[("bench_plain", op)])
+        for table, label in modes:
+            if op == "UPDATE" and table in BULK_INSERT_ONLY:
+                continue
+            runs = sorted(per_row[(table, op)])
+            median = statistics.median(runs)
+            out.append(
+                Row(
+                    scenario=f"bulk {op} of {rows:,} rows in one statement",
+                    system=label,
+                    events_per_s=1e6 / median,
+                    notes=f"{median:.1f} µs per row, median of {len(runs)} (range {runs[0]:.1f}-{runs[-1]:.1f}); "
+                    f"{median * rows / 1000:.0f} ms for the statement, {median / base:.1f}x no trigger; rolled back",
+                    extra={"us_per_row": runs},
+                )
             )
-        )
     return out

@@ -6,7 +6,7 @@ created by the app's migrations, whose SQL is frozen per version in
 touches a connection. Identifiers are always composed with ``psycopg.sql``
 (``Identifier``/``Literal``), never pasted into strings.
 
-The trigger function's arguments (v3): the watch's JSON configuration
+The trigger function's arguments (since v3): the watch's JSON configuration
 (:meth:`TriggerSpec.config`: ``{"channel", "durable", "notify", "columns", "exclude",
 "referencing"}``), then the columns it sends and the table's other columns as ``text[]``
 literals, both decided when the spec was built. Schema and table names are data there (JSON
@@ -27,9 +27,14 @@ from pgevents.core.envelope import INTERNAL_CHANNEL, WAKE_LOG, WAKE_TRANSIENT
 #: Version of ``pgevents_notify()`` the latest migration installs (its ``COMMENT`` says
 #: ``pgevents vN``). Part of every trigger's digest: a new function version makes installed
 #: triggers ``outdated`` until ``pgevents_sync`` re-creates them.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 ALL_EVENTS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
+#: The installed ``pgevents_notify()``'s version, in SQL (0 when its comment says none).
+FUNCTION_VERSION = (
+    "coalesce(substring(pg_catalog.obj_description('pgevents_notify()'::pg_catalog.regprocedure, 'pg_proc')"
+    " FROM 'pgevents v([0-9]+)')::int, 0)"
+)
 
 
 @dataclass(frozen=True)
@@ -140,21 +145,31 @@ class TriggerSpec:
         return f"pgevents_{key}"
 
     def trigger_names(self) -> list[str]:
-        return [name for name, _ in self._parts()]
+        return [name for name, _, _ in self._parts()]
 
-    def _parts(self) -> list[tuple[str, sql.Composable]]:
+    def _parts(self) -> list[tuple[str, sql.Composable, sql.Composable | None]]:
+        """(name, clause, the clause under a trigger function before v4 or None)."""
         base = self.base_name
-        parts: list[tuple[str, sql.Composable]] = []
-        ins_del = [e for e in ("INSERT", "DELETE") if e in self.events]
-        if ins_del:
-            parts.append(
-                (
-                    f"{base}_r",
-                    sql.SQL("AFTER {} ON {} FOR EACH ROW").format(
-                        sql.SQL(" OR ").join(sql.SQL(e) for e in ins_del), self.qualified
-                    ),
+        parts: list[tuple[str, sql.Composable, sql.Composable | None]] = []
+        # INSERT and DELETE: statement triggers reading the rows from their transition table
+        # (one trigger call and one log INSERT per statement, not per row). A trigger with a
+        # transition table fires on one event only, hence two. Function versions before v4
+        # know only row triggers for these (a project's migration can run before pgevents'),
+        # and a partitioned table keeps row triggers (see ``_by_table``).
+        for event, suffix, transition in (
+            ("INSERT", "r", "NEW TABLE AS pgevents_new"),
+            ("DELETE", "d", "OLD TABLE AS pgevents_old"),
+        ):
+            if event in self.events:
+                parts.append(
+                    (
+                        f"{base}_{suffix}",
+                        sql.SQL("AFTER {} ON {} REFERENCING {} FOR EACH STATEMENT").format(
+                            sql.SQL(event), self.qualified, sql.SQL(transition)
+                        ),
+                        sql.SQL("AFTER {} ON {} FOR EACH ROW").format(sql.SQL(event), self.qualified),
+                    )
                 )
-            )
         compared = self.update_columns or self.columns
         if "UPDATE" in self.events and compared:
             # Compared by binary image: every type has one (json, point… have no "=" operator).
@@ -164,10 +179,14 @@ class TriggerSpec:
                 row.format(sql.SQL(", ").join(sql.SQL("NEW.{}").format(sql.Identifier(c)) for c in compared)),
             )
             parts.append(
-                (f"{base}_u", sql.SQL("AFTER UPDATE ON {} FOR EACH ROW WHEN ({})").format(self.qualified, changed))
+                (
+                    f"{base}_u",
+                    sql.SQL("AFTER UPDATE ON {} FOR EACH ROW WHEN ({})").format(self.qualified, changed),
+                    None,
+                )
             )
         if "TRUNCATE" in self.events:
-            parts.append((f"{base}_t", sql.SQL("AFTER TRUNCATE ON {} FOR EACH STATEMENT").format(self.qualified)))
+            parts.append((f"{base}_t", sql.SQL("AFTER TRUNCATE ON {} FOR EACH STATEMENT").format(self.qualified), None))
         return parts
 
     @property
@@ -183,25 +202,58 @@ class TriggerSpec:
                 sql.Literal(array_literal(self.hidden)),
             ]
         )
-        comment = sql.Literal(f"pgevents:{self.digest}")
         out: list[sql.Composed] = self.drop_statements()
-        for name, clause in self._parts():
-            out.append(
-                sql.SQL("CREATE TRIGGER {} {} EXECUTE FUNCTION pgevents_notify({})").format(
-                    sql.Identifier(name), clause, args
-                )
-            )
-            out.append(
-                sql.SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(sql.Identifier(name), self.qualified, comment)
-            )
+        for name, clause, before_v4 in self._parts():
+            create, comment = self._create(name, clause, args, self.digest)
+            if before_v4 is None:
+                out += [create, comment]
+                continue
+            # Under an older function: a row trigger, marked outdated so that the first sync
+            # after the function's upgrade (migrate runs one) replaces it.
+            row = self._create(name, before_v4, args, self.digest)
+            outdated = self._create(name, before_v4, args, f"{self.digest}:row")
+            out.append(_by_table(self.qualified.as_string(None), (create, comment), row, outdated))
         return out
+
+    def _create(
+        self, name: str, clause: sql.Composable, args: sql.Composable, digest: str
+    ) -> tuple[sql.Composed, sql.Composed]:
+        return (
+            sql.SQL("CREATE TRIGGER {} {} EXECUTE FUNCTION pgevents_notify({})").format(
+                sql.Identifier(name), clause, args
+            ),
+            sql.SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(
+                sql.Identifier(name), self.qualified, sql.Literal(f"pgevents:{digest}")
+            ),
+        )
 
     def drop_statements(self) -> list[sql.Composed]:
         base = self.base_name
         return [
             sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(f"{base}_{suffix}"), self.qualified)
-            for suffix in ("r", "u", "t")
+            for suffix in ("r", "d", "u", "t")
         ]
+
+
+def _by_table(
+    table: str, statement: Sequence[sql.Composed], row: Sequence[sql.Composed], outdated: Sequence[sql.Composed]
+) -> sql.Composed:
+    """A ``DO`` block creating INSERT or DELETE triggers as the database allows: ``row`` on a
+    partitioned table (only row triggers are cloned to its partitions, which a statement can
+    write directly), ``statement`` under trigger function v4 or later, else ``outdated``."""
+
+    def execute(statements: Sequence[sql.Composed]) -> str:
+        return "".join(f"EXECUTE {sql.Literal(s.as_string(None)).as_string(None)}; " for s in statements)
+
+    partitioned = (
+        "(SELECT c.relkind FROM pg_catalog.pg_class c"
+        f" WHERE c.oid = {sql.Literal(table).as_string(None)}::pg_catalog.regclass) = 'p'"
+    )
+    body = (
+        f"BEGIN IF {partitioned} THEN {execute(row)}ELSIF {FUNCTION_VERSION} >= 4 THEN {execute(statement)}"
+        f"ELSE {execute(outdated)}END IF; END"
+    )
+    return sql.SQL("DO {}").format(sql.Literal(body))
 
 
 def listen(channels: Iterable[str]) -> list[sql.Composed]:

@@ -78,3 +78,33 @@ def test_benchmark_drives_a_peer_server_and_reports_bursts_by_window(isolated_db
         starts = [w["start"] for w in row.extra["windows"]]
         assert starts[:4] == [0.0, 1.0, 2.0, 3.0] and starts == sorted(starts), row.notes  # by commit time
         assert row.expected == 3 * len(burst_offsets(20, 4, 3)), row
+
+
+def test_the_writer_parts_scratch_logs_build_up_the_real_log_a_part_at_a_time(isolated_db: str) -> None:
+    """Each step's trigger logs what the real one logs (the same row JSON), into a log with
+    one part more than the previous step's; the listener's side counts every event once."""
+    import psycopg
+
+    from bench.scenarios import sequencer_parts
+    from bench.writer import drop_parts, prepare_parts
+
+    steps = prepare_parts(isolated_db)
+    try:
+        with psycopg.connect(isolated_db, autocommit=True) as conn:
+            indexes = []
+            for step in steps:
+                conn.execute(f"INSERT INTO {step.table} (seqno, payload) VALUES (7, 'p')")
+                if not step.log:
+                    continue
+                log = f"bench_parts.log_{step.table.partition('.')[2]}"
+                assert conn.execute(f'SELECT "row", channel, op FROM {log}').fetchall() == [
+                    ({"pk": 1, "seqno": 7, "payload": "p"}, "parts", "INSERT")
+                ]
+                indexes.append(
+                    conn.execute(f"SELECT count(*) FROM pg_index WHERE indrelid = '{log}'::regclass").fetchone()
+                )
+    finally:
+        drop_parts(isolated_db)
+    assert indexes == [(0,), (0,), (1,), (2,), (3,), (4,), (3,)]  # the last: migration 0008's set
+    rows = sequencer_parts(isolated_db, events=50, singles=5)
+    assert [row.notes.split("(")[-1] for row in rows] == ["50 events)", "5 events)", "55 events)"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import threading
 import time
@@ -18,10 +19,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pgevents.capture.listener import Listener
 from pgevents.core.batch import unpack
+from pgevents.setup import installation
 from pgevents.store.wake import HANDOVER, KEY_SPACE
+from tests.support import manage
 
 POLL_INTERVAL = 600.0
 
@@ -221,3 +225,45 @@ def test_no_event_is_stranded_by_commits_racing_the_hand_over(isolated_db: str) 
     counts = listener.polling_counts
     # the races the test is for did happen
     assert counts["started"] >= rounds // 2 and counts["stopped"] >= rounds // 2 and counts["waited"] >= 1, counts
+
+
+def test_a_database_without_the_hand_over_wakes_the_listener_on_every_commit(
+    isolated_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database migrated only up to 0006 (no ``pgevents_wake``, the trigger function of
+    0004): the listener says so, never claims to poll, and every commit sends its wake-up
+    and arrives without the safety-net poll, also while commits come faster than the linger.
+    A non-durable watch works the same."""
+    manage(isolated_db, "migrate", "pgevents", "0006_sequencer_custom_plans", "--noinput", "-v", "0")
+    with psycopg.connect(isolated_db, autocommit=True) as owner:
+        assert owner.execute("SELECT to_regprocedure('pgevents_wake(boolean)')").fetchone() == (None,)
+        owner.execute("CREATE TABLE fleeting (id serial PRIMARY KEY, name text)")
+        with owner.cursor() as cur:
+            installation.install(
+                cur, installation.build_spec(cur, table="fleeting", channel="t.fleeting", durable=False)
+            )
+    layer = RecordingLayer()
+    listener = _listener(isolated_db, layer, linger=0.05)
+    expected: list[str] = []
+    with (
+        caplog.at_level(logging.INFO, logger="pgevents.capture.handover"),
+        running(listener),
+        psycopg.connect(isolated_db, autocommit=True) as spy,
+        psycopg.connect(isolated_db, autocommit=True) as writer,
+    ):
+        spy.execute("LISTEN pgevents")
+        for burst in range(3):
+            for n in range(20):
+                table = "fleeting" if n % 5 == 4 else "people"
+                writer.execute(
+                    sql.SQL("INSERT INTO {} (name) VALUES (%s)").format(sql.Identifier(table)), (f"{burst}-{n}",)
+                )
+                expected.append(f"{burst}-{n}")
+            _wait_for(lambda: sorted(layer.names()) == sorted(expected), f"burst {burst} (stranded?)")
+            time.sleep(0.1)  # past the linger: the next burst starts from an idle listener
+        notes = [note.payload for note in spy.notifies(timeout=0.3) if note.pid == writer.info.backend_pid]
+    assert notes.count("") == 48 and notes.count("t") == 12  # each commit woke the listener
+    assert listener.polling_counts["started"] == 0
+    assert "the database has no wake-up hand-over (run migrate)" in caplog.text
+    durable = [e for e in layer.events if e["id"] is not None]
+    assert len(durable) == 48 and [e["id"] for e in durable] == sorted({e["id"] for e in durable})

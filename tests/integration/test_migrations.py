@@ -27,6 +27,8 @@ DIGESTS = {
     "0006_sequencer_custom_plans.sql": "02f8229a3c5a6f25",
     "0007_wake_handover.reverse.sql": "47b7a7147c3c3edf",
     "0007_wake_handover.sql": "3deb016f5c214002",
+    "0008_lean_log.reverse.sql": "3bde42c2e7ac6089",
+    "0008_lean_log.sql": "bba1d10ec5f98397",
 }
 
 
@@ -73,3 +75,21 @@ def test_frozen_sql_files_are_unchanged() -> None:
 def test_the_migrated_function_is_the_version_the_code_expects(pg: psycopg.Connection) -> None:
     row = pg.execute("SELECT obj_description('pgevents_notify()'::regprocedure, 'pg_proc')").fetchone()
     assert row == (f"pgevents v{sql.SCHEMA_VERSION}",)
+
+
+def test_a_logged_row_is_written_into_the_pending_index_only(pg: psycopg.Connection) -> None:
+    """0008: no ``seq`` primary key and no index entry for a pending row's NULL ``id``; ids
+    stay unique among positioned rows."""
+    indexes = pg.execute(
+        "SELECT indexrelid::regclass::text, indisunique, pg_get_expr(indpred, indrelid)"
+        " FROM pg_index WHERE indrelid = 'pgevents_event'::regclass ORDER BY 1"
+    ).fetchall()
+    assert indexes == [
+        ("pgevents_event_channel_id", False, "(id IS NOT NULL)"),
+        ("pgevents_event_id", True, "(id IS NOT NULL)"),
+        ("pgevents_event_pending", False, "(id IS NULL)"),
+    ]
+    with pg.transaction(force_rollback=True):
+        pg.execute("INSERT INTO pgevents_event (channel, id) VALUES ('a', -1)")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            pg.execute("INSERT INTO pgevents_event (channel, id) VALUES ('b', -1)")

@@ -156,9 +156,9 @@ def test_references_are_checked_against_the_catalog(hostile: psycopg.Connection)
         assert picked.referencing[0].columns == ("editor",) and picked.referencing[0].keys == (KEY,)
 
 
-def test_function_is_v3_and_plain_watches_behave_as_before(pg: psycopg.Connection) -> None:
+def test_function_is_v4_and_plain_watches_behave_as_before(pg: psycopg.Connection) -> None:
     row = pg.execute("SELECT obj_description('pgevents_notify()'::regprocedure, 'pg_proc')").fetchone()
-    assert row == (f"pgevents v{sql.SCHEMA_VERSION}",) and sql.SCHEMA_VERSION == 3
+    assert row == (f"pgevents v{sql.SCHEMA_VERSION}",) and sql.SCHEMA_VERSION == 4
     start = _head(pg)
     pg.execute("INSERT INTO people (name) VALUES ('plain')")
     pg.execute("UPDATE people SET age = 3 WHERE name = 'plain'")

@@ -93,7 +93,7 @@ def test_migrate_upgrades_a_v2_installation_and_back(v2_database: str) -> None:
         assert conn.execute(
             "SELECT obj_description('pgevents_notify()'::regprocedure, 'pg_proc'), p.prosecdef"
             " FROM pg_proc p WHERE p.oid = 'pgevents_notify()'::regprocedure"
-        ).fetchone() == ("pgevents v3", True)
+        ).fetchone() == ("pgevents v4", True)
         # migrate rebuilt the configured watch with the columns it sends...
         assert conn.execute(
             "SELECT tgnargs FROM pg_trigger WHERE tgrelid = 'legacy'::regclass AND NOT tgisinternal"

@@ -144,6 +144,7 @@ def test_create_edit_drift_and_delete_from_the_admin(
     pg.execute(f'DROP TRIGGER "{watch.stub().base_name}_u" ON {TABLE}')
     assert statuses(admin_client) == {str(watch): "outdated"}
     pg.execute(f'DROP TRIGGER "{watch.stub().base_name}_r" ON {TABLE}')
+    pg.execute(f'DROP TRIGGER "{watch.stub().base_name}_d" ON {TABLE}')
     assert triggers(pg) == []
     assert statuses(admin_client) == {str(watch): "missing"}
 

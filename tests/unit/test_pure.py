@@ -94,9 +94,9 @@ def test_trigger_spec_rejects_bad_events_and_overlap() -> None:
 
 def test_an_update_trigger_compares_only_sent_columns() -> None:
     names = sql.TriggerSpec(table="t", channel="c", columns=("a",)).trigger_names()
-    assert [n[-2:] for n in names] == ["_r", "_u", "_t"]
+    assert [n[-2:] for n in names] == ["_r", "_d", "_u", "_t"]
     # sending no column, an UPDATE can show no change: no UPDATE trigger at all
-    assert [n[-2:] for n in sql.TriggerSpec(table="t", channel="c").trigger_names()] == ["_r", "_t"]
+    assert [n[-2:] for n in sql.TriggerSpec(table="t", channel="c").trigger_names()] == ["_r", "_d", "_t"]
     text = sql.render(
         sql.TriggerSpec(table="t", channel="c", columns=("a", "b"), update_columns=("b",)).create_statements()
     )
