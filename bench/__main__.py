@@ -48,6 +48,8 @@ class Config:
     quiet_poll: float = 0.05
     client_procs: int = 2
     profile_dir: str | None = None
+    #: Latency cut at Redis: commit → published, published → client (``--stages``).
+    stages: bool = False
     layer: str = "pgpubsub"
     #: Niceness of the client processes: 0, as equals of the server (see --client-nice).
     client_nice: int = 0
@@ -123,6 +125,7 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
             Path(cfg.server_root) if cfg.server_root else None,
             cfg.peer,
             cfg.processes,
+            cfg.stages and cfg.layer != "core",
         )
         if "full" in cfg.scenarios:
             say(f"1 client, writer at full speed, {cfg.full_events:,} events")
@@ -269,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         "figures taken that way must say so",
     )
     p.add_argument("--listener-args", default="", help='extra runlisten arguments, e.g. "--coalesce 0.002"')
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="cut each pgevents delivery's latency where it passes through Redis: commit → published (the listener) "
+        "and published → client (the server), from a tap on the layer's pub/sub channel (see bench/stages.py)",
+    )
     p.add_argument("--profile", metavar="DIR", help="record py-spy flame graphs of daphne into DIR")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = p.parse_args(argv)
@@ -284,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.server = args.server
     cfg.server_root = args.server_root
     cfg.processes = args.processes
+    cfg.stages = args.stages
     if args.stalled:
         kind, readers, rate, seconds, size = args.stalled.split(",")
         cfg.stalled = (kind, int(readers), float(rate), float(seconds), int(size))

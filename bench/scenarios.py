@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import servers
+from pgevents.core.names import group_name
+
+from . import servers, stages
 from .clients import Result, Workers
 from .database import PEER_CHANNEL, PEER_TABLE
 from .report import Latency, Row, unpack, window_summary, windows
@@ -39,6 +41,8 @@ class Context:
     peer: Peer | None = None
     #: daphne processes on the server's port (``manage.py pgevents_serve`` when more than one).
     processes: int = 1
+    #: Cut each delivery's latency where it passes through Redis (``--stages``, see ``stages``).
+    stages: bool = False
 
     def daphne(self) -> tuple[servers.Server, int]:
         """A fresh server process per scenario (``server``: daphne unless told otherwise): its
@@ -167,6 +171,7 @@ def _pgevents(
     daphne, port = ctx.daphne()
     workers = Workers(min(ctx.client_procs, clients), ctx.client_nice)
     profiler = None
+    tap: stages.Tap | None = None
     try:
         workers.connect("127.0.0.1", port, f"/ws/pgevents/{channel}/", clients)
         pyspy = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
@@ -193,10 +198,14 @@ def _pgevents(
         monitor = servers.Monitor(
             {"daphne": [daphne.proc.pid], "listener": [ctx.listener.proc.pid], "clients": workers.pids}
         )
+        if ctx.stages:
+            tap = stages.Tap(ctx.env["REDIS_URL"], ctx.env["PGEVENTS_REDIS_PREFIX"], group_name(channel))
         with monitor:
             acks = write(ctx.url, table, count, rate, offsets=offsets)
             results = workers.wait(len(acks), timeout=_timeout(rate, count, offsets))
     finally:
+        if tap is not None:
+            tap.close()
         if profiler is not None:
             profiler.send_signal(2)
             profiler.wait(30)
@@ -211,6 +220,14 @@ def _pgevents(
     row.client_cpu_pct = u["clients"].cpu_pct
     row.cpu_us_per_delivery = 1e6 * server_cpu / row.received if row.received else None
     row.notes += f"; {ctx.server} {u['daphne'].cpu_pct:.0f} % + runlisten {u['listener'].cpu_pct:.0f} % CPU"
+    if tap is not None:
+        _, _, _, seqnos, times = _merge(results)
+        to_redis, to_client = stages.split(acks, tap.seen, seqnos, times)
+        row.notes += "; " + stages.summary(to_redis, to_client)
+        row.extra["stages"] = {
+            "commit_to_published": asdict(to_redis) if to_redis else None,
+            "published_to_client": asdict(to_client) if to_client else None,
+        }
     return row
 
 

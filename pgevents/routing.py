@@ -1,7 +1,8 @@
 """URL patterns and ready-made ASGI applications.
 
 ``websocket_urlpatterns`` for projects that compose their own stack; ``websocket_application()``
-for the safe default: the origin check and Django session authentication. A handshake from
+for the safe default: the origin check and Django session authentication (the answer of
+Channels' ``AuthMiddlewareStack``, see ``pgevents.delivery.auth``). A handshake from
 another origin, or without an ``Origin`` header, is refused with HTTP 403 before any
 application code runs: with ``PGEVENTS["ALLOWED_ORIGINS"]`` the origin must be listed,
 otherwise it must be the handshake's own (scheme, host and port) or one of
@@ -17,12 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.urls import re_path
 
 from pgevents import conf
+from pgevents.delivery.auth import SessionAuthMiddleware
 from pgevents.delivery.consumers import EventConsumer
 from pgevents.delivery.origin import SameOriginValidator
 from pgevents.delivery.transport import SERVER_SEND
@@ -54,7 +55,7 @@ def websocket_application(extra_patterns: list[Any] | None = None) -> Any:
     # last: any path nothing else matched (an ASGI application in a URL pattern, as above)
     refuse = re_path(r"", WebsocketDenier.as_asgi())  # type: ignore[arg-type]
     routes = [*websocket_urlpatterns, *(extra_patterns or []), refuse]
-    inner = AuthMiddlewareStack(URLRouter(routes))
+    inner = SessionAuthMiddleware(URLRouter(routes))  # AuthMiddlewareStack's answer, cheaper
     origins = conf.get().allowed_origins
     checked = SameOriginValidator(inner) if origins is None else OriginValidator(inner, list(origins))
     return ServerSendMiddleware(checked)

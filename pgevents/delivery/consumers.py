@@ -18,6 +18,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from pgevents import conf, metrics, policy
@@ -62,6 +64,27 @@ class EventConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "__pgevents_no_layer__"
     #: The ASGI send Channels gives the consumer (replaced by the outbox's outside daphne).
     base_send: Any
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' consumer loop without what this consumer never uses, which each connection
+        would otherwise pay for: no channel-layer channel, so no task per message to wait on two
+        sources; and no hop to Django's sync thread per message to close stale database
+        connections (every database access here goes through ``database_sync_to_async``,
+        which does that in its own thread, or through pgevents' own connection)."""
+        self.scope = scope
+        self.channel_layer = None  # type: ignore[assignment]  # Channels' own "no layer" (see channel_layer_alias)
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         settings = conf.get()

@@ -32,8 +32,10 @@ class Flow:
     def __init__(self, protocol: Any, transport: Any) -> None:
         self.protocol = protocol
         self.transport = transport
-        self._writable = asyncio.Event()
-        self._writable.set()
+        #: Paused by Twisted (its buffer passed the high-water mark). Waiters share one future,
+        #: made only when someone waits: an idle connection holds no event object.
+        self._paused = False
+        self._drained: asyncio.Future[None] | None = None
         self.previous: Any = None
 
     @classmethod
@@ -50,7 +52,7 @@ class Flow:
         elif getattr(transport, "streamingProducer", False):
             flow.previous, transport.producer = transport.producer, flow
             if getattr(transport, "producerPaused", False):
-                flow._writable.clear()
+                flow._paused = True
         else:  # a pull producer we cannot stand in for
             return None
         return flow
@@ -61,11 +63,21 @@ class Flow:
 
     async def writable(self) -> None:
         """Wait until the transport has written its buffer out (or the socket is gone)."""
-        await self._writable.wait()
+        if not self._paused:
+            return
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._drained)  # one waiter giving up leaves the others waiting
+
+    def _resume(self) -> None:
+        self._paused = False
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def release(self) -> None:
         """Stop waiting for the buffer to drain (a client being cut off gets its goodbye)."""
-        self._writable.set()
+        self._resume()
 
     def close_grace(self) -> None:
         """Give a client being closed time to read the close frame behind its backlog."""
@@ -73,22 +85,22 @@ class Flow:
             self.protocol.closeHandshakeTimeout = max(self.protocol.closeHandshakeTimeout, conf.get().close_grace)
 
     def detach(self) -> None:
-        self._writable.set()
+        self._resume()
         if getattr(self.transport, "producer", None) is self:
             self.transport.producer = self.previous
 
     # -- Twisted's IPushProducer, passed on to the producer it stands in for ----------------
     def pauseProducing(self) -> None:
-        self._writable.clear()
+        self._paused = True
         if self.previous is not None:
             self.previous.pauseProducing()
 
     def resumeProducing(self) -> None:
-        self._writable.set()
+        self._resume()
         if self.previous is not None:
             self.previous.resumeProducing()
 
     def stopProducing(self) -> None:
-        self._writable.set()
+        self._resume()
         if self.previous is not None:
             self.previous.stopProducing()

@@ -43,6 +43,7 @@ from pgevents.core.batch import is_heartbeat, unpack
 from pgevents.core.envelope import Event
 from pgevents.core.names import CONTROL_GROUP, group_name
 from pgevents.delivery.fastsend import text_frame
+from pgevents.delivery.heads import SharedHeads
 from pgevents.delivery.pipeline import Pipeline
 from pgevents.delivery.render import RenderCache
 from pgevents.delivery.subscription import NOT_HANDLED, Subscription
@@ -67,8 +68,9 @@ class LayerReset(ConnectionError):
 class Hub:
     def __init__(self, layer: Any, reader: LogReader, pipeline: Pipeline | None = None) -> None:
         self.layer = layer
-        #: The log the process's subscriptions replay from (one shared connection).
-        self.reader = reader
+        #: The log the process's subscriptions replay from (one shared connection); new
+        #: subscriptions of a channel share their head queries.
+        self.reader: LogReader = SharedHeads(reader)
         self.subscriptions: dict[str, set[Subscription]] = {}
         self.channel_name: str | None = None
         self._task: asyncio.Task[None] | None = None

@@ -4,7 +4,8 @@ A runtime holds the process's shared database connection, the log reader over it
 (fan-out), the pipeline's watchdog (is a listener heard from?) and the presence reporter, and runs whatever the project wired in with
 ``on_start`` (``apps.ready`` wires the embedded listener this way, so the delivery side
 never imports the capture side). It is created on first use, by the first WebSocket or SSE
-subscription of the loop.
+subscription of the loop; the first one of a process also sets the garbage collector for
+many long-lived connections (``collector``).
 
 Runtimes are keyed by the loop object itself, never by ``id(loop)`` (ids are reused once a
 loop is gone); runtimes of closed loops are dropped the next time one is looked up.
@@ -20,6 +21,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from pgevents import conf, metrics
+from pgevents.delivery import collector
 from pgevents.delivery.hub import Hub
 from pgevents.delivery.presence import Reporter
 from pgevents.store.db import SharedConnection
@@ -77,6 +79,7 @@ def current() -> Runtime:
         if layer is None:
             raise RuntimeError(f"pgevents needs a channel layer: CHANNEL_LAYERS has no {alias!r}")
         runtime = install(Runtime(layer))
+        collector.tune()  # a serving process: see ``collector``
         runtime.start()
     return runtime
 

@@ -177,6 +177,7 @@ class Subscription:
                 await self._replay_log()
                 if await self._flush():
                     self._catching_up = False
+                    self._task = None  # live: an idle connection keeps no finished task
                     return
             except asyncio.CancelledError:
                 raise

@@ -1,4 +1,5 @@
-"""The benchmark at a tiny size: it runs end to end and nothing is lost or duplicated.
+"""The benchmark at a tiny size: it runs end to end, nothing is lost or duplicated, and the
+latency is cut at Redis when asked (``--stages``).
 
 Timing figures are the benchmark's business (docs/benchmarks.md); this only checks that
 the harness works and that every expected delivery was made exactly once.
@@ -22,6 +23,7 @@ def test_benchmark_smoke_run_loses_and_duplicates_nothing(isolated_db: str) -> N
         fanout=[(4, 100, 1)],
         idle=20,
         client_procs=2,
+        stages=True,
     )
     log = io.StringIO()
     rows = run(cfg, out=log)
@@ -33,6 +35,12 @@ def test_benchmark_smoke_run_loses_and_duplicates_nothing(isolated_db: str) -> N
         assert row.latency is not None
     idle = [r for r in rows if "idle" in r.scenario]
     assert idle and idle[0].server_rss_mb
+    # --stages: every pgevents row is cut at Redis, from a tap that saw the published events
+    for row in measured:
+        if row.system == "pgevents":
+            assert row.extra["stages"]["commit_to_published"] is not None, row.notes
+            assert row.extra["stages"]["published_to_client"] is not None, row.notes
+            assert "commit→published" in row.notes
 
 
 def test_benchmark_drives_a_peer_server_and_reports_bursts_by_window(isolated_db: str) -> None:

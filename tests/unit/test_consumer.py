@@ -122,3 +122,17 @@ def test_a_client_over_the_rate_limit_is_closed() -> None:
         assert (await ws.receive_output())["code"] == 4429
 
     scenario(body, RATE_LIMIT=0.001, RATE_BURST=2)
+
+
+def test_a_message_type_without_a_handler_fails_the_connection_as_in_channels() -> None:
+    async def body(log: MemoryLog, layer: Any) -> None:
+        ws = await connected()
+        await ws.send_input({"type": "websocket.nonsense"})
+        try:
+            await ws.wait(timeout=5)
+        except ValueError as exc:
+            assert "websocket.nonsense" in str(exc)
+        else:
+            raise AssertionError("the consumer accepted a message type it has no handler for")
+
+    scenario(body)
