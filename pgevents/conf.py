@@ -90,6 +90,10 @@ class Settings:
     sensitive_columns: tuple[str, ...] = DEFAULT_SENSITIVE
     #: Client addresses allowed to read ``/pgevents/metrics`` (it names channels).
     metrics_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    #: Set a serving process's garbage collector for many long-lived connections (freeze what
+    #: exists at the first subscription, young threshold 10,000: see ``delivery.collector``);
+    #: False leaves the collector as the project set it.
+    tune_gc: bool = True
     #: Key of the PostgreSQL advisory lock that makes one listener active at a time.
     listener_lock: int = 7_270_561_517_906_176_001 % (2**63)
 

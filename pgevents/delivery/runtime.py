@@ -79,7 +79,8 @@ def current() -> Runtime:
         if layer is None:
             raise RuntimeError(f"pgevents needs a channel layer: CHANNEL_LAYERS has no {alias!r}")
         runtime = install(Runtime(layer))
-        collector.tune()  # a serving process: see ``collector``
+        if conf.get().tune_gc:
+            collector.tune()  # a serving process: see ``collector``
         runtime.start()
     return runtime
 
