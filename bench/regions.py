@@ -9,7 +9,7 @@ requests to Django (none expected), and commit → HTML-received latency over ev
 process, runlisten, a database of its own (``pgevents_bench_regions``, dropped at the end).
 No assertion: it prints figures.
 
-    .venv/bin/python -m bench.regions --clients 1000 --seconds 60
+    .venv/bin/python -m bench.regions --clients 1000 --seconds 60 --rounds 3
 """
 
 from __future__ import annotations
@@ -94,26 +94,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=1, help="runs of --seconds each, on the same server")
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/pgevents_bench_regions")
     args = parser.parse_args()
     os.environ["DATABASE_URL"] = args.database_url
     region = token()
+    results: list[tuple[float, float, float, int]] = []
     with demo.serve(args.database_url, "regions") as served:
-        served.forget()
-        committed, seen = asyncio.run(drive(served.port, args.database_url, args.clients, args.seconds, region))
-        lines = served.requests()
+        for number in range(1, args.rounds + 1):
+            served.forget()
+            committed, seen = asyncio.run(drive(served.port, args.database_url, args.clients, args.seconds, region))
+            results.append(report(number, committed, seen, served.requests(), args.clients))
+    if len(results) > 1:
+        p50s, p99s, renders, http = zip(*results, strict=True)
+        print(
+            f"over {len(results)} rounds: p50 {min(p50s):.0f}-{max(p50s):.0f} ms, p99 {min(p99s):.0f}-{max(p99s):.0f} ms,"
+            f" renders per change {min(renders):.2f}-{max(renders):.2f}, HTTP requests to Django {min(http)}-{max(http)}"
+        )
+
+
+def report(
+    number: int, committed: dict[int, float], seen: list[tuple[int, float, bool]], lines: list[str], clients: int
+) -> tuple[float, float, float, int]:
+    """Print one round's figures; return (p50, p99, renders per change, HTTP requests)."""
     renders = sum(1 for line in lines if line.startswith("shared "))
     http = sum(1 for line in lines if line.startswith("http "))
     latencies = sorted((t - committed[pk]) * 1000 for pk, t, _ in seen if pk in committed)
     with_html = sum(1 for *_, h in seen if h)
     changes = len(committed)
     print(
-        f"changes: {changes}; frames received: {len(seen):,} of {changes * args.clients:,}; with the row's HTML: {with_html:,}"
+        f"round {number}: changes: {changes}; frames received: {len(seen):,} of {changes * clients:,};"
+        f" with the row's HTML: {with_html:,}"
     )
-    print(f"renders per change: {renders / max(changes, 1):.2f} (server processes: 1); HTTP requests to Django: {http}")
-    if latencies:
-        q = statistics.quantiles(latencies, n=100)
-        print(f"commit -> HTML received: p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms, max {latencies[-1]:.0f} ms")
+    per_change = renders / max(changes, 1)
+    print(f"renders per change: {per_change:.2f} (server processes: 1); HTTP requests to Django: {http}")
+    if not latencies:
+        return (float("nan"), float("nan"), per_change, http)
+    q = statistics.quantiles(latencies, n=100)
+    print(f"commit -> HTML received: p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms, max {latencies[-1]:.0f} ms")
+    return (q[49], q[98], per_change, http)
 
 
 if __name__ == "__main__":
