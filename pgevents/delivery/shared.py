@@ -52,6 +52,28 @@ def with_html(frame: str, html: dict[str, Any]) -> str:
     return frame if not html else f'{frame[:-1]},"html":{dumps(html)}}}'
 
 
+def decide(spec: RegionSpec, event: dict[str, Any]) -> tuple[str, str | None] | None:
+    """What the server sends a shared region for one event (the ``pgevents.testing`` helper
+    asks the same): ``("gone", key)`` the row is removed, no render; ``("row", key)`` the
+    row's HTML from ``spec.row``; ``("region", None)`` the region's HTML from ``spec.src``;
+    None: nothing is pushed, the client decides (and fetches) as for a per-user region.
+    """
+    op = event.get("op")
+    leaves = event.get("type") == "leave"
+    if op is None and not leaves:
+        return None  # a plain NOTIFY: nothing to render
+    row = event.get("row") if isinstance(event.get("row"), dict) else None
+    old = event.get("old") if isinstance(event.get("old"), dict) else None
+    key = (row or {}).get(spec.key, (old or {}).get(spec.key))
+    if spec.row and key is not None and (leaves or op == "DELETE"):
+        return ("gone", str(key))
+    if spec.row and op in _ROW_OPS and key is not None:
+        return ("row", str(key))
+    if spec.src:
+        return ("region", None)
+    return None
+
+
 class SharedSink:
     """Adds the HTML of ``specs`` to the frames it passes to ``inner``, in order."""
 
@@ -111,19 +133,17 @@ class SharedSink:
         event = parsed(frame) or {}
         plan: dict[str, Any] = {}
         for spec in self.specs:
-            row = event.get("row") if isinstance(event.get("row"), dict) else None
-            old = event.get("old") if isinstance(event.get("old"), dict) else None
-            op = event.get("op")
-            key = (row or {}).get(spec.key, (old or {}).get(spec.key))
-            gone = event.get("type") == "leave" or op == "DELETE"
-            if spec.row and key is not None and gone:
-                plan[spec.id] = {"op": "row", "key": str(key), "html": None}
-            elif spec.row and op in _ROW_OPS and key is not None:
-                plan[spec.id] = ("row", str(key), self.cache.get(fill(spec.row, key), id))
-            elif spec.src and index < len(run) - 1 and not spec.row:
-                plan[spec.id] = {"op": "skip"}  # the run's last event refreshes the region
-            elif spec.src:
-                plan[spec.id] = ("region", None, self.cache.get(spec.src, run[-1][1]))
+            match decide(spec, event):
+                case ("gone", key):
+                    plan[spec.id] = {"op": "row", "key": key, "html": None}
+                case ("row", key):
+                    assert spec.row is not None and key is not None
+                    plan[spec.id] = ("row", key, self.cache.get(fill(spec.row, key), id))
+                case ("region", _) if index < len(run) - 1 and not spec.row:
+                    plan[spec.id] = {"op": "skip"}  # the run's last event refreshes the region
+                case ("region", _):
+                    assert spec.src is not None
+                    plan[spec.id] = ("region", None, self.cache.get(spec.src, run[-1][1]))
         return plan
 
     def _burst(self, run: list[_Item]) -> list[dict[str, Any]]:
