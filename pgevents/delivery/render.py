@@ -11,6 +11,12 @@ an in-process handler, not the network.
 process show the region, one render per change; concurrent askers await the same task. A
 render that does not answer 200 (a view that needs a login redirects, a bug answers 500) is
 reported as such, and the client falls back to fetching the region itself.
+
+A failure is an answer for a moment only: a view that raised once, or a database blip, must
+not make that (URL, event) unrenderable for good (replays and resets ask again). It is kept
+``RETRY_AFTER`` seconds, so the wave of subscribers a change reaches shares the one failed
+attempt instead of each retrying a view that is down, then forgotten: the next asker renders
+again. A 404 or 410 is not a failure (the row is gone) and is kept like any answer.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, NamedTuple
@@ -37,6 +44,11 @@ logger = logging.getLogger(__name__)
 
 #: Renders remembered per process (oldest dropped first): enough for the events in flight.
 CACHE_SIZE = 1024
+#: Seconds a failed render is remembered (shared by everyone asking meanwhile) before the
+#: next asker tries again.
+RETRY_AFTER = 1.0
+#: Statuses that are answers: the HTML (200), or the row is gone (404, 410).
+ANSWERS = (200, 404, 410)
 #: The header a shared render carries, so a view (or a request log) can tell it apart.
 HEADER = "HTTP_X_PGEVENTS_RENDER"
 
@@ -155,29 +167,62 @@ async def render(path: str) -> Rendered:
     thread affinity is needed.
     """
     try:
-        return await sync_to_async(render_path, thread_sensitive=False)(path)
+        rendered = await sync_to_async(render_path, thread_sensitive=False)(path)
     except Exception:
-        logger.exception("rendering %s for a shared region failed", path)
+        logger.exception(
+            "rendering %s for a shared region failed: not sent, the tabs fetch it themselves; "
+            "tried again for the next event, or after %s s",
+            path,
+            RETRY_AFTER,
+        )
         return Rendered(500, "")
+    if rendered.status not in ANSWERS:
+        logger.warning(
+            "rendering %s for a shared region answered %d, not 200: not sent, the tabs fetch it themselves "
+            "(a shared region's views must answer an anonymous GET; a redirect is usually a login)",
+            path,
+            rendered.status,
+        )
+    return rendered
 
 
 class RenderCache:
-    """One render per (URL, version) per process; the version is the event id it is for."""
+    """One render per (URL, version) per process; the version is the event id it is for.
 
-    def __init__(self, size: int = CACHE_SIZE) -> None:
+    Failed renders (anything but ``ANSWERS``) are forgotten ``retry_after`` seconds after
+    they failed (module docstring).
+    """
+
+    def __init__(
+        self, size: int = CACHE_SIZE, retry_after: float = RETRY_AFTER, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.size = size
+        self.retry_after = retry_after
+        self.clock = clock
         self._tasks: OrderedDict[tuple[str, Hashable], asyncio.Future[Rendered]] = OrderedDict()
-        #: Renders started by this process (each distinct (URL, version) once).
+        #: When a render of ``_tasks`` failed, by key.
+        self._failed: dict[tuple[str, Hashable], float] = {}
+        #: Renders started by this process (each distinct (URL, version) once, failures again).
         self.renders = 0
 
     def get(self, path: str, version: Hashable) -> asyncio.Future[Rendered]:
         key = (path, version)
         task = self._tasks.get(key)
-        if task is None:
+        failed = self._failed.get(key)
+        if task is None or (failed is not None and self.clock() - failed >= self.retry_after):
+            self._failed.pop(key, None)
             self.renders += 1
             metrics.SHARED_RENDERS.inc()
-            task = asyncio.ensure_future(render(path))
+            task = asyncio.ensure_future(self._render(key))
             self._tasks[key] = task
+            self._tasks.move_to_end(key)
             while len(self._tasks) > self.size:
-                self._tasks.popitem(last=False)
+                dropped, _ = self._tasks.popitem(last=False)
+                self._failed.pop(dropped, None)
         return task
+
+    async def _render(self, key: tuple[str, Hashable]) -> Rendered:
+        rendered = await render(key[0])
+        if rendered.status not in ANSWERS and key in self._tasks:
+            self._failed[key] = self.clock()
+        return rendered

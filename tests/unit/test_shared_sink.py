@@ -188,6 +188,51 @@ def test_the_cache_is_bounded_and_keyed_by_url_and_version(pages: Pages) -> None
     asyncio.run(body())
 
 
+def test_a_failed_render_is_shared_for_a_moment_then_tried_again(pages: Pages) -> None:
+    """A view that fails once (a database blip): everyone asking meanwhile shares the one
+    failed attempt; after ``retry_after`` the next asker renders again and gets the HTML,
+    which is then kept. A 404 is an answer, not a failure: it is kept."""
+
+    async def body() -> None:
+        now = [0.0]
+        cache = RenderCache(retry_after=1.0, clock=lambda: now[0])
+        pages.pages["/people/row/5/"] = Rendered(500, "")
+        first = [cache.get("/people/row/5/", 7) for _ in range(3)]  # one wave of subscribers
+        assert [await f for f in first] == [Rendered(500, "")] * 3 and cache.renders == 1
+        now[0] = 0.5
+        assert await cache.get("/people/row/5/", 7) == Rendered(500, "") and cache.renders == 1
+        pages.pages["/people/row/5/"] = Rendered(200, "<tr>five</tr>")  # the blip is over
+        now[0] = 1.0
+        assert await cache.get("/people/row/5/", 7) == Rendered(200, "<tr>five</tr>") and cache.renders == 2
+        now[0] = 100.0
+        assert await cache.get("/people/row/5/", 7) == Rendered(200, "<tr>five</tr>") and cache.renders == 2
+        assert await cache.get("/people/row/404/", 7) == Rendered(404, "")
+        assert await cache.get("/people/row/404/", 7) == Rendered(404, "") and cache.renders == 3
+        assert pages.asked == ["/people/row/5/", "/people/row/5/", "/people/row/404/"]
+
+    asyncio.run(body())
+
+
+def test_a_failed_render_is_logged_with_what_happens_next(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real renderer: a view that raises, and one that answers a redirect (a login)."""
+
+    def raising(path: str) -> Rendered:
+        raise RuntimeError("database blip")
+
+    async def body() -> None:
+        assert await render.render("/admin/") == Rendered(302, "")
+
+    with caplog.at_level("WARNING", logger="pgevents.delivery.render"):
+        asyncio.run(body())
+        monkeypatch.setattr(render, "render_path", raising)
+        assert asyncio.run(render.render("/people/count/")) == Rendered(500, "")
+    assert "rendering /admin/ for a shared region answered 302, not 200: not sent" in caplog.text
+    assert "rendering /people/count/ for a shared region failed: not sent, the tabs fetch it themselves" in caplog.text
+    assert "database blip" in caplog.text
+
+
 def test_helpers() -> None:
     assert fill("/row/{key}/", "a b/c") == "/row/a%20b%2Fc/"
     assert with_html('{"a":1}', {}) == '{"a":1}'
