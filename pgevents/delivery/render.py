@@ -35,8 +35,9 @@ from typing import Any, NamedTuple
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.base import BaseHandler
-from django.core.handlers.wsgi import WSGIRequest
+from django.core.handlers.wsgi import WSGIRequest, get_script_name
 from django.http import HttpResponse
+from django.urls import get_script_prefix, set_script_prefix
 
 from pgevents import metrics
 
@@ -61,7 +62,10 @@ class RegionSpec:
     ``src`` a URL rendering the region's inner HTML (reloads, bursts, resets). ``id`` names
     the region in the frames that carry its HTML; it is derived from the rest, so two pages
     showing the same region share its renders. ``name`` is the SSE event name of an HTML
-    stream (``{% pgevents_htmx %}``), which htmx's ``sse-swap`` matches.
+    stream (``{% pgevents_htmx %}``), which htmx's ``sse-swap`` matches. ``prefix`` is the
+    script prefix the URLs were reversed under (``SCRIPT_NAME``, ``FORCE_SCRIPT_NAME``, an
+    ASGI ``root_path``): the part of them the render gives as ``SCRIPT_NAME``, not as a path
+    of the URLconf, as the server in front of the project would.
     """
 
     channel: str
@@ -69,12 +73,14 @@ class RegionSpec:
     key: str
     src: str | None
     name: str | None = None
+    prefix: str = "/"
 
     @property
     def id(self) -> str:
-        digest = hashlib.sha256(
-            json.dumps([self.channel, self.row, self.key, self.src, self.name]).encode()
-        ).hexdigest()
+        parts = [self.channel, self.row, self.key, self.src, self.name]
+        if self.prefix != "/":
+            parts.append(self.prefix)
+        digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
         return f"r{digest[:12]}"
 
 
@@ -118,14 +124,26 @@ _KEPT = (
 )
 
 
-def render_path(path: str, base: dict[str, Any] | None = None, kind: str = "shared") -> Rendered:
+def split(path: str, prefix: str) -> tuple[str, str]:
+    """``(SCRIPT_NAME, PATH_INFO)`` of ``path`` (a URL as the project reversed it, under
+    script prefix ``prefix``); a path outside the prefix is taken as it is."""
+    script = prefix.rstrip("/")
+    if script and (path == script or path.startswith(script + "/")):
+        return script, path[len(script) :] or "/"
+    return "", path
+
+
+def render_path(path: str, base: dict[str, Any] | None = None, kind: str = "shared", prefix: str = "/") -> Rendered:
     """GET ``path`` through the project's URLconf and middleware, in this thread.
 
     Without ``base`` the request is anonymous (no cookies): a shared region's render. With
     ``base`` (another request's ``META``) it carries that request's cookies and host: a
-    per-user fragment, as that user's browser would have fetched it.
+    per-user fragment, as that user's browser would have fetched it. ``prefix``: the script
+    prefix ``path`` includes (a project mounted under ``/app/``); the render runs under it,
+    so the view's own ``reverse()`` and ``request.path`` are what a request would have seen.
     """
-    path_info, _, query = path.partition("?")
+    full, _, query = path.partition("?")
+    script_name, path_info = split(full, prefix)
     environ: dict[str, Any] = {
         "SERVER_NAME": host(),
         "SERVER_PORT": "80",
@@ -138,7 +156,7 @@ def render_path(path: str, base: dict[str, Any] | None = None, kind: str = "shar
             "REQUEST_METHOD": "GET",
             "PATH_INFO": path_info,
             "QUERY_STRING": query,
-            "SCRIPT_NAME": "",
+            "SCRIPT_NAME": script_name,
             "SERVER_PROTOCOL": "HTTP/1.1",
             "HTTP_X_REQUESTED_WITH": "pgevents",
             HEADER: kind,
@@ -147,7 +165,12 @@ def render_path(path: str, base: dict[str, Any] | None = None, kind: str = "shar
             "wsgi.errors": BytesIO(),
         }
     )
-    response = _get_handler().get_response(WSGIRequest(environ))
+    before = get_script_prefix()
+    set_script_prefix(get_script_name(environ))  # as Django's own WSGI handler does
+    try:
+        response = _get_handler().get_response(WSGIRequest(environ))
+    finally:
+        set_script_prefix(before)
     try:
         if not isinstance(response, HttpResponse):  # streamed or a file: not a fragment
             return Rendered(response.status_code, "")
@@ -156,7 +179,7 @@ def render_path(path: str, base: dict[str, Any] | None = None, kind: str = "shar
         response.close()  # request_finished: database connections are closed as after a request
 
 
-async def render(path: str) -> Rendered:
+async def render(path: str, prefix: str = "/") -> Rendered:
     """``render_path`` off the event loop, on a pool thread.
 
     ``thread_sensitive=False``: Django runs sync views of an ASGI process on one shared thread
@@ -167,7 +190,7 @@ async def render(path: str) -> Rendered:
     thread affinity is needed.
     """
     try:
-        rendered = await sync_to_async(render_path, thread_sensitive=False)(path)
+        rendered = await sync_to_async(render_path, thread_sensitive=False)(path, prefix=prefix)
     except Exception:
         logger.exception(
             "rendering %s for a shared region failed: not sent, the tabs fetch it themselves; "
@@ -186,6 +209,9 @@ async def render(path: str) -> Rendered:
     return rendered
 
 
+_Key = tuple[str, Hashable, str]  # (path, version, prefix)
+
+
 class RenderCache:
     """One render per (URL, version) per process; the version is the event id it is for.
 
@@ -199,14 +225,15 @@ class RenderCache:
         self.size = size
         self.retry_after = retry_after
         self.clock = clock
-        self._tasks: OrderedDict[tuple[str, Hashable], asyncio.Future[Rendered]] = OrderedDict()
+        self._tasks: OrderedDict[_Key, asyncio.Future[Rendered]] = OrderedDict()
         #: When a render of ``_tasks`` failed, by key.
-        self._failed: dict[tuple[str, Hashable], float] = {}
+        self._failed: dict[_Key, float] = {}
         #: Renders started by this process (each distinct (URL, version) once, failures again).
         self.renders = 0
 
-    def get(self, path: str, version: Hashable) -> asyncio.Future[Rendered]:
-        key = (path, version)
+    def get(self, path: str, version: Hashable, prefix: str = "/") -> asyncio.Future[Rendered]:
+        """The render of ``path`` (a URL under script prefix ``prefix``) for ``version``."""
+        key = (path, version, prefix)
         task = self._tasks.get(key)
         failed = self._failed.get(key)
         if task is None or (failed is not None and self.clock() - failed >= self.retry_after):
@@ -221,8 +248,8 @@ class RenderCache:
                 self._failed.pop(dropped, None)
         return task
 
-    async def _render(self, key: tuple[str, Hashable]) -> Rendered:
-        rendered = await render(key[0])
+    async def _render(self, key: _Key) -> Rendered:
+        rendered = await render(key[0], key[2])
         if rendered.status not in ANSWERS and key in self._tasks:
             self._failed[key] = self.clock()
         return rendered

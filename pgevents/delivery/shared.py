@@ -138,12 +138,12 @@ class SharedSink:
                     plan[spec.id] = {"op": "row", "key": key, "html": None}
                 case ("row", key):
                     assert spec.row is not None and key is not None
-                    plan[spec.id] = ("row", key, self.cache.get(fill(spec.row, key), id))
+                    plan[spec.id] = ("row", key, self.cache.get(fill(spec.row, key), id, spec.prefix))
                 case ("region", _) if index < len(run) - 1 and not spec.row:
                     plan[spec.id] = {"op": "skip"}  # the run's last event refreshes the region
                 case ("region", _):
                     assert spec.src is not None
-                    plan[spec.id] = ("region", None, self.cache.get(spec.src, run[-1][1]))
+                    plan[spec.id] = ("region", None, self.cache.get(spec.src, run[-1][1], spec.prefix))
         return plan
 
     def _burst(self, run: list[_Item]) -> list[dict[str, Any]]:
@@ -154,7 +154,7 @@ class SharedSink:
                 continue  # nothing to render the whole region from: the client reloads it
             for plan in plans[:-1]:
                 plan[spec.id] = {"op": "skip"}
-            plans[-1][spec.id] = ("region", None, self.cache.get(spec.src, ("burst", last)))
+            plans[-1][spec.id] = ("region", None, self.cache.get(spec.src, ("burst", last), spec.prefix))
         return plans
 
     async def _control(self, frame: str) -> str:
@@ -163,7 +163,7 @@ class SharedSink:
         if not message or message.get("type") != "reset":
             return frame
         version = ("reset", message.get("last_event_id"))
-        plan = {s.id: ("region", None, self.cache.get(s.src, version)) for s in self.specs if s.src}
+        plan = {s.id: ("region", None, self.cache.get(s.src, version, s.prefix)) for s in self.specs if s.src}
         return with_html(frame, await _resolve(plan))
 
 

@@ -30,8 +30,8 @@ class Pages:
         self.pages = pages
         self.asked: list[str] = []
 
-    async def __call__(self, path: str) -> Rendered:
-        self.asked.append(path)
+    async def __call__(self, path: str, prefix: str = "/") -> Rendered:
+        self.asked.append(path if prefix == "/" else f"{prefix} {path}")
         await asyncio.sleep(0)
         return self.pages.get(path, Rendered(404, ""))
 
@@ -218,7 +218,7 @@ def test_a_failed_render_is_logged_with_what_happens_next(
 ) -> None:
     """The real renderer: a view that raises, and one that answers a redirect (a login)."""
 
-    def raising(path: str) -> Rendered:
+    def raising(path: str, prefix: str) -> Rendered:
         raise RuntimeError("database blip")
 
     async def body() -> None:
