@@ -176,7 +176,13 @@ def render_path(path: str, base: dict[str, Any] | None = None, kind: str = "shar
             return Rendered(response.status_code, "")
         return Rendered(response.status_code, response.content.decode(response.charset or "utf-8"))
     finally:
-        response.close()  # request_finished: database connections are closed as after a request
+        if base is None or not isinstance(response, HttpResponse):
+            # A render of its own ends as a request does (request_finished: the thread's
+            # database connections are closed or recycled as after any request). A fragment
+            # is part of the asking request: that request's end does it, once, and until then
+            # its connection stays open for the next fragment (and its transaction, with
+            # ATOMIC_REQUESTS, is not cut). A stream or a file is closed in any case.
+            response.close()
 
 
 async def render(path: str, prefix: str = "/") -> Rendered:
