@@ -14,10 +14,11 @@ the page's ``jitter`` (``{% pgevents_script jitter=… %}``, here ``?jitter=``) 
   offset, percentiles and a histogram in tenths of the configured window;
 - when the last tab showed the row, from the commit.
 
-Real tabs, not simulated ones: the fetch path under test is the shipped ``pgevents.js``, and
-the spread includes what a busy browser adds to its timers. 100 tabs fit a 2-core machine
-(about 3 GB of memory); the figures are the page's own clock, so a loaded machine shows up
-as a wider spread, not as a wrong one. Runs daphne + runlisten on a database of its own
+Real tabs, not clients imitating them: the fetch path under test is the shipped
+``pgevents.js`` (its fetcher's window, its regions' debounce), and the spread includes what
+a busy browser adds to its timers. 100 tabs of this small page run on the 2-core machine
+the benchmarks use; the offsets are read on the page's own clock, so a loaded machine shows
+up as a wider spread (requests later than the window), not as a wrong count. Runs daphne + runlisten on a database of its own
 (``pgevents_bench_peruser``, dropped at the end). No assertion: it prints figures.
 
     .venv/bin/python -m bench.peruser --tabs 100 --rounds 5 --jitter 100
