@@ -27,10 +27,10 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -216,6 +216,7 @@ async def render(path: str, prefix: str = "/") -> Rendered:
 
 
 _Key = tuple[str, Hashable, str]  # (path, version, prefix)
+_T = TypeVar("_T")
 
 
 class RenderCache:
@@ -236,6 +237,7 @@ class RenderCache:
         self._failed: dict[_Key, float] = {}
         #: Renders started by this process (each distinct (URL, version) once, failures again).
         self.renders = 0
+        self._composed: OrderedDict[Hashable, asyncio.Future[Any]] = OrderedDict()
 
     def get(self, path: str, version: Hashable, prefix: str = "/") -> asyncio.Future[Rendered]:
         """The render of ``path`` (a URL under script prefix ``prefix``) for ``version``."""
@@ -259,3 +261,22 @@ class RenderCache:
         if rendered.status not in ANSWERS and key in self._tasks:
             self._failed[key] = self.clock()
         return rendered
+
+    def compose(self, key: Hashable, make: Callable[[], Awaitable[tuple[_T, bool]]]) -> asyncio.Future[_T]:
+        """What ``make`` builds from renders (``shared.SharedSink``: a run's frames with their
+        HTML), once per ``key`` for every subscriber of the process. ``make`` answers the value
+        and whether every render in it answered; a value built on a failed render is
+        forgotten after ``retry_after``, as the failure itself is."""
+        task = self._composed.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._composing(key, make))
+            self._composed[key] = task
+            while len(self._composed) > self.size:
+                self._composed.popitem(last=False)
+        return task
+
+    async def _composing(self, key: Hashable, make: Callable[[], Awaitable[tuple[_T, bool]]]) -> _T:
+        value, complete = await make()
+        if not complete:
+            asyncio.get_running_loop().call_later(self.retry_after, self._composed.pop, key, None)
+        return value

@@ -15,9 +15,12 @@ A region without an entry (a render that did not answer 200, a region with no UR
 case) is left to the client, which fetches as it would for a per-user region.
 
 Renders come from the process's ``RenderCache``, keyed by URL and event id, so a thousand
-subscribers cost one render per change. The frames wait in an ordered queue while their
-renders run: the hub hands the event over and goes on with other subscribers at once,
-and each client still gets its frames in order. A run of more events than ``BURST``
+subscribers cost one render per change; the frames built from them (the ``html`` field, the
+WebSocket frame) are composed once per run of events and set of regions, and written to
+each live socket as they are (``write_nowait``, as the hub writes plain events), so the
+work per subscriber is a write, not a parse, an encoding and a pass through ASGI. The frames
+wait in an ordered queue while their renders run: the hub hands the event over and goes on
+with other subscribers at once, and each client still gets its frames in order. A run of more events than ``BURST``
 queued at once becomes one ``region`` render at the last event (one refresh).
 """
 
@@ -30,8 +33,9 @@ from typing import Any
 from urllib.parse import quote
 
 from pgevents.core.envelope import dumps
+from pgevents.delivery.fastsend import text_frame
 from pgevents.delivery.gate import parsed
-from pgevents.delivery.render import RegionSpec, RenderCache, Rendered
+from pgevents.delivery.render import ANSWERS, RegionSpec, RenderCache, Rendered
 from pgevents.delivery.subscription import Sink
 
 logger = logging.getLogger(__name__)
@@ -81,6 +85,7 @@ class SharedSink:
         self.inner = inner
         self.specs = tuple(specs)
         self.cache = cache
+        self._spec_ids = tuple(spec.id for spec in self.specs)
         self._queue: list[_Item] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -118,13 +123,34 @@ class SharedSink:
     async def _flush(self, run: list[_Item]) -> None:
         if not run:
             return
+        # Every subscriber of this process showing the same regions gets the same frames for
+        # the same run: they are composed once (renders, the html field, the WebSocket frame)
+        # and written to each socket as they are, as the hub writes plain events.
+        key = (tuple((frame, id) for frame, id, _ in run), self._spec_ids)
+        composed = await self.cache.compose(key, lambda: self._compose(run))
+        write = getattr(self.inner, "write_nowait", None)
+        for (_, id, replay), (text, wire) in zip(run, composed, strict=True):
+            if write is not None and not replay:
+                write(wire)  # live: the direct write, with the slow-client rule of the sink's own path
+            else:
+                await self.inner.send_event(text, id, replay=bool(replay))
+
+    async def _compose(self, run: list[_Item]) -> tuple[list[tuple[str, bytes]], bool]:
+        """The run's frames with their HTML (text and WebSocket frame), and whether every
+        render answered (a failed one is not kept: see ``RenderCache.compose``)."""
         # Every render of the run starts before the first is awaited: they run side by side.
         if len(run) > BURST:
-            html = self._burst(run)
+            plans = self._burst(run)
         else:
-            html = [self._plan(frame, id, run, i) for i, (frame, id, _) in enumerate(run)]
-        for (frame, id, replay), planned in zip(run, html, strict=True):
-            await self.inner.send_event(with_html(frame, await _resolve(planned)), id, replay=bool(replay))
+            plans = [self._plan(frame, id, run, i) for i, (frame, id, _) in enumerate(run)]
+        composed: list[tuple[str, bytes]] = []
+        complete = True
+        for (frame, _, _), planned in zip(run, plans, strict=True):
+            html, answered = await _resolve(planned)
+            complete = complete and answered
+            text = with_html(frame, html)
+            composed.append((text, text_frame(text)))
+        return composed, complete
 
     def _plan(self, frame: str, id: int | None, run: list[_Item], index: int) -> dict[str, Any]:
         """What each region gets with this event: values are dicts, or futures of renders."""
@@ -164,13 +190,16 @@ class SharedSink:
             return frame
         version = ("reset", message.get("last_event_id"))
         plan = {s.id: ("region", None, self.cache.get(s.src, version, s.prefix)) for s in self.specs if s.src}
-        return with_html(frame, await _resolve(plan))
+        html, _ = await _resolve(plan)
+        return with_html(frame, html)
 
 
-async def _resolve(plan: dict[str, Any]) -> dict[str, Any]:
+async def _resolve(plan: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """The plan with its renders awaited; regions whose render did not answer 200 are left
-    out (the client fetches them), a row view's 404 means the row is gone."""
+    out (the client fetches them), a row view's 404 means the row is gone. The flag: every
+    render answered (200, 404 or 410)."""
     html: dict[str, Any] = {}
+    answered = True
     for rid, value in plan.items():
         if isinstance(value, dict):
             html[rid] = value
@@ -181,4 +210,6 @@ async def _resolve(plan: dict[str, Any]) -> dict[str, Any]:
             html[rid] = {"op": op, "html": rendered.html} | ({"key": key} if key is not None else {})
         elif op == "row" and rendered.status in (404, 410):
             html[rid] = {"op": "row", "key": key, "html": None}
-    return html
+        else:
+            answered = answered and rendered.status in ANSWERS
+    return html, answered

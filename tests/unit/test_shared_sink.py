@@ -105,6 +105,48 @@ def test_rows_are_rendered_once_for_every_subscriber(pages: Pages) -> None:
     asyncio.run(body())
 
 
+def test_live_frames_are_composed_once_and_written_directly(pages: Pages) -> None:
+    """Subscribers of one process showing the same regions share one composed frame, written
+    to each socket as it is (``write_nowait``, as the hub writes plain events); a replay goes
+    through the sink's own paced path."""
+
+    async def body() -> None:
+        cache = RenderCache()
+        direct = [RecordingSink(direct=True) for _ in range(3)]
+        sinks = [SharedSink(r, [ROWS], cache) for r in direct]
+        for sink in sinks:
+            await sink.send_event(event(7, "INSERT", pk=1), 7)
+        got = [await r.next() for r in direct]
+        assert [m["via"] for m in got] == ["direct"] * 3
+        assert all(m["html"] == {ROWS.id: {"op": "row", "key": "1", "html": "<tr>one</tr>"}} for m in got)
+        assert direct[0].writes[0] is direct[1].writes[0]  # the same bytes, framed once
+        await sinks[0].send_event(event(7, "INSERT", pk=1), 7, replay=True)
+        replayed = await direct[0].next()
+        assert replayed["via"] == "replay" and replayed["html"] == got[0]["html"]
+        assert cache.renders == 1
+
+    asyncio.run(body())
+
+
+def test_a_failed_render_costs_its_wave_one_attempt_and_is_tried_again_later(pages: Pages) -> None:
+    async def body() -> None:
+        cache = RenderCache(retry_after=0.05)
+        pages.pages["/people/row/1/"] = Rendered(500, "")
+        wave = [RecordingSink() for _ in range(3)]
+        for recorder in wave:
+            await SharedSink(recorder, [ROWS], cache).send_event(event(7, "UPDATE", pk=1), 7)
+        assert ["html" in await r.next() for r in wave] == [False] * 3  # not sent: the tabs fetch it
+        assert pages.asked == ["/people/row/1/"]  # one attempt for the whole wave
+        pages.pages["/people/row/1/"] = Rendered(200, "<tr>one again</tr>")
+        await asyncio.sleep(0.06)
+        later = RecordingSink()  # a replay of the same event, after the blip
+        await SharedSink(later, [ROWS], cache).send_event(event(7, "UPDATE", pk=1), 7, replay=True)
+        assert (await later.next())["html"] == {ROWS.id: {"op": "row", "key": "1", "html": "<tr>one again</tr>"}}
+        assert pages.asked == ["/people/row/1/", "/people/row/1/"]
+
+    asyncio.run(body())
+
+
 def test_deletes_gone_rows_and_failing_renders(pages: Pages) -> None:
     async def body() -> None:
         recorder = RecordingSink()
