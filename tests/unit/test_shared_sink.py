@@ -227,6 +227,16 @@ def test_the_cache_is_bounded_and_keyed_by_url_and_version(pages: Pages) -> None
         assert all(r == Rendered(200, "2") for r in results)
         assert cache.renders == 4  # 1 again after it was dropped: rendered again
 
+        made: list[str] = []
+
+        async def make(name: str) -> tuple[str, bool]:
+            made.append(name)
+            return name.upper(), True
+
+        for name in ("a", "b", "a", "c", "a"):
+            assert await cache.compose(name, lambda n=name: make(n)) == name.upper()
+        assert made == ["a", "b", "c", "a"]  # a was kept while within the size, dropped after c
+
     asyncio.run(body())
 
 
