@@ -86,8 +86,12 @@ class SharedSink:
         self.specs = tuple(specs)
         self.cache = cache
         self._spec_ids = tuple(spec.id for spec in self.specs)
+        self._write = getattr(inner, "write_nowait", None)
         self._queue: list[_Item] = []
         self._task: asyncio.Task[None] | None = None
+        self._kicked = False
+        #: The composed run the direct path is writing when it is ready (frames after it wait).
+        self._pending: asyncio.Future[list[tuple[str, bytes]]] | None = None
 
     async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
         self._put((frame, id, replay))
@@ -97,10 +101,36 @@ class SharedSink:
 
     def _put(self, item: _Item) -> None:
         self._queue.append(item)
-        if self._task is None or self._task.done():
+        if not self._kicked and (self._task is None or self._task.done()):
+            self._kicked = True
+            # After the rest of the hub's batch has joined the queue: it is one run.
+            asyncio.get_running_loop().call_soon(self._kick)
+
+    def _kick(self) -> None:
+        """The common case without a task of its own: live events only, a socket written
+        directly, nothing before them still waiting. The run's composed frames are written
+        when they are ready, by a callback on the future every subscriber of the process
+        shares: per subscriber, a callback and a write."""
+        self._kicked = False
+        idle = self._pending is None or self._pending.done()
+        if self._write is not None and idle and self._queue and all(item[2] is False for item in self._queue):
+            run, self._queue = self._queue, []
+            self._pending = self._composed(run)
+            self._pending.add_done_callback(self._written)
+            return
+        if self._queue:
             self._task = asyncio.ensure_future(self._run())
 
+    def _written(self, composed: asyncio.Future[list[tuple[str, bytes]]]) -> None:
+        if composed.cancelled() or composed.exception() is not None:
+            logger.error("composing shared-region frames failed", exc_info=composed.exception())
+            return
+        assert self._write is not None
+        self._write(b"".join(wire for _, wire in composed.result()))
+
     async def _run(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            await asyncio.wait([self._pending])  # its frames go first
         while self._queue:
             await asyncio.sleep(0)  # the rest of the hub's batch joins the queue first
             items, self._queue = self._queue, []
@@ -120,18 +150,19 @@ class SharedSink:
                 run.append(item)
         await self._flush(run)
 
+    def _composed(self, run: list[_Item]) -> asyncio.Future[list[tuple[str, bytes]]]:
+        """The run's frames with their HTML, composed once per process for every subscriber
+        showing the same regions (the same frames for the same run)."""
+        key = (tuple((frame, id) for frame, id, _ in run), self._spec_ids)
+        return self.cache.compose(key, lambda: self._compose(run))
+
     async def _flush(self, run: list[_Item]) -> None:
         if not run:
             return
-        # Every subscriber of this process showing the same regions gets the same frames for
-        # the same run: they are composed once (renders, the html field, the WebSocket frame)
-        # and written to each socket as they are, as the hub writes plain events.
-        key = (tuple((frame, id) for frame, id, _ in run), self._spec_ids)
-        composed = await self.cache.compose(key, lambda: self._compose(run))
-        write = getattr(self.inner, "write_nowait", None)
+        composed = await self._composed(run)
         for (_, id, replay), (text, wire) in zip(run, composed, strict=True):
-            if write is not None and not replay:
-                write(wire)  # live: the direct write, with the slow-client rule of the sink's own path
+            if self._write is not None and not replay:
+                self._write(wire)  # live: the direct write, with the slow-client rule of the sink's own path
             else:
                 await self.inner.send_event(text, id, replay=bool(replay))
 

@@ -128,6 +128,58 @@ def test_live_frames_are_composed_once_and_written_directly(pages: Pages) -> Non
     asyncio.run(body())
 
 
+def test_direct_writes_keep_the_order_of_events_and_controls(pages: Pages, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event arriving while the one before it is still being rendered, and a control
+    frame behind them, wait for it: the client gets them in order."""
+
+    async def body() -> None:
+        slow = asyncio.Event()
+        fast = pages.__call__
+
+        async def renders(path: str, prefix: str = "/") -> Rendered:
+            if path == "/people/row/1/":
+                await slow.wait()
+            return await fast(path, prefix)
+
+        monkeypatch.setattr(render, "render", renders)
+        recorder = RecordingSink(direct=True)
+        sink = SharedSink(recorder, [ROWS], RenderCache())
+        await sink.send_event(event(1, "INSERT", pk=1), 1)
+        await asyncio.sleep(0.01)
+        await sink.send_event(event(2, "INSERT", pk=2), 2)
+        await sink.send_control(control("pipeline", state="ok"))
+        await asyncio.sleep(0.01)
+        assert recorder.received == []  # the first is still rendering: nothing overtakes it
+        slow.set()
+        got = [await recorder.next() for _ in range(3)]
+        assert [(m["type"], m.get("id"), m["via"]) for m in got] == [
+            ("event", 1, "direct"),
+            ("event", 2, "direct"),
+            ("pipeline", None, "control"),
+        ]
+
+    asyncio.run(body())
+
+
+def test_a_direct_write_that_cannot_be_composed_is_logged(
+    pages: Pages, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(self: SharedSink, run: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(SharedSink, "_compose", broken)
+
+    async def body() -> None:
+        recorder = RecordingSink(direct=True)
+        await SharedSink(recorder, [ROWS], RenderCache()).send_event(event(1, "INSERT", pk=1), 1)
+        await asyncio.sleep(0.01)
+        assert recorder.received == []
+
+    with caplog.at_level("ERROR", logger="pgevents.delivery.shared"):
+        asyncio.run(body())
+    assert "composing shared-region frames failed" in caplog.text and "a bug" in caplog.text
+
+
 def test_a_failed_render_costs_its_wave_one_attempt_and_is_tried_again_later(pages: Pages) -> None:
     async def body() -> None:
         cache = RenderCache(retry_after=0.05)
