@@ -148,6 +148,18 @@ def report(
         return (float("nan"), float("nan"), per_change, http)
     q = statistics.quantiles(latencies, n=100)
     print(f"commit -> HTML received: p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms, max {latencies[-1]:.0f} ms")
+    # Where a tail comes from: a change that reached everyone late (its first frame late:
+    # the render or the pipeline), or one whose frames spread out (the fan-out).
+    by_change: dict[int, list[float]] = {}
+    for pk, t, _ in seen:
+        if pk in committed:
+            by_change.setdefault(pk, []).append((t - committed[pk]) * 1000)
+    firsts = sorted(min(v) for v in by_change.values())
+    spreads = sorted(max(v) - min(v) for v in by_change.values())
+    print(
+        f"per change: first frame p50 {statistics.median(firsts):.0f} ms, max {firsts[-1]:.0f} ms;"
+        f" first to last frame p50 {statistics.median(spreads):.0f} ms, max {spreads[-1]:.0f} ms"
+    )
     return (q[49], q[98], per_change, http)
 
 
