@@ -88,6 +88,8 @@ def sign_region(spec: RegionSpec) -> str:
     payload = {"c": spec.channel, "r": spec.row, "k": spec.key, "s": spec.src}
     if spec.name is not None:
         payload["n"] = spec.name
+    if spec.prefix != "/":
+        payload["p"] = spec.prefix
     return str(signing.dumps(payload, salt=REGION_SALT, compress=True))
 
 
@@ -95,11 +97,13 @@ def verify_region(token: object, channel: str) -> RegionSpec:
     """The region in ``token`` for ``channel``; ``BadToken`` when it is not valid."""
     payload = _load(token, REGION_SALT, channel, "region token")
     row, key, src, name = payload.get("r"), payload.get("k"), payload.get("s"), payload.get("n")
+    prefix = payload.get("p", "/")
     if (
-        not (row is None or isinstance(row, str))
+        not isinstance(prefix, str)
+        or not (row is None or isinstance(row, str))
         or not isinstance(key, str)
         or not (src is None or isinstance(src, str))
         or not (name is None or isinstance(name, str))
     ):
         raise BadToken("region token is not valid")
-    return RegionSpec(channel, row, key, src, name)
+    return RegionSpec(channel, row, key, src, name, prefix)

@@ -156,6 +156,10 @@ def manage(db_url: str, *args: str) -> str:
 #: The ASGI servers the stack can run (``server=``), as commands for a port.
 SERVERS = {
     "daphne": lambda port: ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "demo_project.asgi:application"],
+    # the project mounted under /app/, as behind a proxy that forwards that prefix
+    "daphne-root-path": lambda port: [
+        *("-m", "daphne", "--root-path", "/app", "-b", "127.0.0.1", "-p", str(port), "demo_project.asgi:application")
+    ],
     "uvicorn": lambda port: [
         *("-m", "uvicorn", "demo_project.asgi:application", "--host", "127.0.0.1", "--port", str(port)),
         *("--lifespan", "off", "--no-access-log"),

@@ -18,6 +18,26 @@ def people_count(request: HttpRequest) -> HttpResponse:
     return render(request, "people/count.html", {"people": Person.objects.all()})
 
 
+def people_per_user(request: HttpRequest) -> HttpResponse:
+    """The people table with per-user regions: every page fetches what a change needs, in one
+    request for its three regions (``?jitter=`` sets how long it may wait, at random)."""
+    try:
+        jitter = min(max(int(request.GET.get("jitter", "100")), 0), 10_000)
+    except ValueError:
+        jitter = 100
+    people = Person.objects.all()
+    return render(
+        request,
+        "people/per_user.html",
+        {"people": people, "newest": people.order_by("-person_id").first(), "jitter": jitter},
+    )
+
+
+def people_newest(request: HttpRequest) -> HttpResponse:
+    """The newest person's name, a region of the per-user page."""
+    return render(request, "people/newest.html", {"newest": Person.objects.order_by("-person_id").first()})
+
+
 def people_htmx(request: HttpRequest) -> HttpResponse:
     """The people table for htmx, without the pgevents client."""
     return render(request, "people/htmx.html", {"people": Person.objects.all()})

@@ -41,9 +41,11 @@ def fragments(request: HttpRequest) -> HttpResponse:
         if url.split("?", 1)[0] == request.path:
             return _error("fragments cannot be asked for themselves")
     base: dict[str, Any] = {**request.META, "wsgi.url_scheme": request.scheme}
+    # The script prefix of this request (a project mounted under /app/): the URLs include it.
+    prefix = request.path[: len(request.path) - len(request.path_info)] + "/"
     found = []
     for url in dict.fromkeys(urls):
-        rendered = render_path(url, base, kind="fragment")
+        rendered = render_path(url, base, kind="fragment", prefix=prefix)
         found.append({"url": url, "status": rendered.status, "html": rendered.html if rendered.status == 200 else ""})
     response = JsonResponse({"fragments": found})
     response["Cache-Control"] = "no-store"

@@ -15,9 +15,12 @@ A region without an entry (a render that did not answer 200, a region with no UR
 case) is left to the client, which fetches as it would for a per-user region.
 
 Renders come from the process's ``RenderCache``, keyed by URL and event id, so a thousand
-subscribers cost one render per change. The frames wait in an ordered queue while their
-renders run: the hub hands the event over and goes on with other subscribers at once,
-and each client still gets its frames in order. A run of more events than ``BURST``
+subscribers cost one render per change; the frames built from them (the ``html`` field, the
+WebSocket frame) are composed once per run of events and set of regions, and written to
+each live socket as they are (``write_nowait``, as the hub writes plain events), so the
+work per subscriber is a write, not a parse, an encoding and a pass through ASGI. The frames
+wait in an ordered queue while their renders run: the hub hands the event over and goes on
+with other subscribers at once, and each client still gets its frames in order. A run of more events than ``BURST``
 queued at once becomes one ``region`` render at the last event (one refresh).
 """
 
@@ -30,8 +33,9 @@ from typing import Any
 from urllib.parse import quote
 
 from pgevents.core.envelope import dumps
+from pgevents.delivery.fastsend import text_frame
 from pgevents.delivery.gate import parsed
-from pgevents.delivery.render import RegionSpec, RenderCache, Rendered
+from pgevents.delivery.render import ANSWERS, RegionSpec, RenderCache, Rendered
 from pgevents.delivery.subscription import Sink
 
 logger = logging.getLogger(__name__)
@@ -52,6 +56,28 @@ def with_html(frame: str, html: dict[str, Any]) -> str:
     return frame if not html else f'{frame[:-1]},"html":{dumps(html)}}}'
 
 
+def decide(spec: RegionSpec, event: dict[str, Any]) -> tuple[str, str | None] | None:
+    """What the server sends a shared region for one event (the ``pgevents.testing`` helper
+    asks the same): ``("gone", key)`` the row is removed, no render; ``("row", key)`` the
+    row's HTML from ``spec.row``; ``("region", None)`` the region's HTML from ``spec.src``;
+    None: nothing is pushed, the client decides (and fetches) as for a per-user region.
+    """
+    op = event.get("op")
+    leaves = event.get("type") == "leave"
+    if op is None and not leaves:
+        return None  # a plain NOTIFY: nothing to render
+    row = event.get("row") if isinstance(event.get("row"), dict) else None
+    old = event.get("old") if isinstance(event.get("old"), dict) else None
+    key = (row or {}).get(spec.key, (old or {}).get(spec.key))
+    if spec.row and key is not None and (leaves or op == "DELETE"):
+        return ("gone", str(key))
+    if spec.row and op in _ROW_OPS and key is not None:
+        return ("row", str(key))
+    if spec.src:
+        return ("region", None)
+    return None
+
+
 class SharedSink:
     """Adds the HTML of ``specs`` to the frames it passes to ``inner``, in order."""
 
@@ -59,8 +85,13 @@ class SharedSink:
         self.inner = inner
         self.specs = tuple(specs)
         self.cache = cache
+        self._spec_ids = tuple(spec.id for spec in self.specs)
+        self._write = getattr(inner, "write_nowait", None)
         self._queue: list[_Item] = []
         self._task: asyncio.Task[None] | None = None
+        self._kicked = False
+        #: The composed run the direct path is writing when it is ready (frames after it wait).
+        self._pending: asyncio.Future[list[tuple[str, bytes]]] | None = None
 
     async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
         self._put((frame, id, replay))
@@ -70,10 +101,36 @@ class SharedSink:
 
     def _put(self, item: _Item) -> None:
         self._queue.append(item)
-        if self._task is None or self._task.done():
+        if not self._kicked and (self._task is None or self._task.done()):
+            self._kicked = True
+            # After the rest of the hub's batch has joined the queue: it is one run.
+            asyncio.get_running_loop().call_soon(self._kick)
+
+    def _kick(self) -> None:
+        """The common case without a task of its own: live events only, a socket written
+        directly, nothing before them still waiting. The run's composed frames are written
+        when they are ready, by a callback on the future every subscriber of the process
+        shares: per subscriber, a callback and a write."""
+        self._kicked = False
+        idle = self._pending is None or self._pending.done()
+        if self._write is not None and idle and self._queue and all(item[2] is False for item in self._queue):
+            run, self._queue = self._queue, []
+            self._pending = self._composed(run)
+            self._pending.add_done_callback(self._written)
+            return
+        if self._queue:
             self._task = asyncio.ensure_future(self._run())
 
+    def _written(self, composed: asyncio.Future[list[tuple[str, bytes]]]) -> None:
+        if composed.cancelled() or composed.exception() is not None:
+            logger.error("composing shared-region frames failed", exc_info=composed.exception())
+            return
+        assert self._write is not None
+        self._write(b"".join(wire for _, wire in composed.result()))
+
     async def _run(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            await asyncio.wait([self._pending])  # its frames go first
         while self._queue:
             await asyncio.sleep(0)  # the rest of the hub's batch joins the queue first
             items, self._queue = self._queue, []
@@ -93,16 +150,38 @@ class SharedSink:
                 run.append(item)
         await self._flush(run)
 
+    def _composed(self, run: list[_Item]) -> asyncio.Future[list[tuple[str, bytes]]]:
+        """The run's frames with their HTML, composed once per process for every subscriber
+        showing the same regions (the same frames for the same run)."""
+        key = (tuple((frame, id) for frame, id, _ in run), self._spec_ids)
+        return self.cache.compose(key, lambda: self._compose(run))
+
     async def _flush(self, run: list[_Item]) -> None:
         if not run:
             return
+        composed = await self._composed(run)
+        for (_, id, replay), (text, wire) in zip(run, composed, strict=True):
+            if self._write is not None and not replay:
+                self._write(wire)  # live: the direct write, with the slow-client rule of the sink's own path
+            else:
+                await self.inner.send_event(text, id, replay=bool(replay))
+
+    async def _compose(self, run: list[_Item]) -> tuple[list[tuple[str, bytes]], bool]:
+        """The run's frames with their HTML (text and WebSocket frame), and whether every
+        render answered (a failed one is not kept: see ``RenderCache.compose``)."""
         # Every render of the run starts before the first is awaited: they run side by side.
         if len(run) > BURST:
-            html = self._burst(run)
+            plans = self._burst(run)
         else:
-            html = [self._plan(frame, id, run, i) for i, (frame, id, _) in enumerate(run)]
-        for (frame, id, replay), planned in zip(run, html, strict=True):
-            await self.inner.send_event(with_html(frame, await _resolve(planned)), id, replay=bool(replay))
+            plans = [self._plan(frame, id, run, i) for i, (frame, id, _) in enumerate(run)]
+        composed: list[tuple[str, bytes]] = []
+        complete = True
+        for (frame, _, _), planned in zip(run, plans, strict=True):
+            html, answered = await _resolve(planned)
+            complete = complete and answered
+            text = with_html(frame, html)
+            composed.append((text, text_frame(text)))
+        return composed, complete
 
     def _plan(self, frame: str, id: int | None, run: list[_Item], index: int) -> dict[str, Any]:
         """What each region gets with this event: values are dicts, or futures of renders."""
@@ -111,19 +190,17 @@ class SharedSink:
         event = parsed(frame) or {}
         plan: dict[str, Any] = {}
         for spec in self.specs:
-            row = event.get("row") if isinstance(event.get("row"), dict) else None
-            old = event.get("old") if isinstance(event.get("old"), dict) else None
-            op = event.get("op")
-            key = (row or {}).get(spec.key, (old or {}).get(spec.key))
-            gone = event.get("type") == "leave" or op == "DELETE"
-            if spec.row and key is not None and gone:
-                plan[spec.id] = {"op": "row", "key": str(key), "html": None}
-            elif spec.row and op in _ROW_OPS and key is not None:
-                plan[spec.id] = ("row", str(key), self.cache.get(fill(spec.row, key), id))
-            elif spec.src and index < len(run) - 1 and not spec.row:
-                plan[spec.id] = {"op": "skip"}  # the run's last event refreshes the region
-            elif spec.src:
-                plan[spec.id] = ("region", None, self.cache.get(spec.src, run[-1][1]))
+            match decide(spec, event):
+                case ("gone", key):
+                    plan[spec.id] = {"op": "row", "key": key, "html": None}
+                case ("row", key):
+                    assert spec.row is not None and key is not None
+                    plan[spec.id] = ("row", key, self.cache.get(fill(spec.row, key), id, spec.prefix))
+                case ("region", _) if index < len(run) - 1 and not spec.row:
+                    plan[spec.id] = {"op": "skip"}  # the run's last event refreshes the region
+                case ("region", _):
+                    assert spec.src is not None
+                    plan[spec.id] = ("region", None, self.cache.get(spec.src, run[-1][1], spec.prefix))
         return plan
 
     def _burst(self, run: list[_Item]) -> list[dict[str, Any]]:
@@ -134,7 +211,7 @@ class SharedSink:
                 continue  # nothing to render the whole region from: the client reloads it
             for plan in plans[:-1]:
                 plan[spec.id] = {"op": "skip"}
-            plans[-1][spec.id] = ("region", None, self.cache.get(spec.src, ("burst", last)))
+            plans[-1][spec.id] = ("region", None, self.cache.get(spec.src, ("burst", last), spec.prefix))
         return plans
 
     async def _control(self, frame: str) -> str:
@@ -143,14 +220,17 @@ class SharedSink:
         if not message or message.get("type") != "reset":
             return frame
         version = ("reset", message.get("last_event_id"))
-        plan = {s.id: ("region", None, self.cache.get(s.src, version)) for s in self.specs if s.src}
-        return with_html(frame, await _resolve(plan))
+        plan = {s.id: ("region", None, self.cache.get(s.src, version, s.prefix)) for s in self.specs if s.src}
+        html, _ = await _resolve(plan)
+        return with_html(frame, html)
 
 
-async def _resolve(plan: dict[str, Any]) -> dict[str, Any]:
+async def _resolve(plan: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """The plan with its renders awaited; regions whose render did not answer 200 are left
-    out (the client fetches them), a row view's 404 means the row is gone."""
+    out (the client fetches them), a row view's 404 means the row is gone. The flag: every
+    render answered (200, 404 or 410)."""
     html: dict[str, Any] = {}
+    answered = True
     for rid, value in plan.items():
         if isinstance(value, dict):
             html[rid] = value
@@ -161,4 +241,6 @@ async def _resolve(plan: dict[str, Any]) -> dict[str, Any]:
             html[rid] = {"op": op, "html": rendered.html} | ({"key": key} if key is not None else {})
         elif op == "row" and rendered.status in (404, 410):
             html[rid] = {"op": "row", "key": key, "html": None}
-    return html
+        else:
+            answered = answered and rendered.status in ANSWERS
+    return html, answered

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.template.base import FilterExpression, Parser, Token
 from django.templatetags.static import static
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import slugify
@@ -66,7 +66,7 @@ def _fragments_url() -> str:
 @register.simple_tag
 def pgevents_script(
     channels: str = "",
-    url: str = "/ws/pgevents/",
+    url: str = "",
     transport: str = "websocket",
     sse_url: str = "",
     jitter: int = DEFAULT_JITTER,
@@ -79,6 +79,8 @@ def pgevents_script(
     ``channels`` (comma-separated) subscribes to channels without a region, for pages that
     listen for ``pgevents:<channel>`` DOM events themselves. ``transport="sse"`` uses
     Server-Sent Events instead of the WebSocket (for proxies that refuse upgrades).
+    ``url``: the WebSocket path, default ``ws/pgevents/`` under the script prefix (``/ws/pgevents/``,
+    or ``/app/ws/pgevents/`` for a project mounted under ``/app/``).
     ``jitter`` (ms): per-user regions gather what they fetch for up to this long, at random,
     then ask for all of it in one request (``pgevents:fragments``), so a change seen by many
     tabs does not reach the server as one wave.
@@ -90,7 +92,7 @@ def pgevents_script(
         ' data-pgevents-transport="{}" data-pgevents-channels="{}" data-pgevents-fragments-url="{}"'
         ' data-pgevents-jitter="{}" onerror="{}"></script>',
         static("pgevents/pgevents.js"),
-        url,
+        url or get_script_prefix() + "ws/pgevents/",
         sse_url or _sse_url(),
         transport,
         channels,
@@ -157,7 +159,7 @@ def region_attributes(channel: str, options: dict[str, Any], tag: str) -> dict[s
                 f"{tag}: a shared region needs row= (a view rendering one row) or src= (a view rendering the"
                 " region's inner HTML): the server renders those URLs once for every viewer."
             )
-        spec = RegionSpec(channel, row, attrs.get("data-pgevents-key", "id"), src)
+        spec = RegionSpec(channel, row, attrs.get("data-pgevents-key", "id"), src, prefix=get_script_prefix())
         attrs["data-pgevents-shared"] = sign_region(spec)
         attrs["data-pgevents-region"] = spec.id
     return attrs
@@ -175,7 +177,7 @@ def pgevents_htmx(channel: str, src: str, name: str = "", resume: bool = True) -
     check_channel(str(channel), "pgevents_htmx")
     attrs = regions.attributes(str(channel), src=src, resume=resume)
     event = name or str(channel)
-    spec = RegionSpec(str(channel), None, "id", attrs["data-pgevents-src"], event)
+    spec = RegionSpec(str(channel), None, "id", attrs["data-pgevents-src"], event, get_script_prefix())
     query = {"regions": sign_region(spec)}
     if "data-pgevents-since" in attrs:
         query["last_event_id"] = attrs["data-pgevents-since"]

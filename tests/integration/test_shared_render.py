@@ -22,7 +22,7 @@ from pgevents.signing import verify_region
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def keep_the_test_connection() -> Iterator[None]:
     """A render ends like a request (``request_finished`` closes the thread's connections); in
     the server that is its own thread's, here it is the test's transaction: keep it open, as
@@ -32,6 +32,7 @@ def keep_the_test_connection() -> Iterator[None]:
     signals.request_finished.connect(close_old_connections)
 
 
+@pytest.mark.usefixtures("keep_the_test_connection")
 def test_a_shared_render_goes_through_the_project_anonymously() -> None:
     person = Person.objects.create(name="Rendered", age=3)
     row = render_path(f"/people/row/{person.pk}/")
@@ -43,6 +44,7 @@ def test_a_shared_render_goes_through_the_project_anonymously() -> None:
     assert render_path("/pgevents/sse/people/").html == ""  # a stream is not a fragment
 
 
+@pytest.mark.usefixtures("keep_the_test_connection")
 def test_fragments_answer_several_urls_in_one_request_as_the_asking_user(admin_client: Client) -> None:
     person = Person.objects.create(name="Fragment", age=4)
     url = f"/pgevents/fragments/?u=/people/row/{person.pk}/&u=/people/row/987654321/&u=/admin/&u=/admin/"
@@ -53,6 +55,17 @@ def test_fragments_answer_several_urls_in_one_request_as_the_asking_user(admin_c
     assert admin["status"] == 200 and "Site administration" in admin["html"]  # with the asker's session
     anonymous = Client().get("/pgevents/fragments/?u=/admin/").json()["fragments"][0]
     assert anonymous["status"] == 302
+
+
+def test_fragments_are_part_of_the_asking_request_and_keep_its_connection(client: Client) -> None:
+    """Fragments end with the request that asked for them: they neither close its database
+    connection one by one nor cut its transaction (here the test's own; with ATOMIC_REQUESTS,
+    the request's). The test's connection is usable after three of them."""
+    person = Person.objects.create(name="Kept", age=8)
+    url = f"/pgevents/fragments/?u=/people/row/{person.pk}/&u=/people/count/&u=/people/newest/"
+    found = client.get(url).json()["fragments"]
+    assert [f["status"] for f in found] == [200, 200, 200] and "Kept" in found[2]["html"]
+    assert Person.objects.filter(pk=person.pk).exists()
 
 
 @pytest.mark.parametrize(

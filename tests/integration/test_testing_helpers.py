@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.template import Context, Template
 from django.test import Client as DjangoClient
 from django.test import TestCase
 
@@ -25,14 +26,16 @@ def test_capture_and_region_updates_in_a_pytest_test(client: DjangoClient) -> No
     assert [(e["op"], e["table"], e["row"]["name"]) for e in events] == [("INSERT", "people", "Ada")]
     assert events[0]["id"] is None and events[0]["type"] == "event" and events[0]["at"].endswith("Z")
 
+    # The people page's regions are shared: their HTML comes with the event (``pushed``).
     count, row = assert_region_updates(page, events[0], client)
-    assert (count.region, count.action, count.url) == ("people-count", "reload", "/people/count/")
+    assert (count.region, count.action, count.url, count.pushed) == ("people-count", "reload", "/people/count/", True)
     assert count.html == str(Person.objects.count())  # the region re-rendered from its source
-    assert (row.region, row.action, row.key, row.url) == (
+    assert (row.region, row.action, row.key, row.url, row.pushed) == (
         "people-rows",
         "insert",
         str(person.pk),
         f"/people/row/{person.pk}/",
+        True,
     )
     assert '<td class="name">Ada</td>' in row.html
 
@@ -46,8 +49,53 @@ def test_capture_and_region_updates_in_a_pytest_test(client: DjangoClient) -> No
         Person.objects.filter(pk=person.pk).delete()
     (deleted,) = events
     assert assert_region_updates(page, deleted, client)[1] == RegionUpdate(
+        "people-rows", "remove", str(person.pk), None, "", pushed=True
+    )
+
+
+@pytest.mark.django_db
+def test_per_user_regions_are_fetched_by_the_tab(client: DjangoClient) -> None:
+    """The same rows on the per-user page: nothing is pushed, each region's URL is fetched."""
+    page = client.get("/people/per-user/")
+    with capture("people") as events:
+        person = Person.objects.create(name="Per user", age=9)
+    updates = assert_region_updates(page, events[0], client)
+    assert [(u.region, u.action, u.url, u.pushed) for u in updates] == [
+        ("people-count", "reload", "/people/count/", False),
+        ("people-newest", "reload", "/people/newest/", False),
+        ("people-rows", "insert", f"/people/row/{person.pk}/", False),
+    ]
+    assert updates[1].html.strip() == "Per user"
+    page = client.get("/people/per-user/")
+    with capture("people") as events:
+        Person.objects.filter(pk=person.pk).delete()
+    assert assert_region_updates(page, events[0], client)[2] == RegionUpdate(
         "people-rows", "remove", str(person.pk), None, ""
     )
+
+
+@pytest.mark.django_db
+def test_a_shared_region_the_server_cannot_render_is_fetched_by_the_tab(admin_client: DjangoClient) -> None:
+    """The admin index needs a login: rendered anonymously it redirects, so the server pushes
+    nothing and the tab fetches it as its own (here: logged-in) user."""
+    markup = Template(
+        '{% load pgevents %}{% pgevents_region "people" id="adm" src="/admin/" shared=True %}{% endpgevents_region %}'
+        '{% pgevents_region "people" id="rows" row="person-row" key="pk" shared=True %}{% endpgevents_region %}'
+    ).render(Context({}))
+    with capture("people") as events:
+        gone = Person.objects.create(name="Withdrawn", age=1)
+        Person.objects.filter(pk=gone.pk).delete()
+        kept = Person.objects.create(name="Pushed", age=2)
+    admin, row = assert_region_updates(markup, events[2], admin_client)
+    assert (admin.action, admin.pushed) == ("reload", False) and "Site administration" in admin.html
+    assert (row.action, row.key, row.pushed) == ("insert", str(kept.pk), True) and "Pushed" in row.html
+    # The first row is gone by now: its render answers 404 and the page never showed it.
+    (admin_only,) = assert_region_updates(markup, events[0], admin_client)
+    assert admin_only.region == "adm"
+
+    tampered = markup.replace('data-pgevents-shared="', 'data-pgevents-shared="x')
+    with pytest.raises(AssertionError, match="signed data-pgevents-shared does not verify"):
+        assert_region_updates(tampered, events[1], admin_client)
 
 
 @pytest.mark.django_db

@@ -30,8 +30,8 @@ class Pages:
         self.pages = pages
         self.asked: list[str] = []
 
-    async def __call__(self, path: str) -> Rendered:
-        self.asked.append(path)
+    async def __call__(self, path: str, prefix: str = "/") -> Rendered:
+        self.asked.append(path if prefix == "/" else f"{prefix} {path}")
         await asyncio.sleep(0)
         return self.pages.get(path, Rendered(404, ""))
 
@@ -101,6 +101,100 @@ def test_rows_are_rendered_once_for_every_subscriber(pages: Pages) -> None:
             }
         assert sorted(pages.asked) == ["/people/count/", "/people/row/1/"]  # 50 subscribers, 2 renders
         assert cache.renders == 2
+
+    asyncio.run(body())
+
+
+def test_live_frames_are_composed_once_and_written_directly(pages: Pages) -> None:
+    """Subscribers of one process showing the same regions share one composed frame, written
+    to each socket as it is (``write_nowait``, as the hub writes plain events); a replay goes
+    through the sink's own paced path."""
+
+    async def body() -> None:
+        cache = RenderCache()
+        direct = [RecordingSink(direct=True) for _ in range(3)]
+        sinks = [SharedSink(r, [ROWS], cache) for r in direct]
+        for sink in sinks:
+            await sink.send_event(event(7, "INSERT", pk=1), 7)
+        got = [await r.next() for r in direct]
+        assert [m["via"] for m in got] == ["direct"] * 3
+        assert all(m["html"] == {ROWS.id: {"op": "row", "key": "1", "html": "<tr>one</tr>"}} for m in got)
+        assert direct[0].writes[0] is direct[1].writes[0]  # the same bytes, framed once
+        await sinks[0].send_event(event(7, "INSERT", pk=1), 7, replay=True)
+        replayed = await direct[0].next()
+        assert replayed["via"] == "replay" and replayed["html"] == got[0]["html"]
+        assert cache.renders == 1
+
+    asyncio.run(body())
+
+
+def test_direct_writes_keep_the_order_of_events_and_controls(pages: Pages, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event arriving while the one before it is still being rendered, and a control
+    frame behind them, wait for it: the client gets them in order."""
+
+    async def body() -> None:
+        slow = asyncio.Event()
+        fast = pages.__call__
+
+        async def renders(path: str, prefix: str = "/") -> Rendered:
+            if path == "/people/row/1/":
+                await slow.wait()
+            return await fast(path, prefix)
+
+        monkeypatch.setattr(render, "render", renders)
+        recorder = RecordingSink(direct=True)
+        sink = SharedSink(recorder, [ROWS], RenderCache())
+        await sink.send_event(event(1, "INSERT", pk=1), 1)
+        await asyncio.sleep(0.01)
+        await sink.send_event(event(2, "INSERT", pk=2), 2)
+        await sink.send_control(control("pipeline", state="ok"))
+        await asyncio.sleep(0.01)
+        assert recorder.received == []  # the first is still rendering: nothing overtakes it
+        slow.set()
+        got = [await recorder.next() for _ in range(3)]
+        assert [(m["type"], m.get("id"), m["via"]) for m in got] == [
+            ("event", 1, "direct"),
+            ("event", 2, "direct"),
+            ("pipeline", None, "control"),
+        ]
+
+    asyncio.run(body())
+
+
+def test_a_direct_write_that_cannot_be_composed_is_logged(
+    pages: Pages, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(self: SharedSink, run: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(SharedSink, "_compose", broken)
+
+    async def body() -> None:
+        recorder = RecordingSink(direct=True)
+        await SharedSink(recorder, [ROWS], RenderCache()).send_event(event(1, "INSERT", pk=1), 1)
+        await asyncio.sleep(0.01)
+        assert recorder.received == []
+
+    with caplog.at_level("ERROR", logger="pgevents.delivery.shared"):
+        asyncio.run(body())
+    assert "composing shared-region frames failed" in caplog.text and "a bug" in caplog.text
+
+
+def test_a_failed_render_costs_its_wave_one_attempt_and_is_tried_again_later(pages: Pages) -> None:
+    async def body() -> None:
+        cache = RenderCache(retry_after=0.05)
+        pages.pages["/people/row/1/"] = Rendered(500, "")
+        wave = [RecordingSink() for _ in range(3)]
+        for recorder in wave:
+            await SharedSink(recorder, [ROWS], cache).send_event(event(7, "UPDATE", pk=1), 7)
+        assert ["html" in await r.next() for r in wave] == [False] * 3  # not sent: the tabs fetch it
+        assert pages.asked == ["/people/row/1/"]  # one attempt for the whole wave
+        pages.pages["/people/row/1/"] = Rendered(200, "<tr>one again</tr>")
+        await asyncio.sleep(0.06)
+        later = RecordingSink()  # a replay of the same event, after the blip
+        await SharedSink(later, [ROWS], cache).send_event(event(7, "UPDATE", pk=1), 7, replay=True)
+        assert (await later.next())["html"] == {ROWS.id: {"op": "row", "key": "1", "html": "<tr>one again</tr>"}}
+        assert pages.asked == ["/people/row/1/", "/people/row/1/"]
 
     asyncio.run(body())
 
@@ -185,7 +279,62 @@ def test_the_cache_is_bounded_and_keyed_by_url_and_version(pages: Pages) -> None
         assert all(r == Rendered(200, "2") for r in results)
         assert cache.renders == 4  # 1 again after it was dropped: rendered again
 
+        made: list[str] = []
+
+        async def make(name: str) -> tuple[str, bool]:
+            made.append(name)
+            return name.upper(), True
+
+        for name in ("a", "b", "a", "c", "a"):
+            assert await cache.compose(name, lambda n=name: make(n)) == name.upper()
+        assert made == ["a", "b", "c", "a"]  # a was kept while within the size, dropped after c
+
     asyncio.run(body())
+
+
+def test_a_failed_render_is_shared_for_a_moment_then_tried_again(pages: Pages) -> None:
+    """A view that fails once (a database blip): everyone asking meanwhile shares the one
+    failed attempt; after ``retry_after`` the next asker renders again and gets the HTML,
+    which is then kept. A 404 is an answer, not a failure: it is kept."""
+
+    async def body() -> None:
+        now = [0.0]
+        cache = RenderCache(retry_after=1.0, clock=lambda: now[0])
+        pages.pages["/people/row/5/"] = Rendered(500, "")
+        first = [cache.get("/people/row/5/", 7) for _ in range(3)]  # one wave of subscribers
+        assert [await f for f in first] == [Rendered(500, "")] * 3 and cache.renders == 1
+        now[0] = 0.5
+        assert await cache.get("/people/row/5/", 7) == Rendered(500, "") and cache.renders == 1
+        pages.pages["/people/row/5/"] = Rendered(200, "<tr>five</tr>")  # the blip is over
+        now[0] = 1.0
+        assert await cache.get("/people/row/5/", 7) == Rendered(200, "<tr>five</tr>") and cache.renders == 2
+        now[0] = 100.0
+        assert await cache.get("/people/row/5/", 7) == Rendered(200, "<tr>five</tr>") and cache.renders == 2
+        assert await cache.get("/people/row/404/", 7) == Rendered(404, "")
+        assert await cache.get("/people/row/404/", 7) == Rendered(404, "") and cache.renders == 3
+        assert pages.asked == ["/people/row/5/", "/people/row/5/", "/people/row/404/"]
+
+    asyncio.run(body())
+
+
+def test_a_failed_render_is_logged_with_what_happens_next(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real renderer: a view that raises, and one that answers a redirect (a login)."""
+
+    def raising(path: str, prefix: str) -> Rendered:
+        raise RuntimeError("database blip")
+
+    async def body() -> None:
+        assert await render.render("/admin/") == Rendered(302, "")
+
+    with caplog.at_level("WARNING", logger="pgevents.delivery.render"):
+        asyncio.run(body())
+        monkeypatch.setattr(render, "render_path", raising)
+        assert asyncio.run(render.render("/people/count/")) == Rendered(500, "")
+    assert "rendering /admin/ for a shared region answered 302, not 200: not sent" in caplog.text
+    assert "rendering /people/count/ for a shared region failed: not sent, the tabs fetch it themselves" in caplog.text
+    assert "database blip" in caplog.text
 
 
 def test_helpers() -> None:
