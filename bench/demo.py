@@ -13,6 +13,19 @@ from pathlib import Path
 
 from . import database, servers
 
+#: In a page of the demo's people table: records in ``window.__shown[row key]`` when each
+#: row first appears.
+OBSERVE_ROWS = """() => {
+  window.__shown = {};
+  const rows = document.getElementById('people-rows');
+  new MutationObserver(() => {
+    for (const tr of rows.children) {
+      const k = tr.dataset.pgeventsRow;
+      if (k && !(k in window.__shown)) window.__shown[k] = Date.now();
+    }
+  }).observe(rows, {childList: true});
+}"""
+
 
 @dataclass
 class Demo:

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 from . import database, servers
 from .clients import Workers
-from .report import Latency, unpack
+from .report import Latency
+from .scenarios import merge
 from .writer import write
 
 #: Namespace names: ``--netns-prefix`` and the host's number.
@@ -175,17 +176,12 @@ def run_one(hosts: int, clients: int, rate: float, seconds: float, url: str, pre
         with monitor:
             acks = write(url, "bench_events", count, rate)
             results = [r for w in workers for r in w.wait(len(acks), timeout=30 + seconds)]
-        seqnos: list[int] = []
-        times: list[float] = []
-        for r in results:
-            s, t = unpack(r.seqnos, r.times)
-            seqnos.extend(s)
-            times.extend(t)
+        received, disorder, _, seqnos, times = merge(results)
         per_host = [r.received for r in results]
         cpu = {k: u.cpu for k, u in monitor.usage.items()}
         return Result(
-            hosts, clients, rate, count * clients * hosts, sum(r.received for r in results),
-            sum(r.disorder for r in results), Latency.of(acks, seqnos, times), per_host, cpu,
+            hosts, clients, rate, count * clients * hosts, received,
+            disorder, Latency.of(acks, seqnos, times), per_host, cpu,
             monitor.usage["redis"].wall, count,
         )  # fmt: skip
     finally:

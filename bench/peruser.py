@@ -61,17 +61,6 @@ COLLECT = """(key) => ({
   shown: window.__shown[key],
 })"""
 
-OBSERVE = """() => {
-  window.__shown = {};
-  const rows = document.getElementById('people-rows');
-  new MutationObserver(() => {
-    for (const tr of rows.children) {
-      const k = tr.dataset.pgeventsRow;
-      if (k && !(k in window.__shown)) window.__shown[k] = Date.now();
-    }
-  }).observe(rows, {childList: true});
-}"""
-
 
 @dataclass
 class Round:
@@ -148,7 +137,7 @@ def run(page_url: str, served: demo.Demo, args: argparse.Namespace) -> None:
             page = context.new_page()
             page.goto(page_url)
             page.wait_for_selector('[data-pgevents-status][data-state="live"]', timeout=120_000)
-            page.evaluate(OBSERVE)
+            page.evaluate(demo.OBSERVE_ROWS)
             pages.append(page)
         print(f"{args.tabs} tabs live on {page_url} (3 per-user regions on channel people)")
         rounds: list[Round] = []

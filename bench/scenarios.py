@@ -51,7 +51,8 @@ class Context:
         return servers.start_server(self.env, port, self.server, self.server_root, self.processes), port
 
 
-def _merge(results: list[Result]) -> tuple[int, int, int, list[int], list[float]]:
+def merge(results: list[Result]) -> tuple[int, int, int, list[int], list[float]]:
+    """Several client processes' results as one: received, disorder, fewest received, seqnos, times."""
     received = sum(r.received for r in results)
     disorder = sum(r.disorder for r in results)
     seqnos: list[int] = []
@@ -134,7 +135,7 @@ def _row(
     window: float | None,
 ) -> Row:
     """A row of measured deliveries: loss, order, throughput, latency (and its windows)."""
-    received, disorder, lowest, seqnos, times = _merge(results)
+    received, disorder, lowest, seqnos, times = merge(results)
     first, last_rx = acks[0], max(times, default=acks[-1])
     writer_rate = (len(acks) - 1) / (acks[-1] - acks[0]) if len(acks) > 1 else 0.0
     span = max(last_rx - first, 1e-9)
@@ -221,7 +222,7 @@ def _pgevents(
     row.cpu_us_per_delivery = 1e6 * server_cpu / row.received if row.received else None
     row.notes += f"; {ctx.server} {u['daphne'].cpu_pct:.0f} % + runlisten {u['listener'].cpu_pct:.0f} % CPU"
     if tap is not None:
-        _, _, _, seqnos, times = _merge(results)
+        _, _, _, seqnos, times = merge(results)
         to_redis, to_client = stages.split(acks, tap.seen, seqnos, times)
         row.notes += "; " + stages.summary(to_redis, to_client)
         row.extra["stages"] = {

@@ -22,18 +22,6 @@ from playwright.sync_api import sync_playwright
 
 from . import demo
 
-#: Watches the people table for the row the round inserts; records when it appears.
-OBSERVE = """() => {
-  window.__seen = {};
-  const rows = document.getElementById('people-rows');
-  new MutationObserver(() => {
-    for (const tr of rows.children) {
-      const k = tr.dataset.pgeventsRow;
-      if (k && !(k in window.__seen)) window.__seen[k] = Date.now();
-    }
-  }).observe(rows, {childList: true});
-}"""
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,7 +44,7 @@ def run(page_url: str, served: demo.Demo, tabs: int, rounds: int) -> None:
             page = context.new_page()
             page.goto(page_url)
             page.wait_for_selector('[data-pgevents-status][data-state="live"]', timeout=60_000)
-            page.evaluate(OBSERVE)
+            page.evaluate(demo.OBSERVE_ROWS)
             pages.append(page)
         print(f"{tabs} tabs live on {page_url}")
         lasts: list[float] = []
@@ -70,8 +58,8 @@ def run(page_url: str, served: demo.Demo, tabs: int, rounds: int) -> None:
             key = str(row[0])
             seen = []
             for page in pages:
-                page.wait_for_function("(k) => k in window.__seen", arg=key, timeout=60_000)
-                seen.append(page.evaluate("(k) => window.__seen[k]", key))
+                page.wait_for_function("(k) => k in window.__shown", arg=key, timeout=60_000)
+                seen.append(page.evaluate("(k) => window.__shown[k]", key))
             time.sleep(0.5)  # late requests, if any, reach the log
             lines = served.requests()
             http = sum(1 for line in lines if line.startswith("http "))
