@@ -1,8 +1,11 @@
 """When the listener polls the log and when it sleeps on LISTEN (docs/delivery.md, "Wake-ups").
 
-A wake-up ``NOTIFY`` costs every writer a cluster-wide lock at commit. So while commits keep
-coming, the listener polls the log every ``tick`` and says so (``pgevents_wake``): writers
-skip the wake-up. After ``linger`` without a new event it stops polling, in this order:
+A wake-up ``NOTIFY`` costs every writer a cluster-wide lock at commit. So while commits come
+as a stream (a look at the log found events at least one per ``stream`` seconds since the
+previous look that found any), the listener polls the log and says so (``pgevents_wake``):
+writers skip the wake-up. It looks again at once
+after a look that found events, and ``tick`` after one that found none. After ``linger``
+without a new event it stops polling, in this order:
 
 1. the flag says "wake me" (from now on every writer sends the wake-up);
 2. it takes the hand-over key exclusively, which waits for every writer that may have
@@ -31,9 +34,15 @@ from pgevents.store import wake
 
 logger = logging.getLogger(__name__)
 
-#: Seconds between two looks at the log while polling, and without a new event before the
-#: listener stops polling. Every look at an empty log is one read on the pending index.
-TICK, LINGER = 0.001, 0.02
+#: Seconds between two looks at the log while polling when the last one found nothing, and
+#: without a new event before the listener stops polling. Every look at an empty log is one
+#: read on the pending index.
+TICK, LINGER = 0.0005, 0.02
+#: Events found at least one per this many seconds (since the previous look that found any)
+#: start the polling: a thousand a second or more. Slower, a wake-up costs the writers little
+#: (their commits rarely overlap), and the listener sleeps on LISTEN between commits instead
+#: of looking at the log every tick.
+STREAM = 0.001
 
 
 class Handover:
@@ -46,15 +55,17 @@ class Handover:
         enabled: bool = True,
         tick: float = TICK,
         linger: float = LINGER,
+        stream: float = STREAM,
         counts: dict[str, int] | None = None,
     ) -> None:
         self.connect = connect
         self.enabled = enabled
         self.tick = tick
         self.linger = linger
+        self.stream = stream
         #: The flag says this listener is polling: writers skip their wake-ups.
         self.polling = False
-        self._last_event = 0.0
+        self._last_event = float("-inf")
         #: Hand-overs asked for (one per stop) and the last one a wait completed.
         self._asked = self._done = 0
         self._waiter: asyncio.Task[None] | None = None
@@ -76,12 +87,12 @@ class Handover:
 
     async def moved(self, conn: psycopg.AsyncConnection[Any], events: int) -> bool:
         """After a look at the log that found ``events`` new events: start polling (commits are
-        coming), or stop after ``linger`` without any. True when the caller must look at the
-        log once more now (step 3: the hand-over completed at once)."""
+        coming close together), or stop after ``linger`` without any. True when the caller
+        must look at the log once more now (step 3: the hand-over completed at once)."""
         now = time.monotonic()
         if events:
-            self._last_event = now
-            if self.enabled and not self.polling:
+            previous, self._last_event = self._last_event, now
+            if self.enabled and not self.polling and now - previous <= events * self.stream:
                 self.polling = await wake.set_polling(conn, True)
                 self.counts["started"] += self.polling
             return False

@@ -12,9 +12,10 @@ Order of operations on every (re)connection, which is what makes it gap-free:
 6. loop: wait for notifications (at most ``poll_interval``, and ``heartbeat_interval`` when
    shorter), drain the log on every log wake-up and whenever ``poll_interval`` has passed
    since the last drain (also the liveness probe of an idle connection), and the transient
-   table on every transient wake-up (each transient event comes with one). Once a drain
-   finds events the listener polls the log every ``TICK`` instead, and writers skip their
-   wake-ups, until no event came for ``LINGER``; then it hands over (see
+   table on every transient wake-up (each transient event comes with one). Once drains find
+   events close together the listener polls the log instead — again at once after a drain
+   that found events, ``TICK`` after one that found none — and writers skip their wake-ups,
+   until no event came for ``LINGER``; then it hands over (see
    ``pgevents.capture.handover``) and sleeps on LISTEN again.
 
 The internal channel is not trusted: any role that can connect can NOTIFY it. Its payload
@@ -32,6 +33,7 @@ again at 1. A channel-layer error does the same, so events are re-sent once it i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -41,11 +43,11 @@ import psycopg
 
 from pgevents import conf, metrics
 from pgevents.capture import relay
-from pgevents.capture.handover import LINGER, TICK, Handover
+from pgevents.capture.handover import LINGER, STREAM, TICK, Handover
 from pgevents.core import envelope, identity, sql
 from pgevents.core.backoff import Backoff
 from pgevents.core.names import is_listener_session
-from pgevents.store import db, log, wake
+from pgevents.store import db, log
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,6 +96,7 @@ class Listener:
         handover: bool = True,
         tick: float = TICK,
         linger: float = LINGER,
+        stream: float = STREAM,
     ) -> None:
         settings = conf.get()
         self.layer = layer
@@ -133,6 +136,7 @@ class Listener:
         self.handover = handover
         self.tick = tick
         self.linger = linger
+        self.stream = stream
         self._polling: Handover | None = None
         #: Over every session: how often the listener started polling, stopped, and had to
         #: wait for a writer's transaction to end before its last look at the log.
@@ -144,6 +148,9 @@ class Listener:
         self.forwarded = 0
         self.last_forward_at: float | None = None
         self._published = 0
+        #: The publish of the last positioned batch, while it runs: the next look at the log
+        #: overlaps it, and the next publish waits for it (each channel's events in order).
+        self._sending: asyncio.Task[None] | None = None
         self._stopping = False
         self._task: asyncio.Task[Any] | None = None
         self._last_prune = 0.0
@@ -214,6 +221,7 @@ class Listener:
                 enabled=self.handover,
                 tick=self.tick,
                 linger=self.linger,
+                stream=self.stream,
                 counts=self.polling_counts,
             )
             try:
@@ -223,16 +231,25 @@ class Listener:
                 await self._loop(conn, polling)
             finally:
                 self._polling = None
+                await self._abandon_send()
                 await polling.close()
 
     async def _loop(self, conn: psycopg.AsyncConnection[Any], polling: Handover) -> None:
         # Checked as well as cancelled: Python 3.11's wait_for can swallow a cancellation
         # that arrives just as the call it bounds completes.
-        empty = False  # the last look at the log found nothing new
+        moved = 0  # what the last look at the log found
         while not self._stopping:
             await self._heartbeat()
             polling.check()
-            woken = await self._wait(conn)
+            # While polling, the next look follows at once if the last one found events (more
+            # are likely committed meanwhile), overlapping their publish; a tick later if it
+            # found none. Before any wait the last publish completes (or ends the session).
+            if polling.polling and moved:
+                woken = await self._wait(conn, 0.0)
+            else:
+                await self._sent()
+                woken = await self._wait(conn, self.tick if polling.polling else None)
+            moved = 0
             if woken & WAKE_TRANSIENT:
                 await self._drain_transient(conn)
             if polling.polling or woken & WAKE_LOG or self._poll_due():
@@ -240,12 +257,11 @@ class Listener:
                     delay = self._last_drain + self.coalesce - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                # While polling, a look at an empty log is a read, not a sequencer call.
-                moved = await self._drain(conn, probe=polling.polling and empty)
+                # A look at an empty log is a read (the sequencer writes only what it positions).
+                moved = await self._drain(conn)
                 if await self._bounded(polling.moved(conn, moved)):
                     moved = await self._drain(conn)  # the last look before sleeping on LISTEN
                     await self._bounded(polling.moved(conn, moved))
-                empty = not moved
             now = time.monotonic()
             if now - self._last_prune >= self.prune_interval:
                 self._last_prune = now
@@ -334,16 +350,14 @@ class Listener:
             if not events:
                 break
             await self._forward(events)
+            await self._sent()  # the next read starts after what it confirms
             await self._heartbeat()
         await self._drain(conn)
         await self._drain_transient(conn)
 
-    async def _drain(self, conn: psycopg.AsyncConnection[Any], probe: bool = False) -> int:
-        """Position and forward what has committed; returns how many events. ``probe``: first
-        check that anything waits (a read) before calling the sequencer (a write)."""
-        if probe and not await self._bounded(wake.pending(conn)):
-            self._last_drain = time.monotonic()
-            return 0
+    async def _drain(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        """Position and forward what has committed; returns how many events. One round trip
+        when nothing is pending, and then no write either (``pgevents_assign``, 0009)."""
         moved = 0
         while True:
             events = await self._bounded(log.assign(conn, self.batch_size, self._published))
@@ -363,6 +377,7 @@ class Listener:
         while True:
             taken = await self._bounded(log.take_transient(conn, self.batch_size))
             if taken:
+                await self._sent()
                 sent = await relay.publish(
                     self.layer, (envelope.layer_message(c, frame) for c, frame in taken), self.query_timeout
                 )
@@ -371,13 +386,32 @@ class Listener:
                 return
 
     async def _forward(self, events: list[log.LoggedEvent]) -> None:
-        sent = await relay.publish(
-            self.layer,
-            (envelope.layer_message(e.channel, e.frame, e.id, e.prev) for e in events),
-            self.query_timeout,
-        )
-        self._published = events[-1].id
-        self._count(len(events), sent)
+        """Start publishing ``events`` once the previous batch is published; the caller may
+        look at the log meanwhile. Only a completed publish moves the ``published`` mark that
+        the next sequencer call records (what a restart re-sends after)."""
+        messages = [envelope.layer_message(e.channel, e.frame, e.id, e.prev) for e in events]
+        await self._sent()
+        self._sending = asyncio.ensure_future(self._publish(messages, events[-1].id))
+
+    async def _publish(self, messages: list[envelope.Event], last: int) -> None:
+        sent = await relay.publish(self.layer, messages, self.query_timeout)
+        self._published = last
+        self._count(len(messages), sent)
+
+    async def _sent(self) -> None:
+        """Wait for the publish in flight, if any; raise what ended it."""
+        if self._sending is not None:
+            sending, self._sending = self._sending, None
+            await sending
+
+    async def _abandon_send(self) -> None:
+        """At the end of a session: a publish still in flight is cancelled (the next session
+        re-sends everything after the last completed one)."""
+        if self._sending is not None:
+            sending, self._sending = self._sending, None
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *RECOVERABLE):
+                await sending
 
     def _count(self, n: int, messages: int) -> None:
         self.forwarded += n
@@ -385,15 +419,15 @@ class Listener:
         metrics.FORWARDED.inc(n)
         metrics.LAYER_MESSAGES.inc(messages)
 
-    async def _wait(self, conn: psycopg.AsyncConnection[Any]) -> int:
-        """Wait for notifications; forward plain ones. Returns what to drain (``WAKE_*`` bits)."""
+    async def _wait(self, conn: psycopg.AsyncConnection[Any], most: float | None = None) -> int:
+        """Wait for notifications, at most ``most`` seconds if given; forward plain ones.
+        Returns what to drain (``WAKE_*`` bits)."""
         woken = 0
         plain: list[envelope.Event] = []
-        # Wake at least every heartbeat interval; drain on a wake-up or once the poll is due
-        # (every tick while polling).
+        # Wake at least every heartbeat interval; drain on a wake-up or once the poll is due.
         timeout = max(0.0, min(self.poll_interval + self._last_drain - time.monotonic(), self.heartbeat_interval))
-        if self._polling is not None and self._polling.polling:
-            timeout = min(timeout, self.tick)
+        if most is not None:
+            timeout = min(timeout, most)
         try:
             # Notifications that arrived during other queries come first, all at once: each
             # adds to what to drain (a later ignored one must not cancel an earlier wake-up).
@@ -408,6 +442,7 @@ class Listener:
             self._ignored.add(len(exc.object))
             woken = WAKE_LOG | WAKE_TRANSIENT
         if plain:
+            await self._sent()
             self._count(len(plain), await relay.publish(self.layer, plain, self.query_timeout))
         return woken
 

@@ -51,11 +51,3 @@ async def wait_handover(conn: psycopg.AsyncConnection[Any]) -> None:
     While this waits, writers that try the key fail and send their wake-up."""
     await conn.execute("SELECT pg_advisory_lock(%s, %s)", (KEY_SPACE, HANDOVER))
     await conn.execute("SELECT pg_advisory_unlock(%s, %s)", (KEY_SPACE, HANDOVER))
-
-
-async def pending(conn: psycopg.AsyncConnection[Any]) -> bool:
-    """Whether a committed event waits for the sequencer (a read on the pending index: cheaper
-    than a sequencer call, which writes its cursor, when the log has nothing new)."""
-    cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM pgevents_event WHERE id IS NULL)")
-    row = await cur.fetchone()
-    return bool(row and row[0])

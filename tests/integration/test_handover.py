@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -21,6 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pgevents.capture.handover import STREAM
 from pgevents.capture.listener import Listener
 from pgevents.core.batch import unpack
 from pgevents.setup import installation
@@ -134,7 +136,8 @@ def running(listener: Listener) -> Iterator[None]:
         loop.close()
 
 
-def _listener(url: str, layer: RecordingLayer, linger: float) -> Listener:
+def _listener(url: str, layer: RecordingLayer, linger: float, stream: float = math.inf) -> Listener:
+    """A listener that polls from its first event on (``stream`` infinite), unless told otherwise."""
     return Listener(
         layer=layer,
         connect=lambda: psycopg.AsyncConnection.connect(url, autocommit=True),
@@ -142,7 +145,37 @@ def _listener(url: str, layer: RecordingLayer, linger: float) -> Listener:
         poll_interval=POLL_INTERVAL,
         linger=linger,
         prune_interval=POLL_INTERVAL,
+        stream=stream,
     )
+
+
+def test_commits_far_apart_keep_waking_the_listener_and_a_stream_makes_it_poll(isolated_db: str) -> None:
+    """With the default ``STREAM``, one commit at a time (each delivered before the next is
+    written) never makes the listener poll: every commit wakes it, and between commits it
+    sleeps on LISTEN, with no look at the log. Commits of many rows written back to back make
+    it poll; every event arrives either way, in order."""
+    layer = RecordingLayer()
+    listener = _listener(isolated_db, layer, linger=0.05, stream=STREAM)
+    with (
+        running(listener),
+        psycopg.connect(isolated_db, autocommit=True) as owner,
+        psycopg.connect(isolated_db, autocommit=True) as spy,
+        psycopg.connect(isolated_db, autocommit=True) as writer,
+    ):
+        spy.execute("LISTEN pgevents")
+        for n in range(5):
+            writer.execute("INSERT INTO people (name) VALUES (%s)", (f"alone {n}",))
+            _wait_for(lambda n=n: len(layer.events) == n + 1, f"event {n}")  # type: ignore[misc]
+            time.sleep(STREAM * 2)  # the next commit comes well after this one was delivered
+        assert listener.polling_counts["started"] == 0 and _flag(owner) == 0
+        assert _wake_ups_from(spy, writer.info.backend_pid) == 5
+
+        names = [f"burst {n}" for n in range(1000)]
+        for n in range(0, len(names), 50):
+            writer.execute("INSERT INTO people (name) SELECT unnest(%s::text[])", (names[n : n + 50],))
+        _wait_for(lambda: len(layer.events) == 1005, "the burst")
+        assert listener.polling_counts["started"] >= 1
+        assert layer.names() == [f"alone {n}" for n in range(5)] + names
 
 
 def test_a_writer_that_skipped_its_wake_up_is_delivered_when_it_commits_after_the_listener_stopped_polling(

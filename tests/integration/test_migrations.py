@@ -29,6 +29,8 @@ DIGESTS = {
     "0007_wake_handover.sql": "3deb016f5c214002",
     "0008_lean_log.reverse.sql": "3bde42c2e7ac6089",
     "0008_lean_log.sql": "bba1d10ec5f98397",
+    "0009_sequencer_one_plan.reverse.sql": "1e876223a1c02d70",
+    "0009_sequencer_one_plan.sql": "7f96b763ce17dd1c",
 }
 
 
@@ -57,6 +59,13 @@ def test_going_back_from_v3_restores_the_v2_functions_as_0001_and_0002_made_them
 def test_the_sequencer_forces_custom_plans_and_going_back_resets_it() -> None:
     assert "SET plan_cache_mode = force_custom_plan" in sqlmigrate("0006")
     assert "RESET plan_cache_mode" in sqlmigrate("0006", backwards=True)
+
+
+@pytest.mark.django_db
+def test_the_sequencer_plans_once_through_the_indexes_and_going_back_restores_custom_plans() -> None:
+    forward, backwards = sqlmigrate("0009"), sqlmigrate("0009", backwards=True)
+    assert "SET plan_cache_mode = force_generic_plan SET enable_seqscan = off" in forward
+    assert "SET plan_cache_mode = force_custom_plan" in backwards and "force_generic_plan" not in backwards
 
 
 @pytest.mark.django_db

@@ -25,6 +25,7 @@ import pytest
 from psycopg import errors
 from psycopg import sql as psql
 
+from tests.integration.test_sequencer import SEQUENCER_CONFIG
 from tests.support import ROOT, Client, Process, Stack, base_env, manage, run, wait_until
 
 _SUFFIX = hashlib.sha256(os.environ.get("PGEVENTS_TEST_DB", "test_pgevents").encode()).hexdigest()[:6]
@@ -174,8 +175,8 @@ def test_owner_owns_functions_that_cannot_be_redirected(roles: Roles) -> None:
     for name, owner_name, definer, config, acl in rows:
         assert owner_name == ROLE["owner"], name
         assert config[0] == "search_path=pg_catalog, pg_temp", name
-        # the sequencer also plans each call afresh (0006); nothing else is set
-        assert config[1:] == (["plan_cache_mode=force_custom_plan"] if name == "pgevents_assign" else []), name
+        # the sequencer also plans once through the log's indexes only (0009); nothing else is set
+        assert config == (SEQUENCER_CONFIG if name == "pgevents_assign" else config[:1]), name
         assert definer == (name != "pgevents_frame"), name  # the frame reads only its argument
         assert not any(entry.startswith("=") for entry in acl), f"{name}: PUBLIC may execute it: {acl}"
 

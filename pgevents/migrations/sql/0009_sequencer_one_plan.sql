@@ -1,0 +1,53 @@
+DO $migration$
+DECLARE
+    s text := (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = 'pgevents_event'::regclass);
+BEGIN
+    -- The sequencer's plans are made once per session and reach the log only through its
+    -- indexes (sequential scans, bitmap scans, hash and merge joins are off while it runs;
+    -- JIT too: a disabled path's cost would otherwise trigger compilation). Each call plans
+    -- nothing, a call that finds nothing pending writes nothing (it commits without a WAL
+    -- flush), and the published mark is written only when it moves.
+    EXECUTE format($sql$
+CREATE OR REPLACE FUNCTION %1$I.pgevents_assign(batch integer, published bigint)
+RETURNS TABLE (event_id bigint, prev_event_id bigint, event_channel text, event_frame text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off
+SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off
+AS $pgevents$
+DECLARE
+    last_id bigint;
+    seqs bigint[];
+    channels text[];
+BEGIN
+    UPDATE %1$I.pgevents_cursor SET value = published WHERE name = 'published' AND value < published;
+    IF NOT EXISTS (SELECT FROM %1$I.pgevents_event WHERE id IS NULL) THEN
+        RETURN;
+    END IF;
+    -- The cursor is locked before the pending events are read (a statement of its own, so a
+    -- snapshot taken after the lock): a second sequencer that waited here sees the first one's
+    -- positions.
+    SELECT value INTO last_id FROM %1$I.pgevents_cursor WHERE name = 'assigned' FOR UPDATE;
+    SELECT array_agg(p.seq ORDER BY p.seq), array_agg(p.channel ORDER BY p.seq) INTO seqs, channels
+      FROM (SELECT e.seq, e.channel FROM %1$I.pgevents_event e WHERE e.id IS NULL ORDER BY e.seq LIMIT batch) p;
+    IF seqs IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH linked AS (
+        SELECT u.seq, last_id + u.n AS new_id,
+               coalesce(lag(last_id + u.n) OVER (PARTITION BY u.channel ORDER BY u.n),
+                        (SELECT max(x.id) FROM %1$I.pgevents_event x
+                         WHERE x.channel = u.channel AND x.id IS NOT NULL)) AS prev
+        FROM unnest(seqs, channels) WITH ORDINALITY AS u(seq, channel, n)
+    ), done AS (
+        UPDATE %1$I.pgevents_event e SET id = l.new_id, prev_id = l.prev
+        FROM linked l WHERE e.seq = l.seq AND e.id IS NULL  -- found through the pending index
+        RETURNING e.*
+    )
+    SELECT d.id, d.prev_id, d.channel, %1$I.pgevents_frame(d::%1$I.pgevents_event) FROM done d ORDER BY d.id;
+    UPDATE %1$I.pgevents_cursor SET value = last_id + cardinality(seqs) WHERE name = 'assigned';
+END
+$pgevents$
+$sql$, s);
+END
+$migration$;
