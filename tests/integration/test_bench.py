@@ -116,3 +116,31 @@ def test_the_writer_parts_scratch_logs_build_up_the_real_log_a_part_at_a_time(is
     assert indexes == [(0,), (0,), (1,), (2,), (3,), (4,), (3,)]  # the last: migration 0008's set
     rows = sequencer_parts(isolated_db, events=50, singles=5)
     assert [row.notes.split("(")[-1] for row in rows] == ["50 events)", "5 events)", "55 events)"]
+
+
+def test_the_listeners_stage_is_taken_apart_for_every_event(isolated_db: str) -> None:
+    """``python -m bench.steps``: every event of an isolated run and of a flat-out run is
+    accounted for in every step, from the commit to the end of its publish."""
+    base, _, name = isolated_db.rpartition("/")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.steps",
+            "--isolated",
+            "3",
+            "--stream",
+            "40",
+            "--database-url",
+            f"{base}/{name}_steps",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "## isolated commits, 10/s: 3 events" in out and "## writer flat out: 40 events" in out, out
+    for step in ("→ sequencer call", "sequencer call", "→ publish", "publish", "commit → published"):
+        assert f"| {step} |" in out
+    assert "| commit → published |" in out and out.count(" | 40 |") >= 5 and out.count(" | 3 |") >= 5, out
