@@ -431,10 +431,13 @@ class Listener:
         try:
             # Notifications that arrived during other queries come first, all at once: each
             # adds to what to drain (a later ignored one must not cancel an earlier wake-up).
+            notes = 0
             async for note in conn.notifies(timeout=timeout, stop_after=1):
                 woken |= self._take(note.channel, note.payload, plain)
-            async for note in conn.notifies(timeout=0.0):  # whatever else has already arrived
-                woken |= self._take(note.channel, note.payload, plain)
+                notes += 1
+            if notes:  # whatever else has already arrived (none did if nothing came in time)
+                async for note in conn.notifies(timeout=0.0):
+                    woken |= self._take(note.channel, note.payload, plain)
         except UnicodeDecodeError as exc:
             # A SQL_ASCII database accepts any bytes in a payload, and psycopg cannot decode
             # them. The rest of that batch is lost with it, wake-ups included: look everywhere.

@@ -30,7 +30,7 @@ DIGESTS = {
     "0008_lean_log.reverse.sql": "3bde42c2e7ac6089",
     "0008_lean_log.sql": "bba1d10ec5f98397",
     "0009_sequencer_one_plan.reverse.sql": "1e876223a1c02d70",
-    "0009_sequencer_one_plan.sql": "7f96b763ce17dd1c",
+    "0009_sequencer_one_plan.sql": "c58f4af2678cff1f",
 }
 
 

@@ -6,7 +6,8 @@ BEGIN
     -- indexes (sequential scans, bitmap scans, hash and merge joins are off while it runs;
     -- JIT too: a disabled path's cost would otherwise trigger compilation). Each call plans
     -- nothing, a call that finds nothing pending writes nothing (it commits without a WAL
-    -- flush), and the published mark is written only when it moves.
+    -- flush), and the published mark is written only when it moves (with the assigned one,
+    -- in one statement, when the call positions events).
     EXECUTE format($sql$
 CREATE OR REPLACE FUNCTION %1$I.pgevents_assign(batch integer, published bigint)
 RETURNS TABLE (event_id bigint, prev_event_id bigint, event_channel text, event_frame text)
@@ -19,8 +20,8 @@ DECLARE
     seqs bigint[];
     channels text[];
 BEGIN
-    UPDATE %1$I.pgevents_cursor SET value = published WHERE name = 'published' AND value < published;
     IF NOT EXISTS (SELECT FROM %1$I.pgevents_event WHERE id IS NULL) THEN
+        UPDATE %1$I.pgevents_cursor SET value = published WHERE name = 'published' AND value < published;
         RETURN;
     END IF;
     -- The cursor is locked before the pending events are read (a statement of its own, so a
@@ -29,7 +30,8 @@ BEGIN
     SELECT value INTO last_id FROM %1$I.pgevents_cursor WHERE name = 'assigned' FOR UPDATE;
     SELECT array_agg(p.seq ORDER BY p.seq), array_agg(p.channel ORDER BY p.seq) INTO seqs, channels
       FROM (SELECT e.seq, e.channel FROM %1$I.pgevents_event e WHERE e.id IS NULL ORDER BY e.seq LIMIT batch) p;
-    IF seqs IS NULL THEN
+    IF seqs IS NULL THEN  -- another sequencer took them while this one waited for the lock
+        UPDATE %1$I.pgevents_cursor SET value = published WHERE name = 'published' AND value < published;
         RETURN;
     END IF;
     RETURN QUERY
@@ -45,7 +47,9 @@ BEGIN
         RETURNING e.*
     )
     SELECT d.id, d.prev_id, d.channel, %1$I.pgevents_frame(d::%1$I.pgevents_event) FROM done d ORDER BY d.id;
-    UPDATE %1$I.pgevents_cursor SET value = last_id + cardinality(seqs) WHERE name = 'assigned';
+    UPDATE %1$I.pgevents_cursor
+       SET value = CASE name WHEN 'assigned' THEN last_id + cardinality(seqs) ELSE greatest(value, published) END
+     WHERE name IN ('assigned', 'published');
 END
 $pgevents$
 $sql$, s);
