@@ -386,12 +386,18 @@ class Listener:
                 return
 
     async def _forward(self, events: list[log.LoggedEvent]) -> None:
-        """Start publishing ``events`` once the previous batch is published; the caller may
-        look at the log meanwhile. Only a completed publish moves the ``published`` mark that
-        the next sequencer call records (what a restart re-sends after)."""
+        """Publish ``events`` once the previous batch is published. When the next look at the
+        log follows at once (the listener polls, or the batch was full), the publish runs
+        while the caller looks; otherwise it completes here. Only a completed publish moves
+        the ``published`` mark that the next sequencer call records (what a restart re-sends
+        after)."""
         messages = [envelope.layer_message(e.channel, e.frame, e.id, e.prev) for e in events]
         await self._sent()
-        self._sending = asyncio.ensure_future(self._publish(messages, events[-1].id))
+        publish = self._publish(messages, events[-1].id)
+        if len(events) >= self.batch_size or (self._polling is not None and self._polling.polling):
+            self._sending = asyncio.ensure_future(publish)
+        else:
+            await publish
 
     async def _publish(self, messages: list[envelope.Event], last: int) -> None:
         sent = await relay.publish(self.layer, messages, self.query_timeout)
