@@ -66,6 +66,7 @@ class Taker:
     """A subscription stand-in that takes every event it is offered."""
 
     channel = "a"
+    direct = None
 
     def __init__(self) -> None:
         self.got: list[object] = []
