@@ -50,6 +50,23 @@ class Sink(Protocol):
 
 
 class Subscription:
+    #: Slots: a server holds one per subscribed client, tens of thousands per process.
+    __slots__ = (
+        "_announced",
+        "_buffer",
+        "_catching_up",
+        "_direct",
+        "_overflow",
+        "_task",
+        "_write",
+        "channel",
+        "closed",
+        "direct",
+        "last_id",
+        "reader",
+        "sink",
+    )
+
     def __init__(self, channel: str, sink: Sink, reader: LogReader, *, last_id: int | None = None) -> None:
         self.channel = channel
         #: ``subscribed`` goes out once the starting point is fixed: every event committed
