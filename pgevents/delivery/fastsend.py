@@ -6,9 +6,12 @@ a process at a few thousand deliveries per second. An event's WebSocket frame is
 bytes for every client (server frames are not masked), so it is built once
 (:func:`text_frame`) and written to each socket's transport as is.
 
-:func:`writer` takes daphne's protocol (found once per connection by
-``pgevents.delivery.transport``). When the server is not daphne or anything looks different
-from what is expected, it returns ``None`` and frames go through ASGI as before. Writes go
+:func:`direct` takes daphne's protocol (found once per connection by
+``pgevents.delivery.transport``) and gives a :class:`Direct`. When the server is not daphne
+or anything looks different from what is expected, it returns ``None`` and frames go
+through ASGI as before. The hub writes one frame (or run of frames) to all of a channel's
+live sockets with :func:`write_each`: per socket, a few attribute reads and the ``send()``,
+which is about three quarters of the CPU of a delivery (docs/benchmarks.md). Writes go
 through the same transport as daphne's own sends, so control messages and events keep
 their order.
 
@@ -31,9 +34,6 @@ from typing import Any
 from pgevents.delivery.transport import TwistedSocket
 
 logger = logging.getLogger(__name__)
-
-#: ``(data) -> bool``: False when the socket is no longer open (the frame is dropped).
-Writer = Callable[[bytes], bool]
 
 
 def text_frame(text: str) -> bytes:
@@ -165,9 +165,3 @@ def direct(protocol: Any, *, limit: int, on_slow: Callable[[], None], owner: Any
     if not _plain_tcp(protocol.transport):
         return None
     return Direct(protocol, limit=limit, on_slow=on_slow, owner=owner)
-
-
-def writer(protocol: Any, *, limit: int, on_slow: Callable[[], None], owner: Any = None) -> Writer | None:
-    """:func:`direct`'s ``write``: a frame to one socket, or None when there is no direct path."""
-    d = direct(protocol, limit=limit, on_slow=on_slow, owner=owner)
-    return d.write if d is not None else None
