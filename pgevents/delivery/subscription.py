@@ -211,7 +211,7 @@ class Subscription:
                 await self._replay_log()
                 if await self._flush():
                     self._catching_up = False
-                    self.direct = self._direct
+                    self.direct = None if self.closed else self._direct
                     self._task = None  # live: an idle connection keeps no finished task
                     return
             except asyncio.CancelledError:
