@@ -77,9 +77,20 @@ def env_for(db_url: str, prefix: str, **extra: str) -> dict[str, str]:
     return env
 
 
+#: Connections the server's listening socket queues before it accepts them. daphne's ``-b/-p``
+#: listen with Twisted's default of 50: when hundreds of clients connect at once the rest of
+#: their handshakes are dropped and retried a second or more later, which made the time to
+#: open 1,000 connections vary from 1.5 to 3+ s. Deployed, this is
+#: ``daphne -e tcp:port=8000:interface=0.0.0.0:backlog=4096`` (docs/deployment.md);
+#: ``pgevents_serve`` sets it itself, uvicorn's default is 2048.
+BACKLOG = 4096
+
 #: The ASGI servers the benchmark can run, as ``python -m`` arguments for a port.
 COMMANDS = {
-    "daphne": lambda port: ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "demo_project.asgi:application"],
+    "daphne": lambda port: [
+        *("-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog={BACKLOG}"),
+        "demo_project.asgi:application",
+    ],
     "uvicorn": lambda port: [
         *("-m", "uvicorn", "demo_project.asgi:application", "--host", "127.0.0.1", "--port", str(port)),
         *("--lifespan", "off", "--no-access-log", "--log-level", "warning"),

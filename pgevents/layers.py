@@ -12,7 +12,11 @@ behaves for the hub:
   is emptied and the next ``receive()`` raises ``LayerReset``;
 - when the subscription connection fails, and again when it is re-established, every
   receiving channel's next ``receive()`` raises ``LayerReset`` (once each: not again for
-  every failed attempt to reconnect in between).
+  every failed attempt to reconnect in between);
+- ``group_add`` returns once Redis has confirmed the subscription (channels-redis returns
+  when the ``SUBSCRIBE`` is written): the hub reads a channel's head only after joining its
+  group, so a message published in between would otherwise be missed until the next one
+  revealed the gap.
 
 It also has ``receive_many(channel, limit)``: the next message and whatever else is already
 queued for the channel, so that a hub that fell behind takes its whole backlog in one
@@ -44,6 +48,9 @@ __all__ = ["LayerReset", "PubSubChannelLayer"]
 logger = logging.getLogger(__name__)
 
 _RESET = object()
+#: Seconds ``group_add`` waits for Redis to confirm a new subscription before raising
+#: ``TimeoutError`` (the hub then re-joins once the layer is back).
+CONFIRM_TIMEOUT = 10.0
 
 #: The private parts of channels-redis (4.3) this module overrides or calls, besides the
 #: instance state it reads (``_redis``, ``_pubsub``, ``_lock``, ``_subscribed_to``,
@@ -79,10 +86,23 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
         #: Set by each subscription: the receive loop starts reading at once, instead of
         #: finishing a 100 ms idle sleep while the first messages wait.
         self._wake = asyncio.Event()
+        #: Channels whose SUBSCRIBE Redis has not confirmed yet, and what their callers wait on.
+        self._confirming: dict[str, asyncio.Future[None]] = {}
 
     async def subscribe(self, channel: str) -> None:
+        """Subscribe to ``channel`` and return once Redis confirmed it (or had already)."""
+        waiter = self._confirming.get(channel)
+        if waiter is None and channel not in self._subscribed_to:
+            waiter = self._confirming[channel] = asyncio.get_running_loop().create_future()
         await super().subscribe(channel)
         self._wake.set()
+        if waiter is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), CONFIRM_TIMEOUT)
+        finally:
+            if self._confirming.get(channel) is waiter and not waiter.done():
+                del self._confirming[channel]  # timed out: later callers do not wait on it
 
     _redis: aioredis.Redis | None
     _pubsub: _PubSub | None
@@ -109,7 +129,7 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
                     broken = False
                 self._wake.clear()
                 if self._pubsub and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                    message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=0.1)
                     self._receive_message(message)
                 else:
                     try:
@@ -151,6 +171,13 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
         name = message["channel"]
         if isinstance(name, bytes):
             name = name.decode()
+        kind = message["type"]
+        if kind != "message":
+            if kind == "subscribe":
+                waiter = self._confirming.pop(name, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            return
         layer = self.channel_layer
         if name in layer.channels:
             layer.put(name, message["data"])

@@ -162,7 +162,12 @@ SERVERS = {
     ],
     "uvicorn": lambda port: [
         *("-m", "uvicorn", "demo_project.asgi:application", "--host", "127.0.0.1", "--port", str(port)),
-        *("--lifespan", "off", "--no-access-log"),
+        *("--lifespan", "off", "--no-access-log", "--loop", "asyncio"),
+    ],
+    # uvicorn's default when uvloop is installed (uvicorn[standard]): transports of its own
+    "uvicorn-uvloop": lambda port: [
+        *("-m", "uvicorn", "demo_project.asgi:application", "--host", "127.0.0.1", "--port", str(port)),
+        *("--lifespan", "off", "--no-access-log", "--loop", "uvloop"),
     ],
     "hypercorn": lambda port: ["-m", "hypercorn", "demo_project.asgi:application", "-b", f"127.0.0.1:{port}"],
     # two daphne processes on one port (SO_REUSEPORT), as docs/deployment.md describes

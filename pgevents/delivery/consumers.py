@@ -254,22 +254,23 @@ class EventConsumer(AsyncWebsocketConsumer):
 class _Sink:
     """Adapts a consumer to the subscription's sink protocol, bounding what it queues."""
 
-    __slots__ = ("consumer", "write_nowait")
+    __slots__ = ("consumer", "direct", "write_nowait")
 
     def __init__(self, consumer: EventConsumer) -> None:
         self.consumer = consumer
         # Live events skip the ASGI send chain under daphne (see pgevents.delivery.fastsend). Only an
-        # unfiltered subscription gets this sink directly: FilteredSink has no write_nowait.
-        self.write_nowait = self._fast_writer()
+        # unfiltered subscription gets this sink directly: FilteredSink has neither attribute.
+        self.direct = self._direct()
+        self.write_nowait: Callable[[bytes], bool] | None = self.direct.write if self.direct is not None else None
 
-    def _fast_writer(self) -> Callable[[bytes], bool] | None:
+    def _direct(self) -> fastsend.Direct | None:
         """The direct writer, held to the same slow-client rule as ``send_event``: past
         ``MAX_SEND_BUFFER`` unsent bytes the client is closed with ``too_slow`` / 4408. The
         buffer is only measured when the socket did not take a frame at once."""
         consumer = self.consumer
         if consumer.flow is None:
             return None
-        return fastsend.writer(
+        return fastsend.direct(
             consumer.protocol, limit=conf.get().max_send_buffer, on_slow=consumer.too_slow, owner=consumer
         )
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from pgevents import conf, metrics
@@ -42,11 +43,11 @@ from pgevents.core.backoff import Backoff
 from pgevents.core.batch import is_heartbeat, unpack
 from pgevents.core.envelope import Event
 from pgevents.core.names import CONTROL_GROUP, group_name
-from pgevents.delivery.fastsend import text_frame
+from pgevents.delivery.fastsend import text_frame, write_each
 from pgevents.delivery.heads import SharedHeads
 from pgevents.delivery.pipeline import Pipeline
 from pgevents.delivery.render import RenderCache
-from pgevents.delivery.subscription import NOT_HANDLED, Subscription
+from pgevents.delivery.subscription import NOT_HANDLED, Subscription, take_run
 from pgevents.store.log import LogReader
 
 logger = logging.getLogger(__name__)
@@ -220,11 +221,18 @@ class Hub:
         if not subs or not events:
             return
         wires = [text_frame(event["frame"]) for event in events]  # framed once, written to every socket
-        # A run (consecutive durable events, or events without ids) goes to each socket in
-        # one write: one system call, however many events it holds.
-        run = b"".join(wires) if _runnable(events) else None
-        sent = 0
-        for sub in list(subs):
+        sent = 0  # counted here (sent through the fast paths)
+        counted = 0  # counted in metrics by the subscription (its async path)
+        rest: Iterable[Subscription] = subs
+        run = None
+        if _runnable(events):
+            # A run (consecutive durable events, or events without ids) goes to each live
+            # socket in one write: one system call, however many events it holds.
+            run = b"".join(wires)
+            targets, rest = take_run(subs, events[0], events[-1])
+            write_each(targets, run)
+            sent += len(targets) * len(events)
+        for sub in list(rest):
             try:
                 if run is not None and sub.offer_run_nowait(events[0], events[-1], run):
                     sent += len(events)
@@ -236,13 +244,13 @@ class Hub:
                 try:  # one event failing for one subscriber holds up nothing else of the batch
                     done = sub.offer_nowait(event, wire)
                     if done == NOT_HANDLED:
-                        await sub.offer(event)  # counts its own deliveries
+                        counted += await sub.offer(event)
                     else:
                         sent += done
                 except Exception:
                     logger.exception("delivery of event %s to a subscriber of %r failed", event["id"], sub.channel)
         metrics.DELIVERED.inc(sent)
-        self.delivered += sent
+        self.delivered += sent + counted
 
 
 def _runs(events: list[Event]) -> list[list[Event]]:

@@ -3,14 +3,36 @@
 ``RecordingSink`` follows the ``pgevents.delivery.subscription.Sink`` protocol: every frame
 is kept (decoded) in arrival order, and ``next()`` waits for the next one, so a test asserts
 what a client would receive without a socket. With ``direct=True`` it also takes the hub's
-synchronous writes of ready-made WebSocket frames (``write_nowait``), as a daphne socket does.
+synchronous writes of ready-made WebSocket frames (``write_nowait``, and the hub's fan-out
+through ``direct``), as a daphne socket does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
+
+from pgevents.delivery.fastsend import Direct
+
+
+class RecordedSocket(Direct):
+    """A ``fastsend.Direct`` that records instead of sending. It never looks open to
+    ``fastsend.write_each``'s inline ``send()``, so every write of the hub's fan-out comes
+    to :meth:`write`, as a socket that cannot take a frame at once does."""
+
+    state = "recorded"  # never ``open_state``
+
+    def __init__(self, record: Callable[[bytes], bool]) -> None:
+        self.protocol = self
+        self.transport = None
+        self.open_state = "open"
+        self.owner = None
+        self._record = record
+
+    def write(self, data: bytes) -> bool:
+        return self._record(data)
 
 
 class RecordingSink:
@@ -24,6 +46,7 @@ class RecordingSink:
         self._read = 0
         if direct:
             self.write_nowait = self._write_nowait
+            self.direct = RecordedSocket(self._write_nowait)
 
     async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
         self._keep(frame, "replay" if replay else "live")

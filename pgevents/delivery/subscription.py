@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from pgevents import conf, metrics
 from pgevents.core.backoff import Backoff
 from pgevents.core.envelope import Event, control
+from pgevents.delivery.fastsend import Direct
 from pgevents.store.log import LogReader
 
 logger = logging.getLogger(__name__)
 
 #: ``offer_nowait`` could not deliver: await ``offer`` instead.
 NOT_HANDLED = -1
+#: ``_apply`` found a gap before the event (nothing was sent).
+GAP = -1
 #: Live events buffered while catching up; past this the buffer is dropped and re-read.
 BUFFER_LIMIT = 1000
 REPLAY_PAGE = 500
@@ -36,7 +39,9 @@ class Sink(Protocol):
     buffered meanwhile): a sink may take those at the client's pace, never live ones, which
     would hold up the hub's fan-out to everyone else. A sink may also have
     ``write_nowait(data: bytes) -> bool``: a synchronous write of a ready-made WebSocket
-    frame (see ``pgevents.delivery.fastsend``), used for live events.
+    frame (see ``pgevents.delivery.fastsend``), used for live events, and ``direct``: the
+    same socket as a ``fastsend.Direct``, which the hub writes many of in one loop
+    (:func:`take_run`).
     """
 
     async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None: ...
@@ -45,6 +50,23 @@ class Sink(Protocol):
 
 
 class Subscription:
+    #: Slots: a server holds one per subscribed client, tens of thousands per process.
+    __slots__ = (
+        "_announced",
+        "_buffer",
+        "_catching_up",
+        "_direct",
+        "_overflow",
+        "_task",
+        "_write",
+        "channel",
+        "closed",
+        "direct",
+        "last_id",
+        "reader",
+        "sink",
+    )
+
     def __init__(self, channel: str, sink: Sink, reader: LogReader, *, last_id: int | None = None) -> None:
         self.channel = channel
         #: ``subscribed`` goes out once the starting point is fixed: every event committed
@@ -62,6 +84,10 @@ class Subscription:
         #: The sink's direct write, used for live events. A subscription that rewrites or
         #: filters frames per client must leave this None, so every event takes ``_apply``.
         self._write: Callable[[bytes], bool] | None = getattr(sink, "write_nowait", None)
+        self._direct: Direct | None = getattr(sink, "direct", None) if self._write is not None else None
+        #: The sink's ``direct`` while the subscription is live and open, else None: the one
+        #: attribute the hub's fan-out reads per socket to know it may write there at once.
+        self.direct: Direct | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -70,6 +96,7 @@ class Subscription:
 
     def close(self) -> None:
         self.closed = True
+        self.direct = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
@@ -77,6 +104,7 @@ class Subscription:
         """Upstream may have lost messages (layer reconnected): check the log."""
         if not self._catching_up and not self.closed:
             self._catching_up = True
+            self.direct = None
             self._task = asyncio.ensure_future(self._catch_up())
 
     # -- delivery ----------------------------------------------------------------------
@@ -120,17 +148,22 @@ class Subscription:
         self._write(wire)
         return True
 
-    async def offer(self, event: Event) -> None:
-        """Called by the hub, in order, for each event on the channel."""
+    async def offer(self, event: Event) -> int:
+        """Called by the hub, in order, for each event on the channel. Returns 1 when the
+        event went to the sink now (already counted in ``metrics.DELIVERED``), else 0."""
         if self.closed:
-            return
+            return 0
         if self._catching_up:
             self._hold(event)
-            return
-        if not await self._apply(event):
+            return 0
+        done = await self._apply(event)
+        if done == GAP:
             self._catching_up = True
+            self.direct = None
             self._buffer.append(event)
             self._task = asyncio.ensure_future(self._catch_up())
+            return 0
+        return done
 
     def _hold(self, event: Event) -> None:
         if self._overflow:
@@ -142,27 +175,28 @@ class Subscription:
         else:
             self._buffer.append(event)
 
-    async def _apply(self, event: Event) -> bool:
-        """Deliver ``event`` unless already delivered. False when it reveals a gap."""
+    async def _apply(self, event: Event) -> int:
+        """Deliver ``event`` unless already delivered: 1 when sent, 0 when a duplicate,
+        ``GAP`` when it reveals a gap (nothing sent)."""
         id_ = event["id"]
         replay = self._catching_up
         if id_ is None:  # plain / non-durable: nothing to order or repair
             await self.sink.send_event(event["frame"], None, replay=replay)
             metrics.DELIVERED.inc()
-            return True
+            return 1
         assert self.last_id is not None
         if id_ <= self.last_id:
             metrics.DROPPED.labels("duplicate").inc()
-            return True  # already delivered (replay overlap, or a listener re-send)
+            return 0  # already delivered (replay overlap, or a listener re-send)
         prev = event["prev"]
         if prev is not None and prev > self.last_id:
             logger.info("gap on %r after id %d (next has prev %d); catching up", self.channel, self.last_id, prev)
             metrics.GAPS.inc()
-            return False
+            return GAP
         self.last_id = id_
         await self.sink.send_event(event["frame"], id_, replay=replay)
         metrics.DELIVERED.inc()
-        return True
+        return 1
 
     async def _catch_up(self) -> None:
         """The only task that reads the log for this subscription; ends live.
@@ -177,6 +211,7 @@ class Subscription:
                 await self._replay_log()
                 if await self._flush():
                     self._catching_up = False
+                    self.direct = None if self.closed else self._direct
                     self._task = None  # live: an idle connection keeps no finished task
                     return
             except asyncio.CancelledError:
@@ -239,7 +274,35 @@ class Subscription:
         while self._buffer:
             pending, self._buffer = self._buffer, []
             for i, event in enumerate(pending):
-                if not await self._apply(event):
+                if await self._apply(event) == GAP:
                     self._buffer = pending[i:] + self._buffer
                     return False
         return True  # no await since the emptiness check: going live is atomic
+
+
+def take_run(subs: Iterable[Subscription], first: Event, last: Event) -> tuple[list[Direct], list[Subscription]]:
+    """Split ``subs`` for a run from ``first`` to ``last`` (see ``offer_run_nowait``): the
+    direct sockets of the live subscriptions the run follows on exactly (their ``last_id``
+    is the run's ``prev``, now advanced to its end; for events without ids, every live one),
+    and the rest, which the caller offers the run the general way (a gap, an overlap, a
+    catch-up, a sink that is not a socket). One loop with two attribute reads per
+    subscription: the fan-out's per-socket work before the ``send()`` itself."""
+    targets: list[Direct] = []
+    rest: list[Subscription] = []
+    if first["id"] is None:
+        for sub in subs:
+            direct = sub.direct
+            if direct is None:
+                rest.append(sub)
+            else:
+                targets.append(direct)
+        return targets, rest
+    prev, end = first["prev"], last["id"]
+    for sub in subs:
+        direct = sub.direct
+        if direct is not None and sub.last_id == prev:  # live (so last_id is set) and in order
+            sub.last_id = end
+            targets.append(direct)
+        else:
+            rest.append(sub)
+    return targets, rest

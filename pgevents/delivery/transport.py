@@ -27,7 +27,7 @@ import socket
 import struct
 import termios
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 #: Scope key of the server's own ``send``.
 SERVER_SEND = "pgevents.server_send"
@@ -111,6 +111,14 @@ class AsyncioSocket:
         self.transport.abort()
 
 
+def _is_write_transport(transport: Any) -> bool:
+    """An asyncio write transport, by what it does: uvloop's (which uvicorn uses when it is
+    installed) implement the interface without subclassing ``asyncio.WriteTransport``."""
+    return isinstance(transport, asyncio.WriteTransport) or all(
+        callable(getattr(transport, name, None)) for name in ("get_write_buffer_size", "get_extra_info", "abort")
+    )
+
+
 def _asyncio_transport(send: Any) -> asyncio.WriteTransport | None:
     for _ in range(4):
         owner = getattr(send, "__self__", None)
@@ -119,8 +127,8 @@ def _asyncio_transport(send: Any) -> asyncio.WriteTransport | None:
         transport = getattr(owner, "transport", None)
         if transport is None:
             transport = getattr(getattr(owner, "writer", None), "transport", None)
-        if isinstance(transport, asyncio.WriteTransport):
-            return transport
+        if transport is not None and _is_write_transport(transport):
+            return cast(asyncio.WriteTransport, transport)
         send = getattr(owner, "send", None)
     return None
 

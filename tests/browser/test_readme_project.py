@@ -308,5 +308,5 @@ def test_install_and_using_it_in_a_project_as_written(
     walk.run(readme_blocks())
     assert walk.checked == [  # development, then production: both served the page, live
         "python manage.py runserver 127.0.0.1:8000",
-        "daphne -b 127.0.0.1 -p 8000 myproject.asgi:application",
+        "daphne -e tcp:port=8000:interface=127.0.0.1:backlog=4096 myproject.asgi:application",
     ]

@@ -277,3 +277,32 @@ def test_killed_redis_connections_lose_nothing_on_the_pubsub_layer(
     assert [e["row"]["name"] for e in got] == [f"k{i}" for i in range(before + during)]
     ids = [e["id"] for e in got]
     assert ids == sorted(set(ids))
+
+
+def test_group_add_returns_once_redis_confirmed_the_subscription() -> None:
+    """The hub reads a channel's head right after joining its group and relies on everything
+    published after that read reaching it: ``group_add`` must not return while Redis has not
+    processed the SUBSCRIBE. Redis is paused (``CLIENT PAUSE``) with the subscription
+    connection already open; the SUBSCRIBE waits in Redis, and so must ``group_add``."""
+    with PrivateRedis() as server:
+
+        async def scenario() -> None:
+            layer = PubSubChannelLayer(hosts=[server.url], prefix="confirm")
+            other = redis.asyncio.Redis.from_url(server.url)
+            try:
+                channel = await layer.new_channel()
+                await layer.group_add("first", channel)  # the subscription connection is open
+                await other.execute_command("CLIENT", "PAUSE", 2000, "ALL")
+                adding = asyncio.ensure_future(layer.group_add("second", channel))
+                await asyncio.sleep(0.5)
+                assert not adding.done()  # Redis has not seen the SUBSCRIBE yet
+                await asyncio.wait_for(adding, 10)
+                [(_, subscribers)] = await other.pubsub_numsub("confirm__group__second")
+                assert subscribers == 1
+                await layer.group_send("second", {"type": "t", "n": "after"})
+                assert (await _receive(layer, channel))["n"] == "after"
+            finally:
+                await other.aclose()
+                await layer.flush()
+
+        run(scenario())

@@ -114,7 +114,7 @@ def _tcp_state(sock: socket.socket) -> int:
     return int(struct.unpack("B", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1))[0])
 
 
-@pytest.mark.parametrize("name", ["daphne", "uvicorn", "hypercorn"])
+@pytest.mark.parametrize("name", ["daphne", "uvicorn", "uvicorn-uvloop", "hypercorn"])
 def test_a_client_that_does_not_even_read_its_goodbye_is_dropped(
     stack: Stack, pg: psycopg.Connection, name: str
 ) -> None:

@@ -10,7 +10,7 @@ from channels.layers import InMemoryChannelLayer
 from pgevents.core import batch
 from pgevents.core.envelope import Event, layer_message
 from pgevents.delivery import transport
-from pgevents.delivery.fastsend import text_frame, writer
+from pgevents.delivery.fastsend import direct, text_frame
 from pgevents.delivery.hub import Hub
 from pgevents.store.memory import MemoryLog
 
@@ -59,13 +59,14 @@ def test_no_direct_writer_outside_daphne() -> None:
         pass
 
     assert transport.daphne_protocol(send) is None and transport.find(send) is None
-    assert writer(transport.daphne_protocol(send), limit=1024, on_slow=lambda: None) is None
+    assert direct(transport.daphne_protocol(send), limit=1024, on_slow=lambda: None) is None
 
 
 class Taker:
     """A subscription stand-in that takes every event it is offered."""
 
     channel = "a"
+    direct = None
 
     def __init__(self) -> None:
         self.got: list[object] = []

@@ -283,3 +283,50 @@ def test_a_merged_backlog_of_mixed_events_goes_out_one_write_per_run() -> None:
         assert len(sink.writes) == 3
 
     asyncio.run(body())
+
+
+class BrokenSocket(RecordingSink):
+    """A direct sink whose write fails unexpectedly."""
+
+    def _write_nowait(self, data: bytes) -> bool:
+        raise RuntimeError("this socket is broken")
+
+
+def test_one_socket_failing_in_the_fan_out_leaves_the_others_their_events() -> None:
+    async def body() -> None:
+        layer, log = InMemoryChannelLayer(), MemoryLog()
+        hub = Hub(layer, log)
+        sinks = [RecordingSink(direct=True), BrokenSocket(direct=True), RecordingSink(direct=True)]
+        for sink in sinks:
+            await subscribe(hub, "a", sink)
+        await send(layer, log.commit("a"), log.commit("a"))
+        await send(layer, log.commit("a"))
+        for sink in (sinks[0], sinks[2]):
+            assert [(await sink.next())["id"] for _ in range(3)] == [1, 2, 3]
+        assert sinks[1].received[1:] == []
+
+    asyncio.run(body())
+
+
+def test_the_fan_out_writes_only_live_in_order_sockets_directly() -> None:
+    """Subscriptions that are behind, ahead or catching up take the general path, which
+    repairs, dedupes or buffers; the in-order ones get the run in one write."""
+
+    async def body() -> None:
+        layer, log = InMemoryChannelLayer(), MemoryLog()
+        hub = Hub(layer, log)
+        first = log.commit("a")
+        in_order, ahead, plain = RecordingSink(direct=True), RecordingSink(direct=True), RecordingSink()
+        for sink in (in_order, ahead, plain):
+            await subscribe(hub, "a", sink)
+        subs = {s.sink: s for s in hub.subscriptions["a"]}
+        subs[ahead].last_id = first["id"] + 1  # as if it had already got the next event
+        second, third = log.commit("a"), log.commit("a")
+        await send(layer, second, third)
+        assert [(await in_order.next())["id"] for _ in range(2)] == [2, 3]
+        assert [m["via"] for m in in_order.received[1:]] == ["direct", "direct"] and len(in_order.writes) == 1
+        assert (await ahead.next())["id"] == 3  # 2 dropped as already delivered
+        assert [(await plain.next())["id"] for _ in range(2)] == [2, 3]
+        assert hub.delivered == 2 + 1 + 2  # the sinks without a direct write counted too
+
+    asyncio.run(body())

@@ -42,6 +42,7 @@ class Subscriber:
     """Stands in for a subscription: counts re-syncs, notes live events."""
 
     channel = "c"
+    direct = None
 
     def __init__(self) -> None:
         self.resyncs = 0
