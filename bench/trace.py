@@ -9,9 +9,9 @@ the same machine) at which each event, by its durable id:
 - ``render``: its shared render finished (``RenderCache``, one per change);
 - ``composed``: the frames of its run with their HTML were ready (``RenderCache.compose``);
 - ``first``/``last``: was written to the first and the last socket. For a shared region,
-  the callbacks of the composed run (``SharedSink._written``); for plain events the hub's
-  fan-out writes every socket itself, so its start and end (``fanout_start``/``fanout_end``;
-  for a shared region, when every sink had the event);
+  the start and end of the callbacks that write the composed run (``Waves._written``); for
+  plain events the hub's fan-out writes every socket itself, so its start and end
+  (``fanout_start``/``fanout_end``; for a shared region, when every sink had the event);
 
 and every collection of the cyclic garbage collector (start, duration, generation), so a late
 change can be laid beside what the process was doing. The wrappers are the only change to
@@ -91,7 +91,7 @@ def install(path: Path) -> None:
     from pgevents.core.batch import is_heartbeat, unpack
     from pgevents.delivery.hub import Hub
     from pgevents.delivery.render import RenderCache
-    from pgevents.delivery.shared import SharedSink
+    from pgevents.delivery.shared import SharedSink, Waves
 
     dispatch_all = Hub._dispatch_all
 
@@ -141,21 +141,22 @@ def install(path: Path) -> None:
         runs[id(future)] = tuple(id_ for _, id_, _ in run if isinstance(id_, int))
         return future
 
-    written = SharedSink._written
+    written = Waves._written
 
-    def traced_written(self: SharedSink, future: Any) -> None:
+    def traced_written(self: Waves, future: Any) -> None:
+        start = time.time()
         written(self, future)
-        now = time.time()
+        end = time.time()
         for id_ in runs.get(id(future), ()):
-            note(id_, "first", now)
-            note(id_, "last", now, first=False)
+            note(id_, "first", start)
+            note(id_, "last", end, first=False)
 
     Hub._dispatch_all = traced_dispatch_all  # type: ignore[method-assign]
     Hub._fan_out = traced_fan_out  # type: ignore[method-assign]
     RenderCache._render = traced_render  # type: ignore[method-assign]
     RenderCache._composing = traced_composing  # type: ignore[method-assign]
     SharedSink._composed = traced_composed  # type: ignore[method-assign]
-    SharedSink._written = traced_written  # type: ignore[method-assign]
+    Waves._written = traced_written  # type: ignore[method-assign]
     _collections()
     threading.Thread(target=_dump, args=(path,), daemon=True).start()
 
