@@ -65,6 +65,8 @@ STAGES = (
     ("read_last", "last client read"),
 )
 PK = re.compile(rb'"pk": (\d+)')
+#: What ``bench.trace`` counts as a stall of the server's loop.
+STALL_MS = 20
 
 
 def token() -> str:
@@ -171,17 +173,21 @@ class Trace:
 
     stages: dict[int, dict[str, float]]
     collections: list[tuple[float, float, int]]
+    #: (start, seconds, CPU seconds of the loop's thread) of each stall of the server's loop.
+    stalls: list[tuple[float, float, float]]
 
     @classmethod
     def read(cls, path: Path, published: dict[int, float]) -> Trace:
         time.sleep(1.5)  # the server writes its records once a second
-        data = json.loads(path.read_text()) if path.exists() else {"stages": {}, "pks": {}, "collections": []}
+        data = json.loads(path.read_text()) if path.exists() else {}
         by_pk: dict[int, dict[str, float]] = {}
-        for id_, pk in data["pks"].items():
+        for id_, pk in data.get("pks", {}).items():
             by_pk[int(pk)] = dict(data["stages"].get(id_, {}))
         for pk, when in published.items():
             by_pk.setdefault(pk, {})["published"] = when
-        return cls(by_pk, [tuple(c) for c in data["collections"]])  # type: ignore[misc]
+        collections = [tuple(c) for c in data.get("collections", [])]
+        stalls = [tuple(c) for c in data.get("stalls", [])]
+        return cls(by_pk, collections, stalls)  # type: ignore[arg-type]
 
 
 def main() -> None:
@@ -331,6 +337,12 @@ def breakdown(trace: Trace, committed: dict[int, float], seen: Seen, slowest: in
                 f"  garbage collections, generation {generation}: {len(took)}, {sum(took):.0f} ms in all,"
                 f" longest {max(took):.1f} ms"
             )
+    stalled = [c for c in trace.stalls if start <= c[0] <= end]
+    if stalled:
+        print(
+            f"  stalls of the server's event loop over {STALL_MS} ms: {len(stalled)}, longest"
+            f" {max(c[1] for c in stalled) * 1000:.0f} ms"
+        )
     late = sorted(rows, key=lambda pk: rows[pk].get("read_last", 0), reverse=True)[:slowest]
     print(f"  the {len(late)} changes whose last frame was read latest (ms after commit):")
     for pk in late:
@@ -342,9 +354,15 @@ def breakdown(trace: Trace, committed: dict[int, float], seen: Seen, slowest: in
             for at, took, g in trace.collections
             if commit - 0.05 <= at <= commit + r.get("read_last", 0) / 1000 and took >= 0.005
         ]
+        stops = [
+            f"{took * 1000:.0f} ms (loop thread on CPU {cpu * 1000:.0f} ms) at {(at - commit) * 1000:.0f}"
+            for at, took, cpu in trace.stalls
+            if commit - 0.05 <= at <= commit + r.get("read_last", 0) / 1000
+        ]
         print(
             f"    pk {pk}: {cells}; p99 of its frames {r.get('read_p99', float('nan')):.0f}"
             + (f"; collections: {', '.join(gcs)}" if gcs else "")
+            + (f"; loop stalls: {', '.join(stops)}" if stops else "")
         )
 
 

@@ -13,8 +13,11 @@ the same machine) at which each event, by its durable id:
   plain events the hub's fan-out writes every socket itself, so its start and end
   (``fanout_start``/``fanout_end``; for a shared region, when every sink had the event);
 
-and every collection of the cyclic garbage collector (start, duration, generation), so a late
-change can be laid beside what the process was doing. The wrappers are the only change to
+and every collection of the cyclic garbage collector (start, duration, generation), and
+every stall of the event loop (a probe that sleeps 5 ms woke more than 20 ms late: when, how
+long, and how much CPU the loop's thread used meanwhile: near the stall's length, the loop
+was busy; near zero, the process did not get a core), so a late change can be laid beside
+what the process was doing. The wrappers are the only change to
 the process; they cost a dictionary update per event and stage (per socket for ``first``/
 ``last``: a comparison). The records are written to the file once a second, as JSON.
 
@@ -23,6 +26,7 @@ Not a part of pgevents: the benchmark's own probe, like ``stages.Tap`` on the Re
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -41,6 +45,10 @@ STAGES: dict[int, dict[str, float]] = {}
 PKS: dict[int, int] = {}
 #: (start, seconds, generation) of each collection.
 COLLECTIONS: list[tuple[float, float, int]] = []
+#: (start, seconds, CPU seconds of the loop's thread meanwhile) of each stall of the loop.
+STALLS: list[tuple[float, float, float]] = []
+#: The probe's sleep, and how late it must wake to count as a stall.
+PROBE, STALL = 0.005, 0.020
 
 
 def note(id_: Any, stage: str, when: float, first: bool = True) -> None:
@@ -67,6 +75,15 @@ def _collections() -> None:
     gc.callbacks.append(callback)
 
 
+async def _probe() -> None:
+    while True:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        await asyncio.sleep(PROBE)
+        late = time.perf_counter() - wall - PROBE
+        if late > STALL:
+            STALLS.append((time.time() - late, late, time.thread_time() - cpu))
+
+
 def _dump(path: Path) -> None:
     while True:
         time.sleep(1.0)
@@ -76,6 +93,7 @@ def _dump(path: Path) -> None:
                     "stages": {str(k): dict(v) for k, v in list(STAGES.items())},
                     "pks": {str(k): v for k, v in list(PKS.items())},
                     "collections": list(COLLECTIONS),
+                    "stalls": list(STALLS),
                 }
                 break
             except RuntimeError:
@@ -95,8 +113,12 @@ def install(path: Path) -> None:
 
     dispatch_all = Hub._dispatch_all
 
+    probing: list[asyncio.Task[None]] = []
+
     async def traced_dispatch_all(self: Hub, messages: list[dict[str, Any]]) -> None:
         now = time.time()
+        if not probing:  # the first message: the loop runs
+            probing.append(asyncio.ensure_future(_probe()))
         for message in messages:
             if is_heartbeat(message) or not isinstance(message.get("channel"), str):
                 continue
