@@ -98,8 +98,8 @@ class Waves:
     alive until its frames were written: with 1,000 subscribers, thousands of container
     objects per change, which made the cyclic garbage collector run four times as often as
     for plain events. Its full collections walk every connection of the process and stop it
-    for 150-250 ms with 1,000 of them (measured: ``bench.regions --stages``); twice a minute,
-    they were the late changes. Here the sinks of a pass join one list, examined by one
+    for 100-300 ms with 1,000 of them (measured: ``bench.regions --stages``); up to twice a
+    minute, they were the late changes. Here the sinks of a pass join one list, examined by one
     callback, and those waiting for the same run join one list on its future, written by one
     callback, with the run's frames joined into one buffer once.
     """
