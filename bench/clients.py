@@ -23,6 +23,8 @@ from .wsclient import WsClient, connect
 class Result:
     sockets: int
     received: int
+    #: Events that carried a region's HTML.
+    html: int
     disorder: int
     #: Per socket, the smallest count received (every socket must reach the expected count).
     min_received: int
@@ -36,17 +38,17 @@ async def _serve(conn: multiprocessing.connection.Connection) -> None:
     while True:
         command, args = await loop.run_in_executor(None, conn.recv)
         if command == "connect":
-            host, port, path, count, record, concurrency, raw = args
+            host, port, path, count, record, concurrency, raw, key = args
             gate = asyncio.Semaphore(concurrency)
 
             async def one(
-                gate: asyncio.Semaphore, host: str, port: int, path: str, record: bool, raw: bool
+                gate: asyncio.Semaphore, host: str, port: int, path: str, record: bool, raw: bool, key: str
             ) -> WsClient:
                 async with gate:
-                    return await connect(host, port, path, record, raw)
+                    return await connect(host, port, path, record, raw, key)
 
             try:
-                clients += await asyncio.gather(*(one(gate, host, port, path, record, raw) for _ in range(count)))
+                clients += await asyncio.gather(*(one(gate, host, port, path, record, raw, key) for _ in range(count)))
                 conn.send(("ok", len(clients)))
             except Exception as exc:
                 conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -60,7 +62,7 @@ async def _serve(conn: multiprocessing.connection.Connection) -> None:
             for c in clients:
                 c.tally.seqnos = type(c.tally.seqnos)("q")
                 c.tally.times = type(c.tally.times)("d")
-                c.tally.received = c.tally.disorder = 0
+                c.tally.received = c.tally.disorder = c.tally.html = 0
             conn.send(("ok", None))
         elif command == "close":
             for c in clients:
@@ -81,6 +83,7 @@ def _result(clients: list[WsClient]) -> Result:
     return Result(
         sockets=len(clients),
         received=sum(c.tally.received for c in clients),
+        html=sum(c.tally.html for c in clients),
         disorder=sum(c.tally.disorder for c in clients),
         min_received=min((c.tally.received for c in clients), default=0),
         seqnos=seqnos.tobytes(),
@@ -134,11 +137,12 @@ class Workers:
         record: bool = True,
         concurrency: int = 100,
         raw: bool = False,
+        key: str = "seqno",
     ) -> None:
         """Open and subscribe ``count`` sockets, spread over the workers (``raw``: a peer's
-        endpoint, see ``wsclient``)."""
+        endpoint; ``key``: the row's integer that times a frame; see ``wsclient``)."""
         shares = [count // len(self.pipes) + (i < count % len(self.pipes)) for i in range(len(self.pipes))]
-        self._all("connect", [(host, port, path, s, record, concurrency, raw) for s in shares])
+        self._all("connect", [(host, port, path, s, record, concurrency, raw, key) for s in shares])
 
     def wait(self, expected: int, timeout: float) -> list[Result]:
         return self._all("wait", [(expected, timeout)] * len(self.pipes), timeout + 30)

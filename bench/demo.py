@@ -32,6 +32,8 @@ class Demo:
     port: int
     database_url: str
     log: Path
+    #: The server's Redis key prefix (``stages.Tap``).
+    redis_prefix: str
 
     def requests(self) -> list[str]:
         """Lines of the request log since the last ``forget()``, static files aside."""
@@ -42,7 +44,8 @@ class Demo:
 
 
 @contextlib.contextmanager
-def serve(database_url: str, name: str) -> Iterator[Demo]:
+def serve(database_url: str, name: str, port: int = 0, extra: dict[str, str] | None = None) -> Iterator[Demo]:
+    """``port``: 0 for any free one; ``extra``: more of the daphne process's environment."""
     log = Path(tempfile.mkdtemp()) / "requests.log"
     log.write_text("")
     env = {
@@ -58,9 +61,9 @@ def serve(database_url: str, name: str) -> Iterator[Demo]:
     try:
         database.migrate(database_url, env)
         started.append(servers.start_listener(env))
-        port = servers.free_port()
-        started.append(servers.start_server(env, port))
-        yield Demo(port, database_url, log)
+        port = port or servers.free_port()
+        started.append(servers.start_server({**env, **(extra or {})}, port))
+        yield Demo(port, database_url, log, env["PGEVENTS_REDIS_PREFIX"])
     finally:
         for server in reversed(started):
             server.stop()

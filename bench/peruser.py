@@ -120,9 +120,10 @@ def main() -> None:
     parser.add_argument(
         "--jitter", type=int, default=100, help="the page's jitter (ms), as {% pgevents_script %} takes it"
     )
+    parser.add_argument("--port", type=int, default=0, help="the server's port (default: any free one)")
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/pgevents_bench_peruser")
     args = parser.parse_args()
-    with demo.serve(args.database_url, "peruser") as served:
+    with demo.serve(args.database_url, "peruser", args.port) as served:
         run(f"http://127.0.0.1:{served.port}/people/per-user/?jitter={args.jitter}", served, args)
 
 

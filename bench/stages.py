@@ -31,9 +31,11 @@ SEQNO = re.compile(rb'"seqno": (\d+)')
 
 
 class Tap:
-    """Arrival time in Redis of each event published to ``channel``'s group, by seqno."""
+    """Arrival time in Redis of each event published to ``channel``'s group, by seqno (or
+    by the integer ``pattern`` captures)."""
 
-    def __init__(self, redis_url: str, prefix: str, group: str) -> None:
+    def __init__(self, redis_url: str, prefix: str, group: str, pattern: re.Pattern[bytes] = SEQNO) -> None:
+        self._pattern = pattern
         self._client = redis.Redis.from_url(redis_url)
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         self._pubsub.subscribe(f"{prefix}__group__{group}")
@@ -48,7 +50,7 @@ class Tap:
             if message is None:
                 continue
             now = time.time()
-            for match in SEQNO.finditer(message["data"]):
+            for match in self._pattern.finditer(message["data"]):
                 self.seen.setdefault(int(match.group(1)), now)
 
     def close(self) -> None:

@@ -27,10 +27,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tabs", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--port", type=int, default=0, help="the server's port (default: any free one)")
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/pgevents_bench_tabs")
     args = parser.parse_args()
 
-    with demo.serve(args.database_url, "tabs") as served:
+    with demo.serve(args.database_url, "tabs", args.port) as served:
         run(f"http://127.0.0.1:{served.port}/", served, args.tabs, args.rounds)
 
 

@@ -9,6 +9,9 @@ which maps the receipt time to the commit time). Receipt times are taken once pe
 A *raw* client (``raw=True``) drives another server (``--peer``): every text frame is a
 forwarded NOTIFY payload, ``row_to_json(NEW)`` of a bench row, so its ``pk`` orders it and its
 ``seqno`` times it; the socket counts as subscribed once the upgrade is answered.
+
+``key`` names another integer of the row to time a frame by (``bench.regions`` times the
+demo's rows by their ``pk``); frames that carry a region's HTML (``"html":{``) are counted.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ SEQNO_KEY = b'"seqno": '
 #: ``row_to_json`` renders without spaces.
 RAW_ID_KEY = b'"pk":'
 RAW_SEQNO_KEY = b'"seqno":'
+#: A frame with a shared region's HTML (``pgevents.delivery.shared.with_html``).
+HTML_KEY = b',"html":{'
 
 
 @dataclass
@@ -33,6 +38,8 @@ class Tally:
     """What one socket saw."""
 
     received: int = 0
+    #: Events that carried a region's HTML.
+    html: int = 0
     #: Events whose id was not above the previous one (a duplicate or out of order).
     disorder: int = 0
     last_id: int = 0
@@ -52,7 +59,9 @@ def _int_after(data: bytes, key: bytes, start: int = 0) -> int:
 
 
 class WsClient(asyncio.Protocol):
-    def __init__(self, host: str, port: int, path: str, record: bool = True, raw: bool = False) -> None:
+    def __init__(
+        self, host: str, port: int, path: str, record: bool = True, raw: bool = False, key: str = "seqno"
+    ) -> None:
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
@@ -60,6 +69,7 @@ class WsClient(asyncio.Protocol):
         ).encode()
         self.record = record
         self.raw = raw
+        self.seqno_key = SEQNO_KEY if key == "seqno" else f'"{key}": '.encode()
         self.tally = Tally()
         self.subscribed = asyncio.get_running_loop().create_future()
         self.closed = asyncio.get_running_loop().create_future()
@@ -124,7 +134,7 @@ class WsClient(asyncio.Protocol):
         if self.raw:
             self._count(payload, now, RAW_ID_KEY, RAW_SEQNO_KEY)
         elif payload.startswith(EVENT_PREFIX):
-            self._count(payload, now, ID_KEY, SEQNO_KEY)
+            self._count(payload, now, ID_KEY, self.seqno_key)
         elif payload.startswith(b'{"type":"subscribed"') and not self.subscribed.done():
             self.subscribed.set_result(_int_after(payload, b'"last_event_id":'))
 
@@ -136,6 +146,8 @@ class WsClient(asyncio.Protocol):
         else:
             tally.last_id = id_
         tally.received += 1
+        if HTML_KEY in payload:
+            tally.html += 1
         if self.record:
             tally.seqnos.append(_int_after(payload, seqno_key))
             tally.times.append(now)
@@ -151,8 +163,10 @@ class WsClient(asyncio.Protocol):
             self.transport.close()
 
 
-async def connect(host: str, port: int, path: str, record: bool = True, raw: bool = False) -> WsClient:
+async def connect(
+    host: str, port: int, path: str, record: bool = True, raw: bool = False, key: str = "seqno"
+) -> WsClient:
     loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: WsClient(host, port, path, record, raw), host, port)
+    _, client = await loop.create_connection(lambda: WsClient(host, port, path, record, raw, key), host, port)
     await asyncio.wait_for(client.subscribed, 60)
     return client

@@ -80,3 +80,9 @@ if os.environ.get("PGEVENTS_TEST_STALL") == "1":
 
 # Counts what reaches Django when PGEVENTS_TEST_REQUEST_LOG names a file (tests.hooks.RequestLog).
 MIDDLEWARE = [*MIDDLEWARE, "tests.hooks.RequestLog"]  # noqa: F405
+# A benchmark's server that serves as a project's would: the collector set for many connections.
+if os.environ.get("PGEVENTS_TEST_TUNE_GC") == "1":
+    PGEVENTS["TUNE_GC"] = True
+# A benchmark's probe of the delivery path (bench.trace), when PGEVENTS_BENCH_TRACE names its file.
+if os.environ.get("PGEVENTS_BENCH_TRACE"):
+    INSTALLED_APPS = [*INSTALLED_APPS, "bench.trace.Trace"]  # noqa: F405

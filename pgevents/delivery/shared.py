@@ -20,14 +20,21 @@ WebSocket frame) are composed once per run of events and set of regions, and wri
 each live socket as they are (``write_nowait``, as the hub writes plain events), so the
 work per subscriber is a write, not a parse, an encoding and a pass through ASGI. The frames
 wait in an ordered queue while their renders run: the hub hands the event over and goes on
-with other subscribers at once, and each client still gets its frames in order. A run of more events than ``BURST``
-queued at once becomes one ``region`` render at the last event (one refresh).
+with other subscribers at once, and each client still gets its frames in order. A run of
+more events than ``BURST`` queued at once becomes one ``region`` render at the last event
+(one refresh).
+
+Live writes are gathered per process (``Waves``): the sinks a pass of the hub reached are
+looked at in one callback, and those waiting for the same composed run are written by one
+callback on it, so a change costs each subscriber a list entry and a write, not objects
+that live until the frames are ready (``Waves`` says why that matters).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -78,6 +85,72 @@ def decide(spec: RegionSpec, event: dict[str, Any]) -> tuple[str, str | None] | 
     return None
 
 
+_Composed = asyncio.Future[list[tuple[str, bytes]]]
+
+
+class Waves:
+    """The live writes of one process's shared sinks: one callback per pass of the hub and
+    one per composed run, whatever the number of subscribers.
+
+    Why: a change reaches every subscriber of the process in one pass of the hub. When each
+    sink scheduled a callback of its own (to let the rest of the hub's batch join its queue)
+    and added a callback of its own to the composed run, every subscriber kept a few objects
+    alive until its frames were written: with 1,000 subscribers, thousands of container
+    objects per change, which made the cyclic garbage collector run four times as often as
+    for plain events. Its full collections walk every connection of the process and stop it
+    for 100-300 ms with 1,000 of them (measured: ``bench.regions --stages``); up to twice a
+    minute, they were the late changes. Here the sinks of a pass join one list, examined by one
+    callback, and those waiting for the same run join one list on its future, written by one
+    callback, with the run's frames joined into one buffer once.
+    """
+
+    def __init__(self) -> None:
+        self._kicked: list[SharedSink] = []
+        self._waiting: dict[_Composed, list[SharedSink]] = {}
+
+    def kick(self, sink: SharedSink) -> None:
+        """Look at ``sink``'s queue once the current pass (the hub's batch) is over."""
+        self._kicked.append(sink)
+        if len(self._kicked) == 1:
+            asyncio.get_running_loop().call_soon(self._kick_all)
+
+    def _kick_all(self) -> None:
+        kicked, self._kicked = self._kicked, []
+        for sink in kicked:
+            sink._kick()
+
+    def wait(self, composed: _Composed, sink: SharedSink) -> None:
+        """Write ``composed`` to ``sink``'s socket when it is ready."""
+        waiting = self._waiting.get(composed)
+        if waiting is None:
+            waiting = self._waiting[composed] = []
+            composed.add_done_callback(self._written)
+        waiting.append(sink)
+
+    def _written(self, composed: _Composed) -> None:
+        sinks = self._waiting.pop(composed, [])
+        if composed.cancelled() or composed.exception() is not None:
+            logger.error("composing shared-region frames failed", exc_info=composed.exception())
+            return
+        wire = b"".join(wire for _, wire in composed.result())
+        for sink in sinks:
+            try:
+                sink.write(wire)
+            except Exception:  # one socket failing holds up nobody else
+                logger.exception("writing shared-region frames failed")
+
+
+_WAVES: weakref.WeakKeyDictionary[RenderCache, Waves] = weakref.WeakKeyDictionary()
+
+
+def waves(cache: RenderCache) -> Waves:
+    """The ``Waves`` of the process whose renders ``cache`` keeps (one per hub)."""
+    found = _WAVES.get(cache)
+    if found is None:
+        found = _WAVES[cache] = Waves()
+    return found
+
+
 class SharedSink:
     """Adds the HTML of ``specs`` to the frames it passes to ``inner``, in order."""
 
@@ -87,11 +160,12 @@ class SharedSink:
         self.cache = cache
         self._spec_ids = tuple(spec.id for spec in self.specs)
         self._write = getattr(inner, "write_nowait", None)
+        self._waves = waves(cache)
         self._queue: list[_Item] = []
         self._task: asyncio.Task[None] | None = None
         self._kicked = False
         #: The composed run the direct path is writing when it is ready (frames after it wait).
-        self._pending: asyncio.Future[list[tuple[str, bytes]]] | None = None
+        self._pending: _Composed | None = None
 
     async def send_event(self, frame: str, id: int | None, *, replay: bool = False) -> None:
         self._put((frame, id, replay))
@@ -104,29 +178,27 @@ class SharedSink:
         if not self._kicked and (self._task is None or self._task.done()):
             self._kicked = True
             # After the rest of the hub's batch has joined the queue: it is one run.
-            asyncio.get_running_loop().call_soon(self._kick)
+            self._waves.kick(self)
 
     def _kick(self) -> None:
         """The common case without a task of its own: live events only, a socket written
         directly, nothing before them still waiting. The run's composed frames are written
-        when they are ready, by a callback on the future every subscriber of the process
-        shares: per subscriber, a callback and a write."""
+        when they are ready, with every other subscriber of the process waiting for the same
+        run (``Waves``): per subscriber, a list entry and a write."""
         self._kicked = False
         idle = self._pending is None or self._pending.done()
         if self._write is not None and idle and self._queue and all(item[2] is False for item in self._queue):
             run, self._queue = self._queue, []
             self._pending = self._composed(run)
-            self._pending.add_done_callback(self._written)
+            self._waves.wait(self._pending, self)
             return
         if self._queue:
             self._task = asyncio.ensure_future(self._run())
 
-    def _written(self, composed: asyncio.Future[list[tuple[str, bytes]]]) -> None:
-        if composed.cancelled() or composed.exception() is not None:
-            logger.error("composing shared-region frames failed", exc_info=composed.exception())
-            return
+    def write(self, wire: bytes) -> None:
+        """Live frames, composed, to the socket directly (``Waves``)."""
         assert self._write is not None
-        self._write(b"".join(wire for _, wire in composed.result()))
+        self._write(wire)
 
     async def _run(self) -> None:
         if self._pending is not None and not self._pending.done():
@@ -150,7 +222,7 @@ class SharedSink:
                 run.append(item)
         await self._flush(run)
 
-    def _composed(self, run: list[_Item]) -> asyncio.Future[list[tuple[str, bytes]]]:
+    def _composed(self, run: list[_Item]) -> _Composed:
         """The run's frames with their HTML, composed once per process for every subscriber
         showing the same regions (the same frames for the same run)."""
         key = (tuple((frame, id) for frame, id, _ in run), self._spec_ids)

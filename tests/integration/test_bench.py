@@ -144,3 +144,28 @@ def test_the_listeners_stage_is_taken_apart_for_every_event(isolated_db: str) ->
     for step in ("→ sequencer call", "sequencer call", "→ publish", "publish", "commit → published"):
         assert f"| {step} |" in out
     assert "| commit → published |" in out and out.count(" | 40 |") >= 5 and out.count(" | 3 |") >= 5, out
+
+
+def test_the_region_benchmark_cuts_each_change_into_stages(isolated_db: str) -> None:
+    """``bench.regions --stages`` at a tiny size: every subscriber gets every change (with the
+    row's HTML when subscribed to the region), one render per change, and each change is cut
+    at the stages the server's probe (``bench.trace``) and the Redis tap noted."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.regions", "--clients", "4", "--seconds", "2"),
+            *("--compare", "--stages", "--workers", "1", "--database-url", isolated_db),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    shared, plain = out.split("round 1 (shared)")[1].split("round 1 (plain)")
+    assert "frames received: 8 of 8; with the row's HTML: 8" in shared, out
+    assert "renders per change: 1.00" in shared and "HTTP requests to Django: 0" in shared, out
+    for stage in ("published in Redis", "received by the hub", "rendered", "frames composed", "last socket written"):
+        assert stage in shared, out
+    assert "frames received: 8 of 8; with the row's HTML: 0" in plain, out
+    assert "first socket written" in plain and "rendered" not in plain, out
+

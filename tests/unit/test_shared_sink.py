@@ -128,6 +128,63 @@ def test_live_frames_are_composed_once_and_written_directly(pages: Pages) -> Non
     asyncio.run(body())
 
 
+class CountingLoop(asyncio.SelectorEventLoop):
+    """Counts the callbacks scheduled with ``call_soon`` (done callbacks of futures included)."""
+
+    scheduled = 0
+
+    def call_soon(self, *args: Any, **kwargs: Any) -> Any:
+        self.scheduled += 1
+        return super().call_soon(*args, **kwargs)
+
+
+def test_a_run_reaches_every_live_subscriber_through_one_callback_and_one_buffer(pages: Pages) -> None:
+    """What a live change costs per subscriber does not include a callback of its own:
+    the sinks a pass of the hub reached are looked at together, and those waiting for the
+    same composed run are written together, every socket with the same bytes."""
+
+    async def body(loop: CountingLoop, subscribers: int) -> tuple[int, list[RecordingSink]]:
+        cache = RenderCache()
+        direct = [RecordingSink(direct=True) for _ in range(subscribers)]
+        sinks = [SharedSink(r, [ROWS], cache) for r in direct]
+        before = loop.scheduled
+        for sink in sinks:  # one pass of the hub: a run of two events
+            await deliver(sink, [(event(7, "INSERT", pk=1), 7), (event(8, "INSERT", pk=2), 8)])
+        for recorder in direct:
+            assert [(m["id"], m["via"]) for m in await drained(recorder, 2)] == [(7, "direct"), (8, "direct")]
+        return loop.scheduled - before, direct
+
+    counts = []
+    for subscribers in (2, 200):
+        loop = CountingLoop()
+        try:
+            scheduled, direct = loop.run_until_complete(body(loop, subscribers))
+        finally:
+            loop.close()
+        counts.append(scheduled)
+        assert all(r.writes == [direct[0].writes[0]] for r in direct)  # one write each, of one buffer
+        assert all(r.writes[0] is direct[0].writes[0] for r in direct)
+    assert counts[1] == counts[0]  # a hundred times the subscribers, not one more callback
+
+
+def test_a_socket_that_fails_to_take_a_run_holds_up_nobody_else(pages: Pages, caplog: pytest.LogCaptureFixture) -> None:
+    async def body() -> None:
+        cache = RenderCache()
+        broken, fine = RecordingSink(direct=True), RecordingSink(direct=True)
+
+        def fails(data: bytes) -> bool:
+            raise OSError("connection reset")
+
+        broken.write_nowait = fails  # type: ignore[method-assign]
+        for recorder in (broken, fine):
+            await SharedSink(recorder, [ROWS], cache).send_event(event(7, "INSERT", pk=1), 7)
+        assert (await fine.next())["id"] == 7
+
+    with caplog.at_level("ERROR", logger="pgevents.delivery.shared"):
+        asyncio.run(body())
+    assert "writing shared-region frames failed" in caplog.text and "connection reset" in caplog.text
+
+
 def test_direct_writes_keep_the_order_of_events_and_controls(pages: Pages, monkeypatch: pytest.MonkeyPatch) -> None:
     """An event arriving while the one before it is still being rendered, and a control
     frame behind them, wait for it: the client gets them in order."""
