@@ -168,4 +168,3 @@ def test_the_region_benchmark_cuts_each_change_into_stages(isolated_db: str) -> 
         assert stage in shared, out
     assert "frames received: 8 of 8; with the row's HTML: 0" in plain, out
     assert "first socket written" in plain and "rendered" not in plain, out
-
