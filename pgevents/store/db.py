@@ -100,3 +100,18 @@ class SharedConnection:
                 await conn.close()
             except (psycopg.Error, OSError):  # pragma: no cover - closing a broken connection
                 pass
+
+    def abandon(self) -> None:
+        """Close the connection without awaiting anything: its event loop is already closed.
+
+        ``close()`` needs the loop the connection was opened on. Once that loop is closed
+        nothing can run there, and the connection would stay open on the server until the
+        garbage collector happened to reach it (never, for what a serving process froze).
+        libpq's ``finish()`` is synchronous: it says goodbye to the server and closes the socket.
+        """
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                conn.pgconn.finish()
+            except (psycopg.Error, OSError):  # pragma: no cover - the socket was already gone
+                pass
