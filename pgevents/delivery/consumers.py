@@ -161,6 +161,24 @@ class EventConsumer(AsyncWebsocketConsumer):
             await hub.leave(sub)
         self.subs = {}
 
+    async def send(  # type: ignore[override]  # as Channels' own AsyncWebsocketConsumer.send
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        """Channels' ``send``, skipped once daphne's protocol is no longer open.
+
+        autobahn closes the protocol as soon as it reads the client's close frame (it answers
+        it and drops the TCP connection), but daphne marks the client disconnected, and stops
+        passing sends on, only once the TCP connection is gone, a turn of the loop later. A
+        send in between (the answer to a frame that came in the same segment as the close)
+        would raise "Attempt to send on a closed protocol" and kill the consumer before its
+        ``disconnect`` left the hub. Skipped, it is what daphne does a moment later anyway;
+        the disconnect comes as usual. Closing a closed protocol is already a no-op there.
+        """
+        protocol = getattr(self, "protocol", None)
+        if protocol is not None and protocol.state != protocol.STATE_OPEN:
+            return
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
     # -- commands ----------------------------------------------------------------------
     async def _subscribe(self, command: Subscribe, close_on_error: bool = False) -> None:
         channel = command.channel

@@ -8,7 +8,10 @@ subscription of the loop; the first one of a process also sets the garbage colle
 many long-lived connections (``collector``).
 
 Runtimes are keyed by the loop object itself, never by ``id(loop)`` (ids are reused once a
-loop is gone); runtimes of closed loops are dropped the next time one is looked up.
+loop is gone). A runtime whose loop is closed (a sync client's or ``async_to_sync``'s loop
+that ended) is dropped the next time any runtime is looked up, and its shared connection is
+closed there and then: nothing can await on a closed loop, and left to the garbage collector
+the connection would stay open on the server for as long as the process lives.
 """
 
 from __future__ import annotations
@@ -59,9 +62,27 @@ class Runtime:
             if task is not None:
                 self.tasks.append(task)
 
+    def abandon(self) -> None:
+        """Release what the runtime holds once its loop is closed (its tasks can never run again)."""
+        self.connection.abandon()
+
+
+def _drop_closed() -> None:
+    """Forget the runtimes of closed loops and close their connections.
+
+    Loops run in other threads too (``async_to_sync``): the keys are copied before they are
+    looked at, and only the caller that removes a runtime closes its connection.
+    """
+    for loop in list(_runtimes):
+        if loop.is_closed():
+            gone = _runtimes.pop(loop, None)
+            if gone is not None:
+                gone.abandon()
+
 
 def install(runtime: Runtime) -> Runtime:
     """Make ``runtime`` the running loop's (tests use one over an in-memory log)."""
+    _drop_closed()
     _runtimes[asyncio.get_running_loop()] = runtime
     metrics.register_scrape("hub", _gauges)
     return runtime
@@ -70,8 +91,7 @@ def install(runtime: Runtime) -> Runtime:
 def current() -> Runtime:
     """The running loop's runtime, created and started on first use."""
     loop = asyncio.get_running_loop()
-    for gone in [other for other in _runtimes if other.is_closed()]:
-        del _runtimes[gone]
+    _drop_closed()
     runtime = _runtimes.get(loop)
     if runtime is None:
         alias = conf.get().channel_layer
@@ -92,6 +112,7 @@ def get_hub() -> Hub:
 
 def hubs() -> list[Hub]:
     """The hubs of this process's live runtimes (one per event loop; one under daphne)."""
+    _drop_closed()
     return [runtime.hub for loop, runtime in list(_runtimes.items()) if not loop.is_closed()]
 
 

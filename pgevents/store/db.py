@@ -56,6 +56,12 @@ class SharedConnection:
     browsers. Every attempt (the connect included) is bounded by ``QUERY_TIMEOUT``, and so is
     the wait for the connection behind other callers: a server that accepts connections but
     never answers raises ``TimeoutError`` instead of holding every caller in a queue.
+
+    The bounds are ``asyncio.timeout`` blocks, not ``asyncio.wait_for``: on Python 3.11,
+    ``wait_for`` returns the result of an inner call that finished in the same turn as the
+    caller was cancelled, and so swallows the cancellation. A caller cancelled just as the
+    lock was handed to it then kept running (a runtime's presence reporter carried on past
+    its loop's shutdown, and ``asyncio.run`` waited for it forever).
     """
 
     def __init__(self, application_name: str, alias: str | None = None) -> None:
@@ -67,11 +73,13 @@ class SharedConnection:
     async def run(self, fn: Query, *args: Any) -> Any:
         """``await fn(conn, *args)`` on the shared connection, reconnecting once if it broke."""
         timeout = conf.get().query_timeout
-        await asyncio.wait_for(self._lock.acquire(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._lock.acquire()
         try:
             for attempt in (1, 2):
                 try:
-                    return await asyncio.wait_for(self._attempt(fn, *args), timeout)
+                    async with asyncio.timeout(timeout):
+                        return await self._attempt(fn, *args)
                 except (TimeoutError, psycopg.OperationalError):
                     await self.close()
                     if attempt == 2:
@@ -91,4 +99,19 @@ class SharedConnection:
             try:
                 await conn.close()
             except (psycopg.Error, OSError):  # pragma: no cover - closing a broken connection
+                pass
+
+    def abandon(self) -> None:
+        """Close the connection without awaiting anything: its event loop is already closed.
+
+        ``close()`` needs the loop the connection was opened on. Once that loop is closed
+        nothing can run there, and the connection would stay open on the server until the
+        garbage collector happened to reach it (never, for what a serving process froze).
+        libpq's ``finish()`` is synchronous: it says goodbye to the server and closes the socket.
+        """
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                conn.pgconn.finish()
+            except (psycopg.Error, OSError):  # pragma: no cover - the socket was already gone
                 pass
