@@ -306,3 +306,27 @@ def test_group_add_returns_once_redis_confirmed_the_subscription() -> None:
                 await layer.flush()
 
         run(scenario())
+
+
+@pytest.mark.parametrize("option", ["socket_timeout", "health_check_interval"])
+def test_an_idle_subscription_is_not_a_failure(option: str) -> None:
+    """The receive loop waits for the next message without a timer of its own; a connection
+    configured to time out reads (or to ping) while idle must still not be taken for a broken
+    one: no ``LayerReset`` after a quiet spell several timeouts long, and what is published
+    next arrives."""
+    name = f"pgevents-test-idle-{os.getpid()}-{time.monotonic_ns()}"
+
+    async def scenario() -> None:
+        layer = PubSubChannelLayer(hosts=[{"address": REDIS_URL, option: 0.2}], prefix=name)
+        channel = await layer.new_channel()
+        await layer.group_add("g", channel)
+        try:
+            await layer.group_send("g", {"type": "t", "n": "first"})
+            assert (await _receive(layer, channel))["n"] == "first"
+            await asyncio.sleep(1.0)
+            await layer.group_send("g", {"type": "t", "n": "after a quiet second"})
+            assert (await _receive(layer, channel))["n"] == "after a quiet second"
+        finally:
+            await layer.flush()
+
+    run(scenario())
