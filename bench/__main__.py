@@ -50,6 +50,8 @@ class Config:
     profile_dir: str | None = None
     #: Latency cut at Redis: commit → published, published → client (``--stages``).
     stages: bool = False
+    #: The server's stage cut further inside daphne (``--server-trace``; implies ``stages``).
+    server_trace: bool = False
     layer: str = "pgpubsub"
     #: Niceness of the client processes: 0, as equals of the server (see --client-nice).
     client_nice: int = 0
@@ -126,6 +128,7 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
             cfg.peer,
             cfg.processes,
             cfg.stages and cfg.layer != "core",
+            cfg.server_trace and cfg.layer != "core",
         )
         if "full" in cfg.scenarios:
             say(f"1 client, writer at full speed, {cfg.full_events:,} events")
@@ -278,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
         help="cut each pgevents delivery's latency where it passes through Redis: commit → published (the listener) "
         "and published → client (the server), from a tap on the layer's pub/sub channel (see bench/stages.py)",
     )
+    p.add_argument(
+        "--server-trace",
+        action="store_true",
+        help="with --stages: also cut the server's stage per event inside daphne (Redis read, parse, hub, fan-out; "
+        "see bench/servertrace.py); it adds a little CPU per event, so compare CPU only between runs with it",
+    )
     p.add_argument("--profile", metavar="DIR", help="record py-spy flame graphs of daphne into DIR")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = p.parse_args(argv)
@@ -293,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.server = args.server
     cfg.server_root = args.server_root
     cfg.processes = args.processes
-    cfg.stages = args.stages
+    cfg.stages = args.stages or args.server_trace
+    cfg.server_trace = args.server_trace
     if args.stalled:
         kind, readers, rate, seconds, size = args.stalled.split(",")
         cfg.stalled = (kind, int(readers), float(rate), float(seconds), int(size))

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from pgevents.core.names import group_name
 
-from . import servers, stages
+from . import servers, servertrace, stages
 from .clients import Result, Workers
 from .database import PEER_CHANNEL, PEER_TABLE
 from .report import Latency, Row, unpack, window_summary, windows
@@ -43,12 +43,14 @@ class Context:
     processes: int = 1
     #: Cut each delivery's latency where it passes through Redis (``--stages``, see ``stages``).
     stages: bool = False
+    #: Also time each event inside daphne (``--server-trace``, see ``bench.servertrace``).
+    server_trace: bool = False
 
-    def daphne(self) -> tuple[servers.Server, int]:
+    def daphne(self, trace: Path | None = None) -> tuple[servers.Server, int]:
         """A fresh server process per scenario (``server``: daphne unless told otherwise): its
-        memory figures are its own."""
+        memory figures are its own. ``trace``: where the server trace goes."""
         port = servers.free_port()
-        return servers.start_server(self.env, port, self.server, self.server_root, self.processes), port
+        return servers.start_server(self.env, port, self.server, self.server_root, self.processes, trace), port
 
 
 def merge(results: list[Result]) -> tuple[int, int, int, list[int], list[float]]:
@@ -169,7 +171,8 @@ def _pgevents(
 ) -> Row:
     table = "bench_events" if channel == "bench" else "bench_quiet"
     settle(ctx.url)
-    daphne, port = ctx.daphne()
+    trace = Path(tempfile.mkdtemp(prefix="pgevents-bench-trace-")) / "daphne" if ctx.server_trace else None
+    daphne, port = ctx.daphne(trace)
     workers = Workers(min(ctx.client_procs, clients), ctx.client_nice)
     profiler = None
     tap: stages.Tap | None = None
@@ -229,6 +232,11 @@ def _pgevents(
             "commit_to_published": asdict(to_redis) if to_redis else None,
             "published_to_client": asdict(to_client) if to_client else None,
         }
+        if trace is not None:
+            parts = stages.server_split(tap.seen, *servertrace.read(str(trace)), seqnos, times)
+            row.notes += "; " + stages.server_summary(parts)
+            row.extra["stages"].update({k: asdict(v) if v else None for k, v in parts.items()})
+            shutil.rmtree(trace.parent, ignore_errors=True)
     return row
 
 

@@ -108,13 +108,24 @@ def serve_command(port: int, processes: int) -> list[str]:
 
 
 def start_server(
-    env: dict[str, str], port: int, server: str = "daphne", root: Path | None = None, processes: int = 1
+    env: dict[str, str],
+    port: int,
+    server: str = "daphne",
+    root: Path | None = None,
+    processes: int = 1,
+    trace: Path | None = None,
 ) -> Server:
     """``server`` on ``port``; ``root``: run another checkout's code (to measure it side by side);
-    ``processes`` > 1: that many daphne processes on the port."""
+    ``processes`` > 1: that many daphne processes on the port; ``trace``: one daphne process
+    timing each event inside (``bench.servertrace``, lines to ``trace.<pid>``)."""
     if root is not None:
         env = {**env, "PYTHONPATH": str(root)}
     command = serve_command(port, processes) if processes > 1 else COMMANDS[server](port)
+    if trace is not None:
+        if server != "daphne" or processes > 1:
+            raise ValueError("the server trace runs one daphne process")
+        command = [str(Path(__file__).with_name("servertrace.py")), *command[2:]]  # instead of -m daphne
+        env = {**env, "PGEVENTS_BENCH_SERVER_TRACE": str(trace)}
     proc = Server(f"{server}-{port}", [sys.executable, *command], env, cwd=root or ROOT)
 
     def listening() -> bool:

@@ -78,3 +78,43 @@ def summary(to_redis: Latency | None, to_client: Latency | None) -> str:
         return "-" if latency is None else f"{latency.p50:.2f}/{latency.p99:.2f}"
 
     return f"stages p50/p99 ms: commit→published {one(to_redis)}, published→client {one(to_client)}"
+
+
+def _spans(pairs: Sequence[tuple[float, float]]) -> Latency | None:
+    return Latency.of([a for a, _ in pairs], range(len(pairs)), [b for _, b in pairs])
+
+
+def server_split(
+    published: dict[int, float],
+    parsed: dict[int, tuple[float, float]],
+    fanned: dict[int, tuple[float, float]],
+    seqnos: Sequence[int],
+    times: Sequence[float],
+) -> dict[str, Latency | None]:
+    """The server's stage cut per event (``--server-trace``, see ``bench.servertrace``): from
+    the tap to the process' read of the Redis socket, the read to the parsed message, the
+    message to the hub's fan-out, the fan-out itself (first to last socket written), and from
+    its start to each client's read (over every delivery)."""
+    events = sorted(s for s in parsed if s in fanned)
+    return {
+        "published_to_read": _spans([(published[s], parsed[s][0]) for s in events if s in published]),
+        "read_to_parsed": _spans([parsed[s] for s in events]),
+        "parsed_to_fan_out": _spans([(parsed[s][1], fanned[s][0]) for s in events]),
+        "fan_out": _spans([fanned[s] for s in events]),
+        "fan_out_to_client": _spans([(fanned[s][0], t) for s, t in zip(seqnos, times, strict=True) if s in fanned]),
+    }
+
+
+def server_summary(parts: dict[str, Latency | None]) -> str:
+    """For the notes column: p50/p99 ms of each part of the server's stage."""
+    labels = {
+        "read_to_parsed": "read→parsed",
+        "parsed_to_fan_out": "parsed→fan-out",
+        "fan_out": "fan-out",
+        "fan_out_to_client": "fan-out start→client",
+    }
+    cells = []
+    for key, label in labels.items():
+        latency = parts.get(key)
+        cells.append(f"{label} {'-' if latency is None else f'{latency.p50:.2f}/{latency.p99:.2f}'}")
+    return "server p50/p99 ms: " + ", ".join(cells)

@@ -128,9 +128,9 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
                     await self._rebuild()
                     broken = False
                 self._wake.clear()
-                if self._pubsub and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=0.1)
-                    self._receive_message(message)
+                pubsub = self._pubsub
+                if pubsub is not None and pubsub.subscribed:
+                    await self._read(pubsub)
                 else:
                     try:
                         await asyncio.wait_for(self._wake.wait(), 0.1)
@@ -144,6 +144,24 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
                     self.channel_layer.reset_all()
                 broken = True
                 await asyncio.sleep(1)
+
+    async def _read(self, pubsub: _PubSub) -> None:
+        """The next message from the subscription connection, handed to its receivers.
+
+        channels-redis polls with ``get_message(timeout=0.1)``: a timer armed and cancelled
+        around every message. This waits without one, and once data has arrived each further
+        call parses what is already buffered without yielding to the event loop: everything
+        that came in one read reaches the receivers' queues before any of them runs, and the
+        hub takes it in one dispatch. A connection configured with ``health_check_interval``
+        or ``socket_timeout`` waits at most that long, as it would in redis-py (a read that
+        times out on a quiet connection is not a failure: nothing was published).
+        """
+        connection = pubsub.connection
+        wait = (connection.health_check_interval or connection.socket_timeout) if connection is not None else None
+        response = await pubsub.parse_response(block=not wait, timeout=wait or 0)
+        if response is not None:
+            message = await pubsub.handle_message(response, ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]
+            self._receive_message(message)
 
     async def _rebuild(self) -> None:
         """A fresh subscription connection with every channel this shard had (raises while

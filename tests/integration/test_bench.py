@@ -1,5 +1,5 @@
 """The benchmark at a tiny size: it runs end to end, nothing is lost or duplicated, and the
-latency is cut at Redis when asked (``--stages``).
+latency is cut at Redis when asked (``--stages``), and inside the server (``--server-trace``).
 
 Timing figures are the benchmark's business (docs/benchmarks.md); this only checks that
 the harness works and that every expected delivery was made exactly once.
@@ -41,6 +41,22 @@ def test_benchmark_smoke_run_loses_and_duplicates_nothing(isolated_db: str) -> N
             assert row.extra["stages"]["commit_to_published"] is not None, row.notes
             assert row.extra["stages"]["published_to_client"] is not None, row.notes
             assert "commit→published" in row.notes
+
+
+def test_the_server_trace_cuts_the_servers_stage_for_every_event(isolated_db: str) -> None:
+    """``--server-trace``: daphne started through ``bench/servertrace.py`` notes each event's
+    Redis read, parse and fan-out; every part of the server's stage is reported, each one
+    after the one before it for every event (what happens in one process, in order)."""
+    cfg = Config(database_url=isolated_db, scenarios=("fanout",), fanout=[(4, 100, 1)], stages=True, server_trace=True)
+    log = io.StringIO()
+    rows = run(cfg, out=log)
+    (row,) = [r for r in rows if r.system == "pgevents"]
+    assert (row.lost, row.duplicates, row.received) == (0, 0, row.expected), row
+    parts = row.extra["stages"]
+    for key in ("read_to_parsed", "parsed_to_fan_out", "fan_out", "fan_out_to_client"):
+        assert parts[key] is not None, (key, row.notes, log.getvalue())
+        assert parts[key]["p50"] >= 0, (key, parts[key])
+    assert "server p50/p99 ms: read→parsed" in row.notes
 
 
 def test_benchmark_drives_a_peer_server_and_reports_bursts_by_window(isolated_db: str) -> None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,6 +21,7 @@ from tests.faults import PrivateRedis
 from tests.support import Client, Stack, run, wait_until
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _receive(layer: PubSubChannelLayer, channel: str) -> dict:
@@ -306,3 +310,74 @@ def test_group_add_returns_once_redis_confirmed_the_subscription() -> None:
                 await layer.flush()
 
         run(scenario())
+
+
+@pytest.mark.parametrize("option", ["socket_timeout", "health_check_interval"])
+def test_an_idle_subscription_is_not_a_failure(option: str) -> None:
+    """The receive loop waits for the next message without a timer of its own; a connection
+    configured to time out reads (or to ping) while idle must still not be taken for a broken
+    one: no ``LayerReset`` after a quiet spell several timeouts long, and what is published
+    next arrives."""
+    name = f"pgevents-test-idle-{os.getpid()}-{time.monotonic_ns()}"
+
+    async def scenario() -> None:
+        layer = PubSubChannelLayer(hosts=[{"address": REDIS_URL, option: 0.2}], prefix=name)
+        channel = await layer.new_channel()
+        await layer.group_add("g", channel)
+        try:
+            await layer.group_send("g", {"type": "t", "n": "first"})
+            assert (await _receive(layer, channel))["n"] == "first"
+            await asyncio.sleep(1.0)
+            await layer.group_send("g", {"type": "t", "n": "after a quiet second"})
+            assert (await _receive(layer, channel))["n"] == "after a quiet second"
+        finally:
+            await layer.flush()
+
+    run(scenario())
+
+
+#: Run in a process of its own, so that it can be given a Python without hiredis.
+_BURST = """
+import asyncio, sys
+import redis.utils
+from pgevents.layers import PubSubChannelLayer
+
+async def main():
+    layer = PubSubChannelLayer(hosts=[sys.argv[1]], prefix=sys.argv[2])
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    try:
+        for n in range(200):
+            await layer.group_send("g", {"type": "t", "n": n})
+        got = []
+        while len(got) < 200:
+            got += [m["n"] for m in await asyncio.wait_for(layer.receive_many(channel, 1000), 10)]
+        parser = type(layer._get_layer()._shards[0]._pubsub.connection._parser).__name__
+        print(redis.utils.HIREDIS_AVAILABLE, parser, got == list(range(200)))
+    finally:
+        await layer.flush()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("hiredis", [True, False], ids=["hiredis", "without-hiredis"])
+def test_the_layer_reads_every_message_in_order_with_and_without_hiredis(tmp_path: Path, hiredis: bool) -> None:
+    """hiredis is a dependency (redis-py parses replies with it, in C); an installation
+    without it falls back to redis-py's parser in Python and must lose nothing either."""
+    path = [str(ROOT)]
+    if not hiredis:
+        (tmp_path / "hiredis").mkdir()
+        (tmp_path / "hiredis" / "__init__.py").write_text('raise ImportError("not installed")\n')
+        path.insert(0, str(tmp_path))
+    name = f"pgevents-test-parser-{os.getpid()}-{time.monotonic_ns()}"
+    done = subprocess.run(
+        [sys.executable, "-c", _BURST, REDIS_URL, name],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    parser = "_AsyncHiredisParser" if hiredis else "_AsyncRESP2Parser"
+    assert done.stdout.split() == [str(hiredis), parser, "True"]
