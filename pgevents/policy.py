@@ -100,7 +100,8 @@ async def _call(path: str, *args: Any) -> Any:
         return hook(*args)
     # a sync hook runs in a thread, with Django's connection hygiene
     call = hook(*args) if inspect.iscoroutinefunction(hook) else database_sync_to_async(hook)(*args)
-    return await asyncio.wait_for(call, conf.get().query_timeout)
+    async with asyncio.timeout(conf.get().query_timeout):  # not wait_for: it can swallow a cancellation
+        return await call
 
 
 UNAVAILABLE = Denial("unavailable", "cannot check access right now; try again")

@@ -45,5 +45,6 @@ async def still_logged_in(session_key: str | None, user: Any) -> bool:
     ``TimeoutError`` when the session store does not answer within ``QUERY_TIMEOUT``."""
     if not session_key:
         return False
-    pk = await asyncio.wait_for(database_sync_to_async(_user_pk)(session_key), conf.get().query_timeout)
+    async with asyncio.timeout(conf.get().query_timeout):  # not wait_for: it can swallow a cancellation
+        pk = await database_sync_to_async(_user_pk)(session_key)
     return pk is not None and pk == user.pk

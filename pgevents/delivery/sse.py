@@ -180,7 +180,10 @@ async def _serve(request: HttpRequest, channel: str, *, html: bool) -> HttpRespo
                     await flow.writable()  # daphne: hand over no more than the socket takes
                 wait = KEEPALIVE if not interval else max(0.0, min(KEEPALIVE, check_at - loop.time()))
                 try:
-                    item = await asyncio.wait_for(outbox.get(), wait)
+                    # A scope, not wait_for (which on Python 3.11 can swallow the cancellation
+                    # of a client that went away just as an item arrived).
+                    async with asyncio.timeout(wait):
+                        item = await outbox.get()
                 except TimeoutError:
                     item = None
                 if interval and loop.time() >= check_at:
