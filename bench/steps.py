@@ -127,7 +127,7 @@ def analyse(acks: list[float], trace: Trace) -> dict[str, Any]:
     return out
 
 
-async def _run(url: str, count: int, rate: float | None) -> tuple[list[float], float]:
+async def _run(url: str, count: int, rate: float | None, pacing: Any = None) -> tuple[list[float], float]:
     from channels.layers import get_channel_layer
 
     from pgevents.capture.listener import Listener
@@ -138,7 +138,9 @@ async def _run(url: str, count: int, rate: float | None) -> tuple[list[float], f
             return super()._take(channel, payload, plain)
 
     listener = TracedListener(
-        layer=TimedLayer(get_channel_layer()), connect=lambda: TimedConnection.connect(url, autocommit=True)
+        layer=TimedLayer(get_channel_layer()),
+        connect=lambda: TimedConnection.connect(url, autocommit=True),
+        pacing=pacing,
     )
     task = asyncio.ensure_future(listener.run())
     await listener.connected.wait()
@@ -160,9 +162,10 @@ async def _run(url: str, count: int, rate: float | None) -> tuple[list[float], f
     return acks, cpu
 
 
-def measure(url: str, count: int, rate: float | None) -> dict[str, Any]:
-    """One run of ``count`` commits at ``rate`` per second (None: flat out)."""
-    acks, cpu = asyncio.run(_run(url, count, rate))
+def measure(url: str, count: int, rate: float | None, pacing: Any = None) -> dict[str, Any]:
+    """One run of ``count`` commits at ``rate`` per second (None: flat out); ``pacing`` the
+    listener's (``pgevents.capture.pacing.Pacing``; None: its default)."""
+    acks, cpu = asyncio.run(_run(url, count, rate, pacing))
     result = analyse(acks, TRACE)
     result["listener CPU µs/event"] = round(1e6 * cpu / max(result["events"], 1))
     result["writer commits/s"] = round((len(acks) - 1) / (acks[-1] - acks[0])) if len(acks) > 1 else 0
@@ -190,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", action="append", default=[], help="COUNTxRATE: commits at RATE per second")
     p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/pgevents_bench_steps")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    p.add_argument("--pace", type=float, help="the listener's pacing factor (runlisten --pace; default: its own)")
+    p.add_argument("--pace-cap", type=float, help="the longest pause (runlisten --pace-cap; default: its own)")
     args = p.parse_args(argv)
     runs: list[tuple[str, int, float | None]] = []
     if args.isolated:
@@ -220,8 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         import django
 
         django.setup()
+        from pgevents.capture.pacing import PACE, PACE_CAP, Pacing
+
+        pace = PACE if args.pace is None else args.pace
+        pacing = Pacing(pace, PACE_CAP if args.pace_cap is None else args.pace_cap)
         for name, count, rate in runs:
-            print(report(name, measure(url, count, rate)) + "\n", flush=True)
+            print(report(name, measure(url, count, rate, pacing)) + "\n", flush=True)
     finally:
         with contextlib.suppress(Exception):
             database.drop(url)

@@ -14,9 +14,10 @@ Order of operations on every (re)connection, which is what makes it gap-free:
    since the last drain (also the liveness probe of an idle connection), and the transient
    table on every transient wake-up (each transient event comes with one). Once drains find
    events close together the listener polls the log instead — again at once after a drain
-   that found events, ``TICK`` after one that found none — and writers skip their wake-ups,
-   until no event came for ``LINGER``; then it hands over (see
-   ``pgevents.capture.handover``) and sleeps on LISTEN again.
+   that found one event, after a pause that grows with the batch and with what the look
+   took when it found several (``pgevents.capture.pacing``), ``TICK`` after one that found
+   none — and writers skip their wake-ups, until no event came for ``LINGER``; then it
+   hands over (see ``pgevents.capture.handover``) and sleeps on LISTEN again.
 
 The internal channel is not trusted: any role that can connect can NOTIFY it. Its payload
 only says where to look (``''`` the log, ``'t'`` the transient table); anything else is
@@ -44,6 +45,7 @@ import psycopg
 from pgevents import conf, metrics
 from pgevents.capture import relay
 from pgevents.capture.handover import LINGER, STREAM, TICK, Handover
+from pgevents.capture.pacing import Pacing
 from pgevents.core import envelope, identity, sql
 from pgevents.core.backoff import Backoff
 from pgevents.core.names import is_listener_session
@@ -97,6 +99,7 @@ class Listener:
         tick: float = TICK,
         linger: float = LINGER,
         stream: float = STREAM,
+        pacing: Pacing | None = None,
     ) -> None:
         settings = conf.get()
         self.layer = layer
@@ -137,6 +140,8 @@ class Listener:
         self.tick = tick
         self.linger = linger
         self.stream = stream
+        #: The pause before the next look while polling, after a look that found events.
+        self.pacing = pacing or Pacing()
         self._polling: Handover | None = None
         #: Over every session: how often the listener started polling, stopped, and had to
         #: wait for a writer's transaction to end before its last look at the log.
@@ -237,15 +242,16 @@ class Listener:
     async def _loop(self, conn: psycopg.AsyncConnection[Any], polling: Handover) -> None:
         # Checked as well as cancelled: Python 3.11's wait_for can swallow a cancellation
         # that arrives just as the call it bounds completes.
-        moved = 0  # what the last look at the log found
+        moved, took = 0, 0.0  # what the last look at the log found, and how long it took
         while not self._stopping:
             await self._heartbeat()
             polling.check()
-            # While polling, the next look follows at once if the last one found events (more
-            # are likely committed meanwhile), overlapping their publish; a tick later if it
-            # found none. Before any wait the last publish completes (or ends the session).
+            # While polling, the next look follows soon if the last one found events (more
+            # are likely committed meanwhile: at once for one, after a pause that lets the
+            # batch grow for several), overlapping their publish; a tick later if it found
+            # none. Before any other wait the last publish completes (or ends the session).
             if polling.polling and moved:
-                woken = await self._wait(conn, 0.0)
+                woken = await self._wait(conn, self.pacing.pause(moved, took))
             else:
                 await self._sent()
                 woken = await self._wait(conn, self.tick if polling.polling else None)
@@ -258,7 +264,9 @@ class Listener:
                     if delay > 0:
                         await asyncio.sleep(delay)
                 # A look at an empty log is a read (the sequencer writes only what it positions).
+                started = time.monotonic()
                 moved = await self._drain(conn)
+                took = time.monotonic() - started
                 if await self._bounded(polling.moved(conn, moved)):
                     moved = await self._drain(conn)  # the last look before sleeping on LISTEN
                     await self._bounded(polling.moved(conn, moved))
@@ -271,8 +279,10 @@ class Listener:
 
     async def _bounded(self, call: Awaitable[T]) -> T:
         """``call``, or ``TimeoutError`` after ``QUERY_TIMEOUT``: a hung server or layer ends
-        the session (and the loop reconnects) instead of stalling the listener forever."""
-        return await asyncio.wait_for(call, self.query_timeout)
+        the session (and the loop reconnects) instead of stalling the listener forever. (A
+        timeout scope, not ``wait_for``: no task of its own for every statement.)"""
+        async with asyncio.timeout(self.query_timeout):
+            return await call
 
     async def _end_stale_backend(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Terminate our previous backend if it stopped answering (a hung or half-dead

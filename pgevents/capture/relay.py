@@ -21,7 +21,8 @@ async def publish(layer: Any, events: Iterable[Event], timeout: float) -> int:
     layer messages sent."""
     messages = batch.batches(events)
     for message in messages:
-        await asyncio.wait_for(layer.group_send(group_name(message["channel"]), message), timeout)
+        async with asyncio.timeout(timeout):  # no task of its own per send, as wait_for would make
+            await layer.group_send(group_name(message["channel"]), message)
     return len(messages)
 
 

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -24,6 +25,7 @@ from psycopg import sql
 
 from pgevents.capture.handover import STREAM
 from pgevents.capture.listener import Listener
+from pgevents.capture.pacing import Pacing
 from pgevents.core.batch import unpack
 from pgevents.setup import installation
 from pgevents.store.wake import HANDOVER, KEY_SPACE
@@ -136,7 +138,9 @@ def running(listener: Listener) -> Iterator[None]:
         loop.close()
 
 
-def _listener(url: str, layer: RecordingLayer, linger: float, stream: float = math.inf) -> Listener:
+def _listener(
+    url: str, layer: RecordingLayer, linger: float, stream: float = math.inf, pacing: Pacing | None = None
+) -> Listener:
     """A listener that polls from its first event on (``stream`` infinite), unless told otherwise."""
     return Listener(
         layer=layer,
@@ -146,6 +150,7 @@ def _listener(url: str, layer: RecordingLayer, linger: float, stream: float = ma
         linger=linger,
         prune_interval=POLL_INTERVAL,
         stream=stream,
+        pacing=pacing,
     )
 
 
@@ -300,3 +305,44 @@ def test_a_database_without_the_hand_over_wakes_the_listener_on_every_commit(
     assert "the database has no wake-up hand-over (run migrate)" in caplog.text
     durable = [e for e in layer.events if e["id"] is not None]
     assert len(durable) == 48 and [e["id"] for e in durable] == sorted({e["id"] for e in durable})
+
+
+@dataclass(frozen=True)
+class RecordingPacing(Pacing):
+    """The pacing policy, noting every pause it decides."""
+
+    pauses: list[float] = field(default_factory=list)
+
+    def pause(self, events: int, took: float) -> float:
+        pause = super().pause(events, took)
+        self.pauses.append(pause)
+        return pause
+
+
+def test_a_paced_listener_delivers_every_event_once_in_order_and_still_hands_over(isolated_db: str) -> None:
+    """Pacing (a pause after a look that found several events) under writers committing many
+    rows at a time, with a long pause: it pauses, and every committed row arrives once, with
+    increasing ids and each ``prev`` the channel's previous id. Then a transaction that
+    skipped its wake-up and commits after the listener stopped polling arrives as well."""
+    layer = RecordingLayer()
+    pacing = RecordingPacing(20.0, 0.02)
+    listener = _listener(isolated_db, layer, linger=0.5, pacing=pacing)
+    names = [f"paced {n}" for n in range(2000)]
+    with (
+        running(listener),
+        psycopg.connect(isolated_db, autocommit=True) as owner,
+        psycopg.connect(isolated_db, autocommit=True) as writer,
+    ):
+        for n in range(0, len(names), 50):
+            writer.execute("INSERT INTO people (name) SELECT unnest(%s::text[])", (names[n : n + 50],))
+        _wait_for(lambda: len(layer.events) >= len(names), "the stream (stranded?)")
+        assert any(pause > 0 for pause in pacing.pauses)
+        with writer.transaction():
+            writer.execute("INSERT INTO people (name) VALUES ('late')")
+            assert _holds_handover_key(owner, writer.info.backend_pid)  # it skipped its wake-up
+            _wait_for(lambda: _flag(owner) == 0, "the listener to stop polling")
+        _wait_for(lambda: len(layer.events) == len(names) + 1, "the late event (stranded?)")
+    assert layer.names() == [*names, "late"]
+    ids = [e["id"] for e in layer.events]
+    assert ids == sorted(set(ids))
+    assert all(e["prev"] == p for e, p in zip(layer.events[1:], ids, strict=False))

@@ -234,6 +234,8 @@ def test_runlisten_help_documents_every_option(db_url: str) -> None:
         "--poll-interval",
         "--batch-size",
         "--coalesce",
+        "--pace",
+        "--pace-cap",
         "--health-port",
         "--health-host",
         "--no-lock",

@@ -79,7 +79,11 @@ def test_a_server_that_never_answers_ends_the_session_by_timeout() -> None:
         accepted: list[asyncio.StreamWriter] = []
 
         async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            accepted.append(writer)  # keep the socket open; say nothing
+            accepted.append(writer)  # keep the socket open; say nothing, until the client goes
+            try:
+                await reader.read()
+            finally:
+                writer.close()
 
         server = await asyncio.start_server(silent, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -96,10 +100,11 @@ def test_a_server_that_never_answers_ends_the_session_by_timeout() -> None:
             listener = Listener(layer=object(), connect=connect)
             await asyncio.wait_for(listener.run(), 10)
         assert tries == 2 and len(accepted) >= 1
-        for writer in accepted:
-            writer.close()
         server.close()
         await server.wait_closed()
+        for writer in accepted:
+            writer.close()
+            await writer.wait_closed()
 
     asyncio.run(body())
 

@@ -22,6 +22,7 @@ from pgevents import conf
 from pgevents.capture import startup
 from pgevents.capture.healthserver import HealthServer
 from pgevents.capture.listener import Listener
+from pgevents.capture.pacing import PACE, PACE_CAP, Pacing
 from pgevents.core import identity
 
 
@@ -71,6 +72,23 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="Least time between two runs of the sequencer: under a stream of commits, fewer and "
             "larger batches (less load on the database) for at most this much added latency (default: 0).",
+        )
+        parser.add_argument(
+            "--pace",
+            type=_non_negative,
+            default=PACE,
+            metavar="FACTOR",
+            help="While the log is polled under a stream, pause after a look that found several events "
+            "about FACTOR times as long as that look took (at most --pace-cap): larger batches, fewer "
+            "sequencer commits, for a little latency under heavy streams only; 0: look again at once "
+            "(default: %(default)s).",
+        )
+        parser.add_argument(
+            "--pace-cap",
+            type=_non_negative,
+            default=PACE_CAP,
+            metavar="SECONDS",
+            help="The longest such pause (default: %(default)s).",
         )
         parser.add_argument(
             "--health-port",
@@ -143,6 +161,7 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             use_lock=not options["no_lock"],
             coalesce=options.get("coalesce") or 0.0,
+            pacing=Pacing(options.get("pace", PACE), options.get("pace_cap", PACE_CAP)),
             on_role=on_role,
         )
         loop = asyncio.get_running_loop()
@@ -157,3 +176,14 @@ class Command(BaseCommand):
         finally:
             if health is not None:
                 await health.close()
+
+
+def _non_negative(text: str) -> float:
+    """An option's value: a number of at least 0 (argparse reports anything else)."""
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
+
+
+_non_negative.__name__ = "non-negative number"  # argparse's "invalid <name> value" message
