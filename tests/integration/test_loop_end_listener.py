@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from pgevents.delivery import runtime
+from tests.integration.test_handover import RecordingLayer, _flag, _listener, _wait_for
 
 
 @pytest.fixture
@@ -92,3 +94,45 @@ def test_the_embedded_listener_of_a_dropped_runtime_closes_its_connection(
     assert pids, "the embedded listener never connected"
     runtime.hubs()  # drops the runtime of the closed loop
     assert _gone(pg, pids), "the dropped runtime's listener connection is still open"
+
+
+def _backends(conn: psycopg.Connection[Any]) -> set[int]:
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'"
+    ).fetchall()
+    return {int(row[0]) for row in rows}
+
+
+def test_an_abandoned_listener_closes_its_session_and_hand_over_connections(
+    isolated_db: str, no_collector: None
+) -> None:
+    """Its loop is closed while the listener waits, on its second connection, for a writer's
+    transaction to end (the hand-over): neither connection may outlive ``abandon()``."""
+    layer = RecordingLayer()
+    listener = _listener(isolated_db, layer, linger=0.2)
+    with (
+        psycopg.connect(isolated_db, autocommit=True) as owner,
+        psycopg.connect(isolated_db, autocommit=True) as writer,
+    ):
+        ours = _backends(owner)
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(listener.run())
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        try:
+            _wait_for(lambda: listener.active, "the listener to be active")
+            owner.execute("INSERT INTO people (name) VALUES ('wakes it')")
+            _wait_for(lambda: _flag(owner) != 0, "the listener to poll")
+            with writer.transaction():
+                writer.execute("INSERT INTO people (name) VALUES ('late')")
+                _wait_for(lambda: len(_backends(owner) - ours) == 2, "the hand-over's connection")
+                listeners = _backends(owner) - ours
+            _wait_for(lambda: layer.names() == ["wakes it", "late"], "the late event")
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()  # the listener's task is neither cancelled nor awaited
+        assert not task.done()
+        assert _backends(owner) - ours == listeners  # closed by nothing else
+        listener.abandon()
+        assert _gone(owner, listeners), "the abandoned listener's connections are still open"
