@@ -99,7 +99,10 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
         if waiter is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), CONFIRM_TIMEOUT)
+            # A scope, not wait_for (which on Python 3.11 can swallow a cancellation that
+            # arrives as the confirmation does); the shield keeps the waiter for later callers.
+            async with asyncio.timeout(CONFIRM_TIMEOUT):
+                await asyncio.shield(waiter)
         finally:
             if self._confirming.get(channel) is waiter and not waiter.done():
                 del self._confirming[channel]  # timed out: later callers do not wait on it
@@ -133,7 +136,8 @@ class _Shard(RedisSingleShardConnection):  # type: ignore[misc]
                     await self._read(pubsub)
                 else:
                     try:
-                        await asyncio.wait_for(self._wake.wait(), 0.1)
+                        async with asyncio.timeout(0.1):  # a scope, not wait_for: see ``subscribe``
+                            await self._wake.wait()
                     except TimeoutError:
                         pass
             except (asyncio.CancelledError, GeneratorExit):

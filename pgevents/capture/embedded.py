@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from channels.layers import InMemoryChannelLayer
 
@@ -25,9 +25,21 @@ def wanted(layer: Any) -> bool:
     return isinstance(layer, InMemoryChannelLayer) if setting is None else bool(setting)
 
 
-def start(layer: Any) -> asyncio.Task[None] | None:
-    """The embedded listener's task on the running loop, if the configuration asks for one."""
+class Embedded(NamedTuple):
+    """The embedded listener and its task: the runtime closes the listener's connections
+    itself if the loop is closed without the task having been cancelled and awaited."""
+
+    task: asyncio.Task[None]
+    listener: Listener
+
+    def abandon(self) -> None:
+        self.listener.abandon()
+
+
+def start(layer: Any) -> Embedded | None:
+    """The embedded listener on the running loop, if the configuration asks for one."""
     if not wanted(layer):
         return None
     logger.info("starting the embedded listener")
-    return asyncio.ensure_future(Listener(layer=layer, name="pgevents-embedded").run())
+    listener = Listener(layer=layer, name="pgevents-embedded")
+    return Embedded(asyncio.ensure_future(listener.run()), listener)

@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 
 from pgevents.core.envelope import INTERNAL_CHANNEL, WAKE_LOG
-from pgevents.store import wake
+from pgevents.store import db, wake
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,11 @@ class Handover:
             exc = self._waiter.exception()
             if exc is not None:
                 raise exc
+
+    def abandon(self) -> None:
+        """Close the waiting connection once the loop is closed (see ``db.finish``)."""
+        conn, self._conn = self._conn, None
+        db.finish(conn)
 
     async def close(self) -> None:
         if self._waiter is not None:

@@ -57,11 +57,15 @@ class HealthServer:
         return (200 if role != "connecting" else 503), body
 
     async def _refresh(self) -> None:
-        """Scrape-time figures from the database, on a short-lived connection of their own."""
+        """Scrape-time figures from the database, on a short-lived connection of their own.
+        (The bounds are timeout scopes, not ``wait_for``, which on Python 3.11 can swallow a
+        cancellation that arrives as the call it bounds completes.)"""
         try:
-            conn = await asyncio.wait_for(db.connect(self.listener.database, "pgevents-metrics"), 5)
+            async with asyncio.timeout(5):
+                conn = await db.connect(self.listener.database, "pgevents-metrics")
             async with conn:
-                lag = await asyncio.wait_for(log.lag(conn), 5)
+                async with asyncio.timeout(5):
+                    lag = await log.lag(conn)
             self._scraped = {
                 "lag": lag.oldest_pending_seconds or 0.0,
                 "pending": float(lag.pending),
@@ -99,7 +103,8 @@ class HealthServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            async with asyncio.timeout(5):  # a scope, not wait_for: see ``_refresh``
+                request = await reader.readuntil(b"\r\n\r\n")
             method, _, rest = request.decode("latin-1").partition(" ")
             path = rest.partition(" ")[0].partition("?")[0]
             if method not in ("GET", "HEAD"):

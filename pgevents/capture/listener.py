@@ -163,12 +163,26 @@ class Listener:
         #: Backend of a session that stopped answering: it may still hold the advisory lock.
         self._stale_backend: int | None = None
         self._backend_pid: int | None = None
+        #: The session's connection while a session runs (``abandon`` closes it).
+        self._conn: psycopg.AsyncConnection[Any] | None = None
 
     def stop(self) -> None:
         """Ask the loop to finish; safe from a signal handler on the loop's thread."""
         self._stopping = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+    def abandon(self) -> None:
+        """Close the session's connections once the listener's loop is closed.
+
+        A loop closed without its tasks cancelled and awaited (one a caller ran and closed
+        itself) never runs the session's ``async with`` to its end: its connections would
+        stay open on the server until the garbage collector reached them.
+        """
+        conn, self._conn = self._conn, None
+        db.finish(conn)
+        if self._polling is not None:
+            self._polling.abandon()
 
     async def run(self) -> None:
         if self.layer is None:
@@ -208,7 +222,7 @@ class Listener:
 
     async def _session(self) -> None:
         self._backend_pid = None
-        conn = await self._bounded(self.connect())
+        conn = self._conn = await self._bounded(self.connect())
         async with conn:
             await self._end_stale_backend(conn)
             self._backend_pid = conn.info.backend_pid

@@ -29,4 +29,5 @@ async def publish(layer: Any, events: Iterable[Event], timeout: float) -> int:
 async def heartbeat(layer: Any, listener: str, lag: float, timeout: float) -> None:
     """Tell every server process that ``listener`` is active and ``lag`` seconds behind
     (within ``timeout`` seconds, or raise, like ``publish``)."""
-    await asyncio.wait_for(layer.group_send(CONTROL_GROUP, batch.heartbeat(listener, lag)), timeout)
+    async with asyncio.timeout(timeout):  # a scope, not wait_for, which can swallow a cancellation
+        await layer.group_send(CONTROL_GROUP, batch.heartbeat(listener, lag))

@@ -27,9 +27,14 @@ async def check_layer(layer: Any, timeout: float = LAYER_TIMEOUT) -> None:
     """Send a message to a new channel of ``layer`` and receive it, within ``timeout``."""
     token = uuid.uuid4().hex
     try:
-        channel = await asyncio.wait_for(layer.new_channel("pgevents.check."), timeout)
-        await asyncio.wait_for(layer.send(channel, {"type": "pgevents.check", "token": token}), timeout)
-        message = await asyncio.wait_for(layer.receive(channel), timeout)
+        # Timeout scopes, not wait_for (which on Python 3.11 can swallow a cancellation that
+        # arrives as the call it bounds completes): each step has ``timeout`` of its own.
+        async with asyncio.timeout(timeout):
+            channel = await layer.new_channel("pgevents.check.")
+        async with asyncio.timeout(timeout):
+            await layer.send(channel, {"type": "pgevents.check", "token": token})
+        async with asyncio.timeout(timeout):
+            message = await layer.receive(channel)
     except TimeoutError:
         raise LayerUnavailable(f"no answer within {timeout:.0f}s") from None
     except Exception as exc:  # whatever the layer's client raises (refused, DNS, auth…)

@@ -10,8 +10,9 @@ many long-lived connections (``collector``).
 Runtimes are keyed by the loop object itself, never by ``id(loop)`` (ids are reused once a
 loop is gone). A runtime whose loop is closed (a sync client's or ``async_to_sync``'s loop
 that ended) is dropped the next time any runtime is looked up, and its shared connection is
-closed there and then: nothing can await on a closed loop, and left to the garbage collector
-the connection would stay open on the server for as long as the process lives.
+closed there and then, as are the connections of what the starters handed back with an
+``abandon`` (the embedded listener's): nothing can await on a closed loop, and left to the
+garbage collector the connections would stay open on the server for as long as the process lives.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
@@ -32,8 +33,19 @@ from pgevents.store.log import LogReader, Reader
 
 logger = logging.getLogger(__name__)
 
-#: ``(layer) -> task or None``: more work a server process runs beside its hub.
-Starter = Callable[[Any], "asyncio.Task[Any] | None"]
+
+class Started(Protocol):
+    """What a starter may return instead of a bare task: the task, and how to release what
+    it holds (its connections) once its loop is closed and the task can never run again."""
+
+    @property
+    def task(self) -> asyncio.Task[Any]: ...
+
+    def abandon(self) -> None: ...
+
+
+#: ``(layer) -> task, Started or None``: more work a server process runs beside its hub.
+Starter = Callable[[Any], "asyncio.Task[Any] | Started | None"]
 
 _starters: list[Starter] = []
 _runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}
@@ -52,19 +64,25 @@ class Runtime:
         self.hub = Hub(layer, Reader(self.connection) if reader is None else reader)
         self.reporter = Reporter(self.hub.count, self.connection)
         self.tasks: list[asyncio.Task[Any]] = []
+        self.started: list[Started] = []
 
     def start(self) -> None:
         """Start the presence reporter, the pipeline's watchdog and the wired-in work on the running loop."""
         self.tasks.append(asyncio.ensure_future(self.reporter.run()))
         self.tasks.append(asyncio.ensure_future(self.hub.pipeline.run(lambda: self.hub.layer_ok)))
         for starter in _starters:
-            task = starter(self.layer)
-            if task is not None:
-                self.tasks.append(task)
+            started = starter(self.layer)
+            if isinstance(started, asyncio.Task):
+                self.tasks.append(started)
+            elif started is not None:
+                self.tasks.append(started.task)
+                self.started.append(started)
 
     def abandon(self) -> None:
         """Release what the runtime holds once its loop is closed (its tasks can never run again)."""
         self.connection.abandon()
+        for started in self.started:
+            started.abandon()
 
 
 def _drop_closed() -> None:

@@ -45,6 +45,21 @@ async def connect(alias: str | None = None, application_name: str = "pgevents") 
     return conn
 
 
+def finish(conn: psycopg.AsyncConnection[Any] | None) -> None:
+    """Close ``conn`` without awaiting anything: its event loop is already closed.
+
+    ``close()`` needs the loop the connection was opened on. Once that loop is closed
+    nothing can run there, and the connection would stay open on the server until the
+    garbage collector happened to reach it (never, for what a serving process froze).
+    libpq's ``finish()`` is synchronous: it says goodbye to the server and closes the socket.
+    """
+    if conn is not None and not conn.closed:
+        try:
+            conn.pgconn.finish()
+        except (psycopg.Error, OSError):  # pragma: no cover - the socket was already gone
+            pass
+
+
 Query = Callable[..., Awaitable[Any]]
 
 
@@ -102,16 +117,6 @@ class SharedConnection:
                 pass
 
     def abandon(self) -> None:
-        """Close the connection without awaiting anything: its event loop is already closed.
-
-        ``close()`` needs the loop the connection was opened on. Once that loop is closed
-        nothing can run there, and the connection would stay open on the server until the
-        garbage collector happened to reach it (never, for what a serving process froze).
-        libpq's ``finish()`` is synchronous: it says goodbye to the server and closes the socket.
-        """
+        """Close the connection once its event loop is closed (see ``finish``)."""
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
-            try:
-                conn.pgconn.finish()
-            except (psycopg.Error, OSError):  # pragma: no cover - the socket was already gone
-                pass
+        finish(conn)

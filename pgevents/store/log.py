@@ -113,7 +113,8 @@ async def prune(
     """
     removed = 0
     while True:
-        cur = await asyncio.wait_for(conn.execute("SELECT pgevents_prune(%s, %s)", (retention, chunk)), timeout)
+        async with asyncio.timeout(timeout):  # a scope, not wait_for, which can swallow a cancellation
+            cur = await conn.execute("SELECT pgevents_prune(%s, %s)", (retention, chunk))
         row = await cur.fetchone()
         count = int(row[0]) if row else 0
         removed += count
