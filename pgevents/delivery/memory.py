@@ -68,7 +68,8 @@ class RecordingSink:
         """The next message not yet returned by ``next()``, waiting up to ``timeout`` seconds."""
         while len(self.received) <= self._read:
             self._arrived.clear()
-            await asyncio.wait_for(self._arrived.wait(), timeout)
+            async with asyncio.timeout(timeout):  # as everywhere: a scope, not wait_for
+                await self._arrived.wait()
         self._read += 1
         return self.received[self._read - 1]
 
