@@ -254,8 +254,8 @@ class Listener:
                 await polling.close()
 
     async def _loop(self, conn: psycopg.AsyncConnection[Any], polling: Handover) -> None:
-        # Checked as well as cancelled: Python 3.11's wait_for can swallow a cancellation
-        # that arrives just as the call it bounds completes.
+        # ``stop`` sets ``_stopping`` as well as cancelling the task: a cancellation that
+        # arrives just as an awaited library call completes can be swallowed by it.
         moved, took = 0, 0.0  # what the last look at the log found, and how long it took
         while not self._stopping:
             await self._heartbeat()

@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 
 
 class Started(Protocol):
-    """What a starter may return instead of a bare task: the task, and how to release what
-    it holds (its connections) once its loop is closed and the task can never run again."""
+    """What a starter returns: the task it started, and how to release what it holds (its
+    connections) once its loop is closed and the task can never run again."""
 
     @property
     def task(self) -> asyncio.Task[Any]: ...
@@ -44,8 +44,8 @@ class Started(Protocol):
     def abandon(self) -> None: ...
 
 
-#: ``(layer) -> task, Started or None``: more work a server process runs beside its hub.
-Starter = Callable[[Any], "asyncio.Task[Any] | Started | None"]
+#: ``(layer) -> Started or None``: more work a server process runs beside its hub.
+Starter = Callable[[Any], "Started | None"]
 
 _starters: list[Starter] = []
 _runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}
@@ -72,9 +72,7 @@ class Runtime:
         self.tasks.append(asyncio.ensure_future(self.hub.pipeline.run(lambda: self.hub.layer_ok)))
         for starter in _starters:
             started = starter(self.layer)
-            if isinstance(started, asyncio.Task):
-                self.tasks.append(started)
-            elif started is not None:
+            if started is not None:
                 self.tasks.append(started.task)
                 self.started.append(started)
 

@@ -27,7 +27,7 @@ def test_each_loop_has_its_own_runtime_and_closed_loops_are_forgotten() -> None:
 def test_start_runs_the_reporter_the_pipeline_watchdog_and_the_wired_in_work() -> None:
     started: list[object] = []
 
-    def starter(layer: object) -> asyncio.Task[None] | None:
+    def starter(layer: object) -> runtime.Started | None:
         started.append(layer)
         return None
 
