@@ -221,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     p.add_argument("--full-events", type=int, help="events in the full-speed scenario (default 10,000)")
     p.add_argument(
+        "--isolated",
+        metavar="EVENTSxRATE",
+        help="the isolated scenario: how many commits, how many a second (default 50x10); its p99 is the "
+        "slowest 1 %%, so settle a tail with a few hundred",
+    )
+    p.add_argument(
         "--fanout",
         action="append",
         metavar="CLIENTSxRATExSECONDS",
@@ -311,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg.scenarios = tuple(s.strip() for s in args.only.split(","))
     if args.full_events:
         cfg.full_events = args.full_events
+    if args.isolated:
+        events, rate = args.isolated.split("x")
+        cfg.isolated_events, cfg.isolated_rate = int(events), float(rate)
     if args.fanout:
         cfg.fanout = [(int(c), float(r), float(s)) for c, r, s in (f.split("x") for f in args.fanout)]
     if args.idle:

@@ -43,6 +43,21 @@ def test_benchmark_smoke_run_loses_and_duplicates_nothing(isolated_db: str) -> N
             assert "commit→published" in row.notes
 
 
+def test_the_isolated_scenario_takes_its_size_from_the_command_line(isolated_db: str, tmp_path) -> None:
+    """``--isolated 7x50``: seven commits at 50 a second, each delivered once (a tail is
+    settled with a few hundred; the default, 50, makes the p99 one event)."""
+    import json
+
+    from bench.__main__ import main
+
+    out = tmp_path / "rows.json"
+    argv = ["--database-url", isolated_db, "--only", "isolated", "--isolated", "7x50", "--json", str(out)]
+    assert main(argv) == 0
+    (row,) = [r for r in json.loads(out.read_text()) if r["system"] == "pgevents"]
+    assert (row["expected"], row["received"], row["lost"], row["duplicates"]) == (7, 7, 0, 0), row
+    assert "50/s" in row["scenario"], row
+
+
 def test_the_server_trace_cuts_the_servers_stage_for_every_event(isolated_db: str) -> None:
     """``--server-trace``: daphne started through ``bench/servertrace.py`` notes each event's
     Redis read, parse and fan-out; every part of the server's stage is reported, each one
