@@ -28,6 +28,15 @@ async def _receive(layer: PubSubChannelLayer, channel: str) -> dict:
     return dict(await asyncio.wait_for(layer.receive(channel), 10))
 
 
+async def _pump(layer: PubSubChannelLayer, channel: str, seen: list[object]) -> None:
+    """Receive for ever, as the hub does: each message's ``n``, or "reset" for a layer reset."""
+    while True:
+        try:
+            seen.append((await layer.receive(channel))["n"])
+        except LayerReset:
+            seen.append("reset")
+
+
 def test_receive_many_takes_what_is_queued_and_stops_at_a_reset() -> None:
     """``receive_many``: the next message and whatever is already queued, in order, up to the
     limit; a reset among them ends the batch and the next receive raises ``LayerReset``."""
@@ -121,15 +130,7 @@ def test_overflow_and_a_killed_connection_raise_layer_reset() -> None:
             # Then it works again. One receiver all along, as the hub does (a cancelled
             # receive means the receiver is leaving, so nothing here cancels one).
             seen: list[object] = []
-
-            async def pump() -> None:
-                while True:
-                    try:
-                        seen.append((await layer.receive(channel))["n"])
-                    except LayerReset:
-                        seen.append("reset")
-
-            receiver = asyncio.ensure_future(pump())
+            receiver = asyncio.ensure_future(_pump(layer, channel, seen))
             try:
                 deadline = time.monotonic() + 20
                 while 100 not in seen:
@@ -171,20 +172,13 @@ def test_a_redis_outage_is_reported_once_when_it_breaks_and_once_when_it_is_back
                 await layer.group_add("g", channel)
                 seen: list[object] = []
 
-                async def pump() -> None:
-                    while True:
-                        try:
-                            seen.append((await layer.receive(channel))["n"])
-                        except LayerReset:
-                            seen.append("reset")
-
                 async def until(predicate: object, what: str) -> None:
                     deadline = time.monotonic() + 20
                     while not predicate():  # type: ignore[operator]
                         assert time.monotonic() < deadline, f"{what}: {seen}"
                         await asyncio.sleep(0.05)
 
-                receiver = asyncio.ensure_future(pump())
+                receiver = asyncio.ensure_future(_pump(layer, channel, seen))
                 try:
                     await layer.group_send("g", {"type": "t", "n": 1})
                     await until(lambda: 1 in seen, "the first message")
