@@ -275,6 +275,7 @@ def check_database(app_configs: Any = None, databases: Any = None, **kwargs: Any
                 *_exposed(cursor, current),
                 *_plain_on_watched(cursor, current),
                 *_stray_listener(cursor, current),
+                *_not_vacuumed(cursor),
             ]
     except DatabaseError:
         return []  # not reachable or not migrated yet: nothing to compare with
@@ -357,3 +358,27 @@ def _stray_listener(cursor: Any, current: conf.Settings) -> Iterator[CheckMessag
             "(EMBEDDED_LISTENER).",
             id="pgevents.W004",
         )
+
+
+def _not_vacuumed(cursor: Any) -> Iterator[CheckMessage]:
+    """A log that nothing vacuums grows for ever: positioning and pruning leave dead rows."""
+    from pgevents.store import log
+
+    cursor.execute(log.NOT_VACUUMED)
+    found = cursor.fetchall()
+    if not found:
+        return
+    tables = ", ".join(name for name, _ in found)
+    why = (
+        "autovacuum is off on this PostgreSQL server (autovacuum or track_counts)"
+        if found[0][1] == "server"
+        else f"autovacuum is disabled on {tables} (autovacuum_enabled)"
+    )
+    yield Warning(
+        f"The event log is not vacuumed: {why}. Every positioned event leaves a dead row version and "
+        f"every pruned one a dead row, so {tables} and their indexes grow for as long as the server runs, "
+        "and the listener's looks at the log slow down with them.",
+        hint=f"Turn autovacuum on, or run VACUUM {tables} regularly (from cron, for instance). "
+        "Silence pgevents.W015 if the tables are vacuumed another way.",
+        id="pgevents.W015",
+    )

@@ -129,6 +129,21 @@ async def take_transient(conn: psycopg.AsyncConnection[Any], batch: int) -> list
     return [(channel, frame) for channel, frame in await cur.fetchall()]
 
 
+#: The log's tables that autovacuum does not look after, and why: ``server`` (``autovacuum`` or
+#: ``track_counts`` is off) or ``table`` (the table's ``autovacuum_enabled`` is off). Every
+#: positioned event leaves a dead row version (the sequencer sets its id), every pruned one a
+#: dead row, and the transient table is emptied as it is read: without vacuum the tables and
+#: their indexes only grow, and the sequencer's reads of the pending index with them.
+NOT_VACUUMED = (
+    "SELECT c.relname, CASE WHEN current_setting('autovacuum') = 'off' OR current_setting('track_counts') = 'off'"
+    " THEN 'server' ELSE 'table' END"
+    " FROM pg_class c WHERE c.oid IN ('pgevents_event'::regclass, 'pgevents_transient'::regclass)"
+    " AND (current_setting('autovacuum') = 'off' OR current_setting('track_counts') = 'off'"
+    " OR EXISTS (SELECT FROM unnest(c.reloptions) o WHERE o ~* '^autovacuum_enabled=(f|of|n|0)'))"
+    " ORDER BY c.relname"
+)
+
+
 #: What waits for the listener: events committed but not yet positioned, the oldest one's
 #: age, and PostgreSQL's NOTIFY queue. Reads only the pending events (a partial index), so
 #: it is cheap enough for every metrics scrape.

@@ -112,3 +112,32 @@ def test_a_plain_notify_channel_that_a_watch_also_publishes_on() -> None:
     (message,) = plain_on_watched(NOTIFY_CHANNELS=["people", "demo"])  # the demo's people watch
     assert "'people'" in message and "any database role" in message
     assert plain_on_watched(NOTIFY_CHANNELS=["demo"]) == []
+
+
+def test_a_log_that_autovacuum_does_not_look_after() -> None:
+    """On a server of its own (the shared one's settings are not the test's to change):
+    silent with autovacuum on; a warning naming the table whose ``autovacuum_enabled`` is
+    off; then one naming the server's setting and both tables once it is off for all."""
+    import psycopg
+
+    from tests.faults import PrivatePostgres
+    from tests.support import run_manage
+
+    def w015(url: str) -> list[str]:
+        result = run_manage(url, "check", "--database", "default")
+        assert result.returncode == 0, result.stdout + result.stderr  # a warning never blocks
+        return [line for line in (result.stdout + result.stderr).splitlines() if "(pgevents.W015)" in line]
+
+    with PrivatePostgres() as server:
+        url = server.migrate()
+        assert w015(url) == []
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE pgevents_event SET (autovacuum_enabled = off)")
+        (line,) = w015(url)
+        assert "autovacuum is disabled on pgevents_event (autovacuum_enabled)" in line, line
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE pgevents_event RESET (autovacuum_enabled)")
+            conn.execute("ALTER SYSTEM SET autovacuum = off")
+            conn.execute("SELECT pg_reload_conf()")
+        (line,) = w015(url)
+        assert "autovacuum is off on this PostgreSQL server" in line and "pgevents_event, pgevents_transient" in line
