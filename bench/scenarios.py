@@ -169,7 +169,7 @@ def _pgevents(
     offsets: list[float] | None,
     window: float | None,
 ) -> Row:
-    table = "bench_events" if channel == "bench" else "bench_quiet"
+    table = {"bench": "bench_events"}.get(channel, channel)
     settle(ctx.url)
     trace = Path(tempfile.mkdtemp(prefix="pgevents-bench-trace-")) / "daphne" if ctx.server_trace else None
     daphne, port = ctx.daphne(trace)
@@ -718,6 +718,16 @@ def isolated(ctx: Context, count: int, rate: float) -> list[Row]:
     """Commits far enough apart that the listener is asleep on LISTEN for each one: the
     latency of a lone change on an idle system (the wake-up path, not the polling one)."""
     return stream(ctx, f"isolated commits on an idle system ({rate:g}/s)", 1, rate, count)
+
+
+def transient(ctx: Context, count: int, rate: float, stream_events: int) -> list[Row]:
+    """Non-durable events (``durable=False``), one client: commits far apart (each wakes the
+    listener) and one writer at full speed (a stream: the listener polls)."""
+    channel = "bench_transient"
+    return [
+        _pgevents(ctx, f"non-durable: isolated commits ({rate:g}/s)", 1, rate, count, channel, None, None),
+        _pgevents(ctx, "non-durable: 1 client, writer at full speed", 1, None, stream_events, channel, None, None),
+    ]
 
 
 def quiet(ctx: Context, rate: float, count: int, poll: float) -> list[Row]:

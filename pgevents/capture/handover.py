@@ -1,9 +1,11 @@
 """When the listener polls the log and when it sleeps on LISTEN (docs/delivery.md, "Wake-ups").
 
 A wake-up ``NOTIFY`` costs every writer a cluster-wide lock at commit. So while commits come
-as a stream (a look at the log found events at least one per ``stream`` seconds since the
-previous look that found any), the listener polls the log and says so (``pgevents_wake``):
-writers skip the wake-up. It looks again at once
+as a stream (a look found events, durable or not, at least one per ``stream`` seconds since
+the previous look that found any), the listener polls and says so (``pgevents_wake``):
+writers skip the wake-up. Every look takes both the log and the transient table (one
+statement: ``pgevents.store.log.look``), so writers of non-durable rows skip theirs too
+(where the database has migration 0010). It looks again at once
 after a look that found events, and ``tick`` after one that found none. After ``linger``
 without a new event it stops polling, in this order:
 
@@ -65,6 +67,8 @@ class Handover:
         self.stream = stream
         #: The flag says this listener is polling: writers skip their wake-ups.
         self.polling = False
+        #: Writers of non-durable rows skip theirs too (the database has migration 0010).
+        self.transient = False
         self._last_event = float("-inf")
         #: Hand-overs asked for (one per stop) and the last one a wait completed.
         self._asked = self._done = 0
@@ -79,21 +83,28 @@ class Handover:
         """At the start of a session: writers wake us, including any that saw a flag left by a
         previous listener (it stopped without the hand-over). The caller then drains the log."""
         self.polling = False
-        if self.enabled and not await wake.available(conn):
+        covers = await wake.support(conn) if self.enabled else wake.NONE
+        if self.enabled and covers == wake.NONE:
             logger.info("the database has no wake-up hand-over (run migrate): every watched commit wakes the listener")
             self.enabled = False
+        elif covers == wake.LOG:
+            logger.info(
+                "the database has no wake-up hand-over for non-durable watches (run migrate):"
+                " each of their commits wakes the listener"
+            )
+        self.transient = covers == wake.LOG_AND_TRANSIENT
         if self.enabled:
             await self._stop(conn)
 
     async def moved(self, conn: psycopg.AsyncConnection[Any], events: int) -> bool:
-        """After a look at the log that found ``events`` new events: start polling (commits are
+        """After a look that found ``events`` new events (durable or not): start polling (commits are
         coming close together), or stop after ``linger`` without any. True when the caller
         must look at the log once more now (step 3: the hand-over completed at once)."""
         now = time.monotonic()
         if events:
             previous, self._last_event = self._last_event, now
             if self.enabled and not self.polling and now - previous <= events * self.stream:
-                self.polling = await wake.set_polling(conn, True)
+                self.polling = await wake.set_polling(conn, True, transient=self.transient)
                 self.counts["started"] += self.polling
             return False
         if self.polling and now - self._last_event >= self.linger:
@@ -103,7 +114,7 @@ class Handover:
     async def _stop(self, conn: psycopg.AsyncConnection[Any]) -> bool:
         """Steps 1 and 2. True when the key was free at once; otherwise a second connection
         waits for it and then wakes the loop like a writer would."""
-        await wake.set_polling(conn, False)
+        await wake.set_polling(conn, False, transient=self.transient)
         self.polling = False
         self.counts["stopped"] += 1
         if await wake.try_handover(conn):

@@ -46,6 +46,38 @@ async def assign(conn: psycopg.AsyncConnection[Any], batch: int, published: int)
     return [LoggedEvent(*row) for row in await cur.fetchall()]
 
 
+@dataclass(frozen=True)
+class Look:
+    """What one look found: positioned events (oldest first), and non-durable events as
+    ``(channel, frame)``, taken out of the transient table as they were read (each is handed
+    out once: a listener that dies before forwarding them loses them)."""
+
+    events: list[LoggedEvent]
+    transient: list[tuple[str, str]]
+
+
+#: One look: the sequencer and the transient table in one statement, so one round trip (and
+#: one transaction) whether or not non-durable events are waiting. Since migration 0010 an
+#: empty transient table costs one probe of its key and no plan; before, a plan per call.
+LOOK = (
+    "SELECT event_id, prev_event_id, event_channel, event_frame FROM pgevents_assign(%s, %s)"
+    " UNION ALL SELECT NULL, NULL, event_channel, event_frame FROM pgevents_take_transient(%s)"
+)
+
+
+async def look(conn: psycopg.AsyncConnection[Any], batch: int, published: int) -> Look:
+    """Position up to ``batch`` committed events and take up to ``batch`` non-durable ones."""
+    cur = await conn.execute(LOOK, (batch, published, batch))
+    events: list[LoggedEvent] = []
+    transient: list[tuple[str, str]] = []
+    for event_id, prev, channel, frame in await cur.fetchall():
+        if event_id is None:
+            transient.append((channel, frame))
+        else:
+            events.append(LoggedEvent(event_id, prev, channel, frame))
+    return Look(events, transient)
+
+
 async def cursors(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
     cur = await conn.execute("SELECT name, value FROM pgevents_cursor")
     return {name: value for name, value in await cur.fetchall()}
@@ -120,13 +152,6 @@ async def prune(
         removed += count
         if count < chunk:
             return removed
-
-
-async def take_transient(conn: psycopg.AsyncConnection[Any], batch: int) -> list[tuple[str, str]]:
-    """The oldest non-durable events as ``(channel, frame)``, removed as they are read: each
-    is handed out once (at most once: a listener that dies before forwarding them loses them)."""
-    cur = await conn.execute("SELECT event_channel, event_frame FROM pgevents_take_transient(%s)", (batch,))
-    return [(channel, frame) for channel, frame in await cur.fetchall()]
 
 
 #: What waits for the listener: events committed but not yet positioned, the oldest one's
