@@ -3,9 +3,11 @@
 A wake-up ``NOTIFY`` costs every writer a cluster-wide lock at commit. So while commits come
 as a stream (a look found events, durable or not, at least one per ``stream`` seconds since
 the previous look that found any), the listener polls and says so (``pgevents_wake``):
-writers skip the wake-up. Every look takes both the log and the transient table (one
-statement: ``pgevents.store.log.look``), so writers of non-durable rows skip theirs too
-(where the database has migration 0010). It looks again at once
+writers skip the wake-up. Once a look while polling (or the one that started it) found
+non-durable events, every look takes the transient table too, in the same statement as the
+log (``pgevents.store.log.look``), and it says so as well (``pgevents_wake(true, true)``,
+migration 0010): writers of non-durable rows skip theirs too. A stream of durable events
+alone never touches the transient table. It looks again at once
 after a look that found events, and ``tick`` after one that found none. After ``linger``
 without a new event it stops polling, in this order:
 
@@ -67,8 +69,12 @@ class Handover:
         self.stream = stream
         #: The flag says this listener is polling: writers skip their wake-ups.
         self.polling = False
-        #: Writers of non-durable rows skip theirs too (the database has migration 0010).
+        #: The database has the hand-over for non-durable rows (migration 0010).
         self.transient = False
+        #: Every look takes the transient table: set (with the transient flag) when a look
+        #: while polling found non-durable events, cleared when polling starts again without
+        #: them; still set for the last look after a stop.
+        self.takes_transient = False
         self._last_event = float("-inf")
         #: Hand-overs asked for (one per stop) and the last one a wait completed.
         self._asked = self._done = 0
@@ -96,16 +102,22 @@ class Handover:
         if self.enabled:
             await self._stop(conn)
 
-    async def moved(self, conn: psycopg.AsyncConnection[Any], events: int) -> bool:
-        """After a look that found ``events`` new events (durable or not): start polling (commits are
-        coming close together), or stop after ``linger`` without any. True when the caller
-        must look at the log once more now (step 3: the hand-over completed at once)."""
+    async def moved(self, conn: psycopg.AsyncConnection[Any], events: int, transient: int = 0) -> bool:
+        """After a look that found ``events`` new events, ``transient`` of them non-durable:
+        start polling (commits are coming close together), take the transient table in every
+        look from now on (non-durable ones are among them), or stop after ``linger`` without
+        any. True when the caller must look once more now (step 3: the hand-over completed
+        at once)."""
         now = time.monotonic()
         if events:
             previous, self._last_event = self._last_event, now
+            wanted = self.transient and transient > 0
             if self.enabled and not self.polling and now - previous <= events * self.stream:
-                self.polling = await wake.set_polling(conn, True, transient=self.transient)
+                self.polling = await wake.set_polling(conn, True, transient=wanted)
+                self.takes_transient = self.polling and wanted
                 self.counts["started"] += self.polling
+            elif self.polling and wanted and not self.takes_transient:
+                self.takes_transient = await wake.set_polling(conn, True, transient=True)
             return False
         if self.polling and now - self._last_event >= self.linger:
             return await self._stop(conn)
@@ -114,7 +126,7 @@ class Handover:
     async def _stop(self, conn: psycopg.AsyncConnection[Any]) -> bool:
         """Steps 1 and 2. True when the key was free at once; otherwise a second connection
         waits for it and then wakes the loop like a writer would."""
-        await wake.set_polling(conn, False, transient=self.transient)
+        await wake.set_polling(conn, False, transient=self.transient)  # clears both flags
         self.polling = False
         self.counts["stopped"] += 1
         if await wake.try_handover(conn):

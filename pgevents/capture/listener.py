@@ -8,11 +8,13 @@ Order of operations on every (re)connection, which is what makes it gap-free:
 4. tell writers to wake it (``pgevents.capture.handover``: a previous listener may have
    left the flag saying it polls);
 5. drain the log (position and forward everything committed meanwhile) and the transient
-   (non-durable) table: every look takes both, in one statement (``log.look``);
+   (non-durable) table, in one statement (``log.look``);
 6. loop: wait for notifications (at most ``poll_interval``, and ``heartbeat_interval`` when
-   shorter), drain on every wake-up (of either kind) and whenever ``poll_interval`` has
-   passed since the last drain (also the liveness probe of an idle connection). Once drains
-   find events (durable or not) close together the listener polls instead — again at once after a drain
+   shorter), drain the log on every wake-up and whenever ``poll_interval`` has passed since
+   the last drain (also the liveness probe of an idle connection), and the transient table
+   with it on a transient wake-up, on that poll, and on every look while polling once
+   non-durable events came. Once drains find events (durable or not) close together the
+   listener polls instead — again at once after a drain
    that found one event, after a pause that grows with the batch and with what the look
    took when it found several (``pgevents.capture.pacing``), ``TICK`` after one that found
    none — and writers skip their wake-ups, until no event came for ``LINGER``; then it
@@ -269,18 +271,21 @@ class Listener:
                 await self._sent()
                 woken = await self._wait(conn, self.tick if polling.polling else None)
             moved = 0
-            if polling.polling or woken or self._poll_due():
+            due = self._poll_due()
+            if polling.polling or woken or due:
+                transient = due or bool(woken & WAKE_TRANSIENT) or polling.takes_transient
                 if self.coalesce:
                     delay = self._last_drain + self.coalesce - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
                 # A look at an empty log is a read (the sequencer writes only what it positions).
                 started = time.monotonic()
-                moved = await self._drain(conn)
+                moved, taken = await self._drain(conn, transient)
                 took = time.monotonic() - started
-                if await self._bounded(polling.moved(conn, moved)):
-                    moved = await self._drain(conn)  # the last look before sleeping on LISTEN
-                    await self._bounded(polling.moved(conn, moved))
+                if await self._bounded(polling.moved(conn, moved, taken)):
+                    # the last look before sleeping on LISTEN
+                    moved, taken = await self._drain(conn, polling.takes_transient)
+                    await self._bounded(polling.moved(conn, moved, taken))
             now = time.monotonic()
             if now - self._last_prune >= self.prune_interval:
                 self._last_prune = now
@@ -373,22 +378,23 @@ class Listener:
             await self._forward(log.Look(events, []))
             await self._sent()  # the next read starts after what it confirms
             await self._heartbeat()
-        await self._drain(conn)
+        await self._drain(conn, transient=True)
 
-    async def _drain(self, conn: psycopg.AsyncConnection[Any]) -> int:
-        """Position and forward what has committed, and forward what the transient table
-        holds; returns how many events. One round trip when nothing is pending, and then no
-        write either (``pgevents_assign``, 0009; ``pgevents_take_transient``, 0010)."""
-        moved = 0
+    async def _drain(self, conn: psycopg.AsyncConnection[Any], transient: bool) -> tuple[int, int]:
+        """Position and forward what has committed, and with ``transient`` what the transient
+        table holds; returns how many events, and how many of them non-durable. One round
+        trip when nothing is pending, and then no write either (``pgevents_assign``, 0009)."""
+        moved = taken = 0
         while True:
-            found = await self._bounded(log.look(conn, self.batch_size, self._published))
+            found = await self._bounded(log.look(conn, self.batch_size, self._published, transient))
             if found.events or found.transient:
                 await self._forward(found)
                 moved += len(found.events) + len(found.transient)
+                taken += len(found.transient)
             if len(found.events) < self.batch_size and len(found.transient) < self.batch_size:
                 self._behind_since = None
                 self._last_drain = time.monotonic()
-                return moved
+                return moved, taken
             if self._behind_since is None:
                 self._behind_since = time.monotonic()
             await self._heartbeat()  # a long drain still says how far behind it is

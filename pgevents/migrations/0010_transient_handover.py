@@ -18,9 +18,9 @@ class Migration(migrations.Migration):
       non-durable rows keep waking it. Going idle clears both flags.
     - The trigger function takes the same steps for both kinds of row, each with its own flag
       and wake-up payload (its interface is unchanged: still ``pgevents v4``).
-    - ``pgevents_take_transient`` is PL/pgSQL: its plans are made once per session, and an
-      empty table answers from one probe of its key, so a look at the log can take the
-      transient table in the same statement for next to nothing.
+    - ``pgevents_take_transient`` is PL/pgSQL: its plan is made once per session (the SQL
+      function planned its ``DELETE`` on every call), so a polling listener can take the
+      transient table in every look, in the same statement as the sequencer.
 
     The argument is in docs/delivery.md ("Wake-ups"). The SQL is frozen in
     ``sql/0010_transient_handover.sql``; going back restores 0008's trigger function,

@@ -56,26 +56,28 @@ class Look:
     transient: list[tuple[str, str]]
 
 
-#: One look: the sequencer and the transient table in one statement, so one round trip (and
-#: one transaction) whether or not non-durable events are waiting. Since migration 0010 an
-#: empty transient table costs one probe of its key and no plan; before, a plan per call.
+#: A look that takes the transient table too: the sequencer and the take in one statement,
+#: so one round trip and one transaction. (Since migration 0010 the take's plan is made once
+#: per session; before, on every call.)
 LOOK = (
     "SELECT event_id, prev_event_id, event_channel, event_frame FROM pgevents_assign(%s, %s)"
     " UNION ALL SELECT NULL, NULL, event_channel, event_frame FROM pgevents_take_transient(%s)"
 )
 
 
-async def look(conn: psycopg.AsyncConnection[Any], batch: int, published: int) -> Look:
-    """Position up to ``batch`` committed events and take up to ``batch`` non-durable ones."""
+async def look(conn: psycopg.AsyncConnection[Any], batch: int, published: int, transient: bool) -> Look:
+    """Position up to ``batch`` committed events, and with ``transient`` take up to ``batch``
+    non-durable ones."""
+    if not transient:
+        return Look(await assign(conn, batch, published), [])
     cur = await conn.execute(LOOK, (batch, published, batch))
-    events: list[LoggedEvent] = []
-    transient: list[tuple[str, str]] = []
+    found = Look([], [])
     for event_id, prev, channel, frame in await cur.fetchall():
         if event_id is None:
-            transient.append((channel, frame))
+            found.transient.append((channel, frame))
         else:
-            events.append(LoggedEvent(event_id, prev, channel, frame))
-    return Look(events, transient)
+            found.events.append(LoggedEvent(event_id, prev, channel, frame))
+    return found
 
 
 async def cursors(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:

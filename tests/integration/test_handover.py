@@ -476,3 +476,30 @@ def test_no_non_durable_event_is_stranded_by_commits_racing_the_hand_over(isolat
     assert sorted(names) == sorted(committed) and len(names) == len(set(names))
     durable = [e["id"] for e in layer.events if e["id"] is not None]
     assert durable == sorted(durable) and 0 < len(durable) < len(names)
+
+
+def test_a_polling_listener_takes_the_transient_table_only_once_non_durable_events_come(isolated_db: str) -> None:
+    """Durable commits make the listener poll without touching the transient table: its flag
+    stays 0, so a non-durable commit wakes the listener (``'t'``); the look that takes it
+    makes every later look take the table too, and says so. The stop clears both flags."""
+    _fleeting(isolated_db)
+    layer = RecordingLayer()
+    listener = _listener(isolated_db, layer, linger=1.0)
+    with (
+        running(listener),
+        psycopg.connect(isolated_db, autocommit=True) as owner,
+        psycopg.connect(isolated_db, autocommit=True) as spy,
+        psycopg.connect(isolated_db, autocommit=True) as writer,
+    ):
+        spy.execute("LISTEN pgevents")
+        writer.execute("INSERT INTO people (name) VALUES ('durable')")
+        _wait_for(lambda: _flag(owner) != 0, "the listener to poll")
+        assert _transient_flag(owner) == 0
+        writer.execute("INSERT INTO fleeting (name) VALUES ('non-durable')")
+        _wait_for(lambda: _transient_flag(owner) == _flag(owner) != 0, "the listener to take the transient table")
+        writer.execute("INSERT INTO fleeting (name) VALUES ('skipped')")
+        _wait_for(lambda: len(layer.events) == 3, "the events")
+        _wait_for(lambda: (_flag(owner), _transient_flag(owner)) == (0, 0), "the listener to stop polling")
+        notes = [note.payload for note in spy.notifies(timeout=0.3) if note.pid == writer.info.backend_pid]
+    assert layer.names() == ["durable", "non-durable", "skipped"]
+    assert notes == ["", "t"]  # the first commit woke the idle listener; the last skipped its wake-up

@@ -35,7 +35,7 @@ DIGESTS = {
     "0009_sequencer_one_plan.reverse.sql": "1e876223a1c02d70",
     "0009_sequencer_one_plan.sql": "c58f4af2678cff1f",
     "0010_transient_handover.reverse.sql": "05ccb7c92788ba38",
-    "0010_transient_handover.sql": "4042542222260579",
+    "0010_transient_handover.sql": "86063671661fd4f5",
 }
 
 
