@@ -14,12 +14,13 @@ without a new event it stops polling, in this order:
 1. the flag says "wake me" (from now on every writer sends the wake-up);
 2. it takes the hand-over key exclusively, which waits for every writer that may have
    skipped its wake-up (each holds the key, shared, until its transaction ends);
-3. it looks at the log once more, and then sleeps on LISTEN.
+3. it looks once more (the transient table too if it took it while polling), and then
+   sleeps on LISTEN.
 
 Step 2 must not hold up the loop (a writer's transaction can be long): the key is tried at
 once on the listener's connection, and when a writer still holds it, a second connection
-waits for it and then sends the wake-up itself, so step 3 follows as soon as the last such
-writer ends.
+waits for it and then sends a transient wake-up itself (a look at both tables), so step 3
+follows as soon as the last such writer ends.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 import psycopg
 
-from pgevents.core.envelope import INTERNAL_CHANNEL, WAKE_LOG
+from pgevents.core.envelope import INTERNAL_CHANNEL, WAKE_TRANSIENT
 from pgevents.store import db, wake
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ class Handover:
         self.transient = False
         #: Every look takes the transient table: set (with the transient flag) when a look
         #: while polling found non-durable events, cleared when polling starts again without
-        #: them; still set for the last look after a stop.
+        #: them; still set for the last look after a stop when that look follows at once (a
+        #: look after a wait is caused by the waiting connection's ``'t'``).
         self.takes_transient = False
         self._last_event = float("-inf")
         #: Hand-overs asked for (one per stop) and the last one a wait completed.
@@ -144,7 +146,9 @@ class Handover:
                 self._conn = await self.connect()
             await wake.wait_handover(self._conn)
             self._done = asked
-            await self._conn.execute("SELECT pg_notify(%s, %s)", (INTERNAL_CHANNEL, WAKE_LOG))
+            # 't': the look it causes takes the transient table as well as the log, whatever
+            # the listener does by then (it may be polling again, without taking the table).
+            await self._conn.execute("SELECT pg_notify(%s, %s)", (INTERNAL_CHANNEL, WAKE_TRANSIENT))
 
     def check(self) -> None:
         """Raise what ended the waiting connection (the session then reconnects)."""
