@@ -484,7 +484,7 @@ def test_a_polling_listener_takes_the_transient_table_only_once_non_durable_even
     makes every later look take the table too, and says so. The stop clears both flags."""
     _fleeting(isolated_db)
     layer = RecordingLayer()
-    listener = _listener(isolated_db, layer, linger=1.0)
+    listener = _listener(isolated_db, layer, linger=2.0)  # the steps below fit in it on a busy machine
     with (
         running(listener),
         psycopg.connect(isolated_db, autocommit=True) as owner,
