@@ -23,7 +23,7 @@ from .report import Row, table
 
 ALL = ("full", "isolated", "fanout", "burst", "idle", "quiet", "writers", "bulk")
 #: Run only when named with --only.
-EXTRA = ("stalled", "writer-parts")
+EXTRA = ("stalled", "writer-parts", "transient", "empty-look")
 
 
 @dataclass
@@ -145,6 +145,12 @@ def run(cfg: Config, out: object = sys.stderr) -> list[Row]:
             clients, rate, seconds = cfg.burst
             say(f"burst: {clients:,} clients x {rate:,.0f} events/s for {seconds:.0f} s, x10 for 2 s")
             rows += scenarios.burst(ctx, clients, rate, seconds)
+        if "transient" in cfg.scenarios:
+            say(f"non-durable: {cfg.isolated_events} isolated commits, then {cfg.full_events:,} at full speed")
+            rows += scenarios.transient(ctx, cfg.isolated_events, cfg.isolated_rate, cfg.full_events)
+        if "empty-look" in cfg.scenarios:
+            say("a look at an empty log, with and without the transient table")
+            rows += scenarios.empty_look(ctx)
         if "idle" in cfg.scenarios:
             say(f"{cfg.idle:,} idle connections")
             rows += scenarios.idle(ctx, cfg.idle)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -169,7 +170,7 @@ def _pgevents(
     offsets: list[float] | None,
     window: float | None,
 ) -> Row:
-    table = "bench_events" if channel == "bench" else "bench_quiet"
+    table = {"bench": "bench_events"}.get(channel, channel)
     settle(ctx.url)
     trace = Path(tempfile.mkdtemp(prefix="pgevents-bench-trace-")) / "daphne" if ctx.server_trace else None
     daphne, port = ctx.daphne(trace)
@@ -218,6 +219,9 @@ def _pgevents(
     u = monitor.usage
     system = "pgevents" if ctx.processes == 1 else f"pgevents, {ctx.processes} daphne processes"
     row = _row(name, system, clients, len(acks), acks, results, window)
+    if channel in WITHOUT_IDS:  # the clients' order check reads ids: count repeated rows instead
+        _, _, _, seqnos, _ = merge(results)
+        row.duplicates = sum(max(0, n - clients) for n in Counter(seqnos).values())
     server_cpu = u["daphne"].cpu + u["listener"].cpu
     row.server_cpu_pct = u["daphne"].cpu_pct + u["listener"].cpu_pct
     row.server_rss_mb = u["daphne"].rss_max / MB
@@ -367,6 +371,8 @@ V2_WRITER_MODES = [
     ("bench_v2_events", "previous version (v2): log + NOTIFY wake-up"),
     ("bench_v2_transient", "previous version (v2) durable=False: NOTIFY payload"),
 ]
+#: Channels whose events carry no id (non-durable).
+WITHOUT_IDS = ("bench_transient",)
 #: Tables whose events go through the log (the backlog the sequencer has to keep up with).
 DURABLE_TABLES = ("bench_events", "bench_quiet")
 #: Tables whose trigger fires on INSERT only: the bulk scenario reports no UPDATE for them.
@@ -714,10 +720,67 @@ def sequencer_parts(url: str, events: int = 20_000, singles: int = 1_000) -> lis
     return rows
 
 
+#: A look at an empty log, without and with the transient table in the same statement.
+EMPTY_LOOKS = {
+    "the sequencer alone": "SELECT * FROM pgevents_assign(500, 0)",
+    "the sequencer + the transient take, one statement": (
+        "SELECT event_id, prev_event_id, event_channel, event_frame FROM pgevents_assign(500, 0)"
+        " UNION ALL SELECT NULL, NULL, event_channel, event_frame FROM pgevents_take_transient(500)"
+    ),
+}
+
+
+def empty_look(ctx: Context, calls: int = 5_000, rounds: int = 3) -> list[Row]:
+    """What a polling listener pays per look while nothing is pending (the listener stopped,
+    the log and the transient table empty): a round trip of each statement in ``EMPTY_LOOKS``,
+    ``calls`` at a time, in alternating rounds, on one connection (statements prepared)."""
+    import psycopg
+
+    settle(ctx.url)
+    ctx.listener.stop()
+    took: dict[str, list[float]] = {}
+    try:
+        with psycopg.connect(ctx.url, autocommit=True, prepare_threshold=0) as conn:
+            for _ in range(rounds):
+                for label, statement in EMPTY_LOOKS.items():
+                    for _ in range(50):
+                        conn.execute(statement).fetchall()
+                    t0 = time.perf_counter()
+                    for _ in range(calls):
+                        conn.execute(statement).fetchall()
+                    took.setdefault(label, []).append((time.perf_counter() - t0) / calls * 1e6)
+    finally:
+        ctx.listener = servers.start_listener(ctx.env, *ctx.listener_args)
+    rows = []
+    for label, runs in took.items():
+        runs.sort()
+        rows.append(
+            Row(
+                scenario="a look at an empty log, per round trip",
+                system=label,
+                events_per_s=1e6 / statistics.median(runs),
+                notes=f"{statistics.median(runs):.0f} µs per look, median of {len(runs)} rounds of {calls:,} "
+                f"(range {runs[0]:.0f}-{runs[-1]:.0f})",
+                extra={"us": runs},
+            )
+        )
+    return rows
+
+
 def isolated(ctx: Context, count: int, rate: float) -> list[Row]:
     """Commits far enough apart that the listener is asleep on LISTEN for each one: the
     latency of a lone change on an idle system (the wake-up path, not the polling one)."""
     return stream(ctx, f"isolated commits on an idle system ({rate:g}/s)", 1, rate, count)
+
+
+def transient(ctx: Context, count: int, rate: float, stream_events: int) -> list[Row]:
+    """Non-durable events (``durable=False``), one client: commits far apart (each wakes the
+    listener) and one writer at full speed (a stream: the listener polls)."""
+    channel = "bench_transient"
+    return [
+        _pgevents(ctx, f"non-durable: isolated commits ({rate:g}/s)", 1, rate, count, channel, None, None),
+        _pgevents(ctx, "non-durable: 1 client, writer at full speed", 1, None, stream_events, channel, None, None),
+    ]
 
 
 def quiet(ctx: Context, rate: float, count: int, poll: float) -> list[Row]:

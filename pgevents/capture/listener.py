@@ -8,12 +8,13 @@ Order of operations on every (re)connection, which is what makes it gap-free:
 4. tell writers to wake it (``pgevents.capture.handover``: a previous listener may have
    left the flag saying it polls);
 5. drain the log (position and forward everything committed meanwhile) and the transient
-   (non-durable) table;
+   (non-durable) table, in one statement (``log.look``);
 6. loop: wait for notifications (at most ``poll_interval``, and ``heartbeat_interval`` when
-   shorter), drain the log on every log wake-up and whenever ``poll_interval`` has passed
-   since the last drain (also the liveness probe of an idle connection), and the transient
-   table on every transient wake-up (each transient event comes with one). Once drains find
-   events close together the listener polls the log instead — again at once after a drain
+   shorter), drain the log on every wake-up and whenever ``poll_interval`` has passed since
+   the last drain (also the liveness probe of an idle connection), and the transient table
+   with it on a transient wake-up, on that poll, and on every look while polling once
+   non-durable events came. Once drains find events (durable or not) close together the
+   listener polls instead — again at once after a drain
    that found one event, after a pause that grows with the batch and with what the look
    took when it found several (``pgevents.capture.pacing``), ``TICK`` after one that found
    none — and writers skip their wake-ups, until no event came for ``LINGER``; then it
@@ -270,20 +271,21 @@ class Listener:
                 await self._sent()
                 woken = await self._wait(conn, self.tick if polling.polling else None)
             moved = 0
-            if woken & WAKE_TRANSIENT:
-                await self._drain_transient(conn)
-            if polling.polling or woken & WAKE_LOG or self._poll_due():
+            due = self._poll_due()
+            if polling.polling or woken or due:
+                transient = due or bool(woken & WAKE_TRANSIENT) or polling.takes_transient
                 if self.coalesce:
                     delay = self._last_drain + self.coalesce - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
                 # A look at an empty log is a read (the sequencer writes only what it positions).
                 started = time.monotonic()
-                moved = await self._drain(conn)
+                moved, taken = await self._drain(conn, transient)
                 took = time.monotonic() - started
-                if await self._bounded(polling.moved(conn, moved)):
-                    moved = await self._drain(conn)  # the last look before sleeping on LISTEN
-                    await self._bounded(polling.moved(conn, moved))
+                if await self._bounded(polling.moved(conn, moved, taken)):
+                    # the last look before sleeping on LISTEN
+                    moved, taken = await self._drain(conn, polling.takes_transient)
+                    await self._bounded(polling.moved(conn, moved, taken))
             now = time.monotonic()
             if now - self._last_prune >= self.prune_interval:
                 self._last_prune = now
@@ -366,66 +368,58 @@ class Listener:
 
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Re-send what a previous listener may not have forwarded, then drain the log and
-        the transient table (non-durable events committed while no listener listened)."""
+        the transient table (events committed while no listener listened)."""
         self._published = (await self._bounded(log.cursors(conn))).get("published", 0)
         self._behind_since = time.monotonic()
         while True:
             events = await self._bounded(log.positioned_after(conn, self._published, self.batch_size))
             if not events:
                 break
-            await self._forward(events)
+            await self._forward(log.Look(events, []))
             await self._sent()  # the next read starts after what it confirms
             await self._heartbeat()
-        await self._drain(conn)
-        await self._drain_transient(conn)
+        await self._drain(conn, transient=True)
 
-    async def _drain(self, conn: psycopg.AsyncConnection[Any]) -> int:
-        """Position and forward what has committed; returns how many events. One round trip
-        when nothing is pending, and then no write either (``pgevents_assign``, 0009)."""
-        moved = 0
+    async def _drain(self, conn: psycopg.AsyncConnection[Any], transient: bool) -> tuple[int, int]:
+        """Position and forward what has committed, and with ``transient`` what the transient
+        table holds; returns how many events, and how many of them non-durable. One round
+        trip when nothing is pending, and then no write either (``pgevents_assign``, 0009)."""
+        moved = taken = 0
         while True:
-            events = await self._bounded(log.assign(conn, self.batch_size, self._published))
-            if events:
-                await self._forward(events)
-                moved += len(events)
-            if len(events) < self.batch_size:
+            found = await self._bounded(log.look(conn, self.batch_size, self._published, transient))
+            if found.events or found.transient:
+                await self._forward(found)
+                moved += len(found.events) + len(found.transient)
+                taken += len(found.transient)
+            if len(found.events) < self.batch_size and len(found.transient) < self.batch_size:
                 self._behind_since = None
                 self._last_drain = time.monotonic()
-                return moved
+                return moved, taken
             if self._behind_since is None:
                 self._behind_since = time.monotonic()
             await self._heartbeat()  # a long drain still says how far behind it is
 
-    async def _drain_transient(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Forward non-durable events; they leave the table as they are read (at most once)."""
-        while True:
-            taken = await self._bounded(log.take_transient(conn, self.batch_size))
-            if taken:
-                await self._sent()
-                sent = await relay.publish(
-                    self.layer, (envelope.layer_message(c, frame) for c, frame in taken), self.query_timeout
-                )
-                self._count(len(taken), sent)
-            if len(taken) < self.batch_size:
-                return
-
-    async def _forward(self, events: list[log.LoggedEvent]) -> None:
-        """Publish ``events`` once the previous batch is published. When the next look at the
-        log follows at once (the listener polls, or the batch was full), the publish runs
-        while the caller looks; otherwise it completes here. Only a completed publish moves
-        the ``published`` mark that the next sequencer call records (what a restart re-sends
-        after)."""
+    async def _forward(self, found: log.Look) -> None:
+        """Publish what a look found once the previous batch is published. When the next look
+        follows at once (the listener polls, or a batch was full), the publish runs while the
+        caller looks; otherwise it completes here. Only a completed publish moves the
+        ``published`` mark that the next sequencer call records (what a restart re-sends
+        after); non-durable events have no id, and are not re-sent."""
+        events = found.events
         messages = [envelope.layer_message(e.channel, e.frame, e.id, e.prev) for e in events]
+        messages += [envelope.layer_message(channel, frame) for channel, frame in found.transient]
         await self._sent()
-        publish = self._publish(messages, events[-1].id)
-        if len(events) >= self.batch_size or (self._polling is not None and self._polling.polling):
+        publish = self._publish(messages, events[-1].id if events else None)
+        full = max(len(events), len(found.transient)) >= self.batch_size
+        if full or (self._polling is not None and self._polling.polling):
             self._sending = asyncio.ensure_future(publish)
         else:
             await publish
 
-    async def _publish(self, messages: list[envelope.Event], last: int) -> None:
+    async def _publish(self, messages: list[envelope.Event], last: int | None) -> None:
         sent = await relay.publish(self.layer, messages, self.query_timeout)
-        self._published = last
+        if last is not None:
+            self._published = last
         self._count(len(messages), sent)
 
     async def _sent(self) -> None:

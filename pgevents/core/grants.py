@@ -9,7 +9,7 @@ Roles, least privilege first:
   events without the writer being able to write, read or forge them.
 - **listener** (``runlisten``): reads the log and runs the sequencer, the pruner and the
   transient drain — the only functions that write ids and cursors — and says whether it is
-  polling the log (``pgevents_wake``: whether writers may skip their wake-ups).
+  polling (``pgevents_wake``, both forms: whether writers may skip their wake-ups).
 - **web** (the ASGI servers): reads the log (replays) and writes its presence rows.
 - **owner** (``migrate``, ``pgevents_sync``, the admin's watches): owns every object above;
   not granted here, it has every right on what it owns.
@@ -31,10 +31,11 @@ FUNCTIONS = {
     "prune": ("pgevents_prune", ("double precision", "integer")),
     "take_transient": ("pgevents_take_transient", ("integer",)),
     "wake": ("pgevents_wake", ("boolean",)),
+    "wake_transient": ("pgevents_wake", ("boolean", "boolean")),
 }
 
 READ = ("pgevents_event", "pgevents_cursor")
-LISTENER_FUNCTIONS = ("assign", "prune", "take_transient", "wake", "frame")
+LISTENER_FUNCTIONS = ("assign", "prune", "take_transient", "wake", "wake_transient", "frame")
 WEB_FUNCTIONS = ("frame",)
 
 

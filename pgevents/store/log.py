@@ -46,6 +46,40 @@ async def assign(conn: psycopg.AsyncConnection[Any], batch: int, published: int)
     return [LoggedEvent(*row) for row in await cur.fetchall()]
 
 
+@dataclass(frozen=True)
+class Look:
+    """What one look found: positioned events (oldest first), and non-durable events as
+    ``(channel, frame)``, taken out of the transient table as they were read (each is handed
+    out once: a listener that dies before forwarding them loses them)."""
+
+    events: list[LoggedEvent]
+    transient: list[tuple[str, str]]
+
+
+#: A look that takes the transient table too: the sequencer and the take in one statement,
+#: so one round trip and one transaction. (Since migration 0010 the take's plan is made once
+#: per session; before, on every call.)
+LOOK = (
+    "SELECT event_id, prev_event_id, event_channel, event_frame FROM pgevents_assign(%s, %s)"
+    " UNION ALL SELECT NULL, NULL, event_channel, event_frame FROM pgevents_take_transient(%s)"
+)
+
+
+async def look(conn: psycopg.AsyncConnection[Any], batch: int, published: int, transient: bool) -> Look:
+    """Position up to ``batch`` committed events, and with ``transient`` take up to ``batch``
+    non-durable ones."""
+    if not transient:
+        return Look(await assign(conn, batch, published), [])
+    cur = await conn.execute(LOOK, (batch, published, batch))
+    found = Look([], [])
+    for event_id, prev, channel, frame in await cur.fetchall():
+        if event_id is None:
+            found.transient.append((channel, frame))
+        else:
+            found.events.append(LoggedEvent(event_id, prev, channel, frame))
+    return found
+
+
 async def cursors(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
     cur = await conn.execute("SELECT name, value FROM pgevents_cursor")
     return {name: value for name, value in await cur.fetchall()}
@@ -120,13 +154,6 @@ async def prune(
         removed += count
         if count < chunk:
             return removed
-
-
-async def take_transient(conn: psycopg.AsyncConnection[Any], batch: int) -> list[tuple[str, str]]:
-    """The oldest non-durable events as ``(channel, frame)``, removed as they are read: each
-    is handed out once (at most once: a listener that dies before forwarding them loses them)."""
-    cur = await conn.execute("SELECT event_channel, event_frame FROM pgevents_take_transient(%s)", (batch,))
-    return [(channel, frame) for channel, frame in await cur.fetchall()]
 
 
 #: The log's tables that autovacuum does not look after, and why: ``server`` (``autovacuum`` or

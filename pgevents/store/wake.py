@@ -5,6 +5,8 @@ commits. The flag they read (``pgevents_wake``) is set only through ``pgevents_w
 function of the log's owner that only the listener role may run. The hand-over key is an
 advisory lock every writer that skipped its wake-up holds (shared) until it ends: the
 listener takes it exclusively after it stops polling, and then looks at the log once more.
+Writers of non-durable rows read a flag of their own (``pgevents_wake_transient``, migration
+0010), set only by a listener whose every look takes the transient table too.
 """
 
 from __future__ import annotations
@@ -18,19 +20,33 @@ import psycopg
 KEY_SPACE, HANDOVER = 1885824374, 0
 
 
-async def available(conn: psycopg.AsyncConnection[Any]) -> bool:
-    """Whether the database has the hand-over (migration 0007). Without it writers always
-    wake the listener, and the listener never says it is polling."""
-    cur = await conn.execute("SELECT to_regprocedure('pgevents_wake(boolean)') IS NOT NULL")
+#: What the database's hand-over covers (``support``): nothing (before migration 0007: every
+#: commit wakes the listener), durable rows only (before 0010), or non-durable rows as well.
+NONE, LOG, LOG_AND_TRANSIENT = 0, 1, 2
+
+
+async def support(conn: psycopg.AsyncConnection[Any]) -> int:
+    """What the database's hand-over covers (``NONE``, ``LOG`` or ``LOG_AND_TRANSIENT``).
+    Writers of what it does not cover always wake the listener."""
+    cur = await conn.execute(
+        "SELECT to_regprocedure('pgevents_wake(boolean)') IS NOT NULL,"
+        " to_regprocedure('pgevents_wake(boolean, boolean)') IS NOT NULL"
+    )
     row = await cur.fetchone()
-    return bool(row and row[0])
+    if not (row and row[0]):
+        return NONE
+    return LOG_AND_TRANSIENT if row[1] else LOG
 
 
-async def set_polling(conn: psycopg.AsyncConnection[Any], polling: bool) -> bool:
+async def set_polling(conn: psycopg.AsyncConnection[Any], polling: bool, *, transient: bool) -> bool:
     """Tell writers the listener is polling (they may skip the wake-up) or not (they must
-    wake it). Returns whether the flag now says polling: it may refuse when another session
-    holds the key a polling listener takes."""
-    cur = await conn.execute("SELECT pgevents_wake(%s)", (polling,))
+    wake it); with ``transient``, writers of non-durable rows too (the listener's every look
+    takes the transient table). Returns whether the flag now says polling: it may refuse
+    when another session holds the key a polling listener takes."""
+    if transient:
+        cur = await conn.execute("SELECT pgevents_wake(%s, true)", (polling,))
+    else:
+        cur = await conn.execute("SELECT pgevents_wake(%s)", (polling,))
     row = await cur.fetchone()
     return bool(row and row[0])
 

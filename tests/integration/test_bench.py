@@ -199,3 +199,27 @@ def test_the_region_benchmark_cuts_each_change_into_stages(isolated_db: str) -> 
         assert stage in shared, out
     assert "frames received: 8 of 8; with the row's HTML: 0" in plain, out
     assert "first socket written" in plain and "rendered" not in plain, out
+
+
+def test_the_non_durable_and_empty_look_scenarios_run(isolated_db: str) -> None:
+    """``--only transient``: non-durable events isolated and at full speed, each delivered
+    once without an id; ``--only empty-look``: both statements timed."""
+    cfg = Config(
+        database_url=isolated_db,
+        scenarios=("transient", "empty-look"),
+        full_events=200,
+        isolated_events=3,
+        isolated_rate=20,
+        client_procs=1,
+    )
+    log = io.StringIO()
+    rows = run(cfg, out=log)
+    measured = [r for r in rows if r.expected]
+    assert [r.scenario for r in measured] == [
+        "non-durable: isolated commits (20/s)",
+        "non-durable: 1 client, writer at full speed",
+    ], log.getvalue()
+    for row in measured:
+        assert (row.lost, row.duplicates, row.received) == (0, 0, row.expected), row
+    looks = [r for r in rows if r.scenario == "a look at an empty log, per round trip"]
+    assert len(looks) == 2 and all(len(r.extra["us"]) == 3 for r in looks), looks

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from pathlib import Path
 
 import psycopg
 import pytest
 from django.core.management import call_command
+from psycopg import sql as pgsql
 
 from pgevents.core import sql
+from tests.support import manage
 
 FROZEN = Path(sql.__file__).resolve().parent.parent / "migrations" / "sql"
 
@@ -31,6 +34,8 @@ DIGESTS = {
     "0008_lean_log.sql": "bba1d10ec5f98397",
     "0009_sequencer_one_plan.reverse.sql": "1e876223a1c02d70",
     "0009_sequencer_one_plan.sql": "c58f4af2678cff1f",
+    "0010_transient_handover.reverse.sql": "05ccb7c92788ba38",
+    "0010_transient_handover.sql": "86063671661fd4f5",
 }
 
 
@@ -74,6 +79,36 @@ def test_the_wake_up_hand_over_keeps_the_trigger_interface_and_going_back_restor
     assert "pgevents_wake" in forward and "pg_try_advisory_xact_lock_shared" in forward
     assert "DROP SEQUENCE IF EXISTS" in backwards and "pg_try_advisory_xact_lock_shared" not in backwards
     assert "SECURITY DEFINER SET search_path = pg_catalog, pg_temp" in backwards
+
+
+@pytest.mark.django_db
+def test_the_non_durable_hand_over_keeps_the_trigger_interface_and_going_back_restores_0008() -> None:
+    forward, backwards = sqlmigrate("0010"), sqlmigrate("0010", backwards=True)
+    assert "pgevents_wake_transient" in forward and "pgevents_wake(busy boolean, transient boolean)" in forward
+    assert "IS 'pgevents v" not in forward  # installed triggers stay current
+    assert "DROP FUNCTION IF EXISTS" in backwards and "DROP SEQUENCE IF EXISTS" in backwards
+    assert "PERFORM pg_notify('pgevents', 't');" in backwards  # 0008's: every non-durable commit wakes
+    assert "LANGUAGE sql SECURITY DEFINER" in backwards  # 0004's take_transient
+
+
+def test_whoever_may_say_the_listener_polls_may_say_it_for_non_durable_rows_too(isolated_db: str) -> None:
+    """A role granted ``pgevents_wake(boolean)`` before 0010 (a listener's role) may run the
+    two-argument form after it, without new grants; ``PUBLIC`` may not."""
+    role = f"pgevents_listener_{os.getpid()}"
+    manage(isolated_db, "migrate", "pgevents", "0009_sequencer_one_plan", "--noinput", "-v", "0")
+    with psycopg.connect(isolated_db, autocommit=True) as owner:
+        owner.execute(pgsql.SQL("CREATE ROLE {}").format(pgsql.Identifier(role)))
+        try:
+            owner.execute(
+                pgsql.SQL("GRANT EXECUTE ON FUNCTION pgevents_wake(boolean) TO {}").format(pgsql.Identifier(role))
+            )
+            manage(isolated_db, "migrate", "--noinput", "-v", "0")
+            may = "SELECT has_function_privilege(%s, 'pgevents_wake(boolean, boolean)', 'EXECUTE')"
+            assert owner.execute(may, (role,)).fetchone() == (True,)
+            assert owner.execute(may, ("public",)).fetchone() == (False,)
+        finally:
+            owner.execute(pgsql.SQL("DROP OWNED BY {}").format(pgsql.Identifier(role)))
+            owner.execute(pgsql.SQL("DROP ROLE {}").format(pgsql.Identifier(role)))
 
 
 def test_frozen_sql_files_are_unchanged() -> None:

@@ -41,6 +41,7 @@ FUNCTIONS = {
     "prune": "pgevents_prune(double precision, integer)",
     "take_transient": "pgevents_take_transient(integer)",
     "wake": "pgevents_wake(boolean)",
+    "wake_transient": "pgevents_wake(boolean, boolean)",
 }
 CALLS = {
     "frame": "SELECT pgevents_frame(e) FROM pgevents_event e LIMIT 1",
@@ -48,6 +49,7 @@ CALLS = {
     "prune": "SELECT pgevents_prune(1e9, 10)",
     "take_transient": "SELECT * FROM pgevents_take_transient(10)",
     "wake": "SELECT pgevents_wake(false)",  # whether writers may skip their wake-ups
+    "wake_transient": "SELECT pgevents_wake(false, true)",  # non-durable writers too
 }
 TABLES = ("pgevents_event", "pgevents_cursor", "pgevents_transient", "pgevents_presence", "pgevents_watch")
 WRITES = {
@@ -284,7 +286,7 @@ def test_the_web_role_reads_the_log_and_writes_only_its_presence(roles: Roles) -
         web.execute("SELECT name, value FROM pgevents_cursor")
         web.execute(WRITES["pgevents_presence"])
         web.execute("DELETE FROM pgevents_presence WHERE process = 'forged'")
-        for name in ("assign", "prune", "take_transient", "wake"):
+        for name in ("assign", "prune", "take_transient", "wake", "wake_transient"):
             _refused(web, CALLS[name])
         for table in ("pgevents_event", "pgevents_cursor", "pgevents_transient", "pgevents_watch"):
             _refused(web, WRITES[table])

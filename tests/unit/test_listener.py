@@ -112,3 +112,39 @@ def test_a_server_that_never_answers_ends_the_session_by_timeout() -> None:
 def test_without_a_channel_layer_the_listener_says_so() -> None:
     with override_settings(CHANNEL_LAYERS={}), pytest.raises(RuntimeError, match="needs a channel layer"):
         asyncio.run(Listener().run())
+
+
+class _Recording:
+    """A channel layer that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+
+def test_one_look_publishes_both_kinds_and_only_durable_events_move_the_published_mark() -> None:
+    """A look's positioned and non-durable events go out in one publish; the mark that a
+    restart re-sends after follows the last durable id, and a look that found only
+    non-durable events (no id, never re-sent) leaves it where it was."""
+    from pgevents.core.batch import unpack
+    from pgevents.store.log import LoggedEvent, Look
+
+    def frame(channel: str, event_id: int | None) -> str:
+        return json.dumps({"type": "event", "channel": channel, "id": event_id})
+
+    async def body() -> None:
+        layer = _Recording()
+        listener = Listener(layer=layer, batch_size=10)
+        durable = [LoggedEvent(7, None, "people", frame("people", 7)), LoggedEvent(8, 7, "people", frame("people", 8))]
+        await listener._forward(Look(durable, [("t.fleeting", frame("t.fleeting", None))]))
+        await listener._sent()
+        assert listener._published == 8 and listener.forwarded == 3
+        await listener._forward(Look([], [("t.fleeting", frame("t.fleeting", None))]))
+        await listener._sent()
+        assert listener._published == 8 and listener.forwarded == 4
+        ids = [json.loads(e["frame"])["id"] for m in layer.sent for e in unpack(m)]
+        assert sorted(ids, key=lambda i: i or 0) == [None, None, 7, 8]
+
+    asyncio.run(body())
