@@ -31,6 +31,8 @@ DIGESTS = {
     "0008_lean_log.sql": "bba1d10ec5f98397",
     "0009_sequencer_one_plan.reverse.sql": "1e876223a1c02d70",
     "0009_sequencer_one_plan.sql": "c58f4af2678cff1f",
+    "0010_sequencer_lean_call.reverse.sql": "e01f547b76c01415",
+    "0010_sequencer_lean_call.sql": "82b5defcc0b32366",
 }
 
 
