@@ -6,7 +6,11 @@ log: a generic plan chosen then (before 0006) scanned the whole log once per pen
 and the next backlog stalled delivery for seconds per batch. Since 0009 the plans are
 generic from the first call, with every path but the log's indexes switched off. The signal
 checked here is the work done, not the time taken: the tuples the call read from the log by
-sequential scan, which PostgreSQL counts per transaction (``pg_stat_xact_user_tables``).
+sequential scan or fetched through an index, which PostgreSQL counts per transaction
+(``pg_stat_xact_user_tables``).
+
+And it numbers alike however the work is cut: in batches of any size, and with a second
+sequencer waiting for the first.
 """
 
 from __future__ import annotations
