@@ -177,6 +177,28 @@ def test_the_listeners_stage_is_taken_apart_for_every_event(isolated_db: str) ->
     assert "| commit → published |" in out and out.count(" | 40 |") >= 5 and out.count(" | 3 |") >= 5, out
 
 
+def test_the_sequencer_probe_times_every_kind_of_call_on_each_database(isolated_db: str) -> None:
+    """``python -m bench.sequencer`` on the same database given twice: each call positions
+    exactly what was inserted for it (it raises otherwise), and every figure is reported for
+    both."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.sequencer", isolated_db, isolated_db, "--calls", "3", "--batches", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "ms |" not in line]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| one event, back to back",
+        "| one event, 5 ms pause",
+        "| one event, 20 ms pause",
+        "| 500 events",
+        "| a call that finds nothing",
+    ]
+    assert all(len(row.split(" | ")) == 3 for row in rows), rows
+
+
 def test_the_region_benchmark_cuts_each_change_into_stages(isolated_db: str) -> None:
     """``bench.regions --stages`` at a tiny size: every subscriber gets every change (with the
     row's HTML when subscribed to the region), one render per change, and each change is cut

@@ -36,6 +36,8 @@ DIGESTS = {
     "0009_sequencer_one_plan.sql": "c58f4af2678cff1f",
     "0010_transient_handover.reverse.sql": "05ccb7c92788ba38",
     "0010_transient_handover.sql": "86063671661fd4f5",
+    "0011_sequencer_lean_call.reverse.sql": "e01f547b76c01415",
+    "0011_sequencer_lean_call.sql": "82b5defcc0b32366",
 }
 
 

@@ -176,10 +176,15 @@ def test_owner_owns_functions_that_cannot_be_redirected(roles: Roles) -> None:
     assert len(rows) == len(FUNCTIONS)
     for name, owner_name, definer, config, acl in rows:
         assert owner_name == ROLE["owner"], name
-        assert config[0] == "search_path=pg_catalog, pg_temp", name
-        # the sequencer also plans once through the log's indexes only (0009); nothing else is set
-        assert config == (SEQUENCER_CONFIG if name == "pgevents_assign" else config[:1]), name
-        assert definer == (name != "pgevents_frame"), name  # the frame reads only its argument
+        if name == "pgevents_frame":
+            # It reads only its argument, and is inlined into the query that calls it, which a
+            # SET would prevent: it qualifies every name instead (the next test but two).
+            assert (definer, config) == (False, None)
+        else:
+            assert definer, name
+            assert config[0] == "search_path=pg_catalog, pg_temp", name
+            # the sequencer also plans once through the log's indexes only (0009); nothing else is set
+            assert config == (SEQUENCER_CONFIG if name == "pgevents_assign" else config[:1]), name
         assert not any(entry.startswith("=") for entry in acl), f"{name}: PUBLIC may execute it: {acl}"
 
 
@@ -242,6 +247,30 @@ def test_a_schema_earlier_on_search_path_cannot_redirect_the_trigger(roles: Role
         assert writer.execute("SELECT count(*) FROM evil.pgevents_event").fetchone() == (0,)
     (logged,) = _log(roles, "\"row\"->>'age' = '41'")
     assert logged[2]["name"] == "through evil"  # type: ignore[index]
+
+
+def test_a_schema_earlier_on_search_path_cannot_redirect_the_frame(roles: Roles) -> None:
+    """The frame is inlined into its caller's query, so it is resolved on the caller's
+    ``search_path``, where ``pg_catalog`` may come after a schema another role controls:
+    every name in it is qualified."""
+    with roles.connect("writer") as writer:
+        writer.execute("INSERT INTO people (name) VALUES ('framed')")
+        writer.execute(
+            "CREATE FUNCTION evil.to_char(timestamp, text) RETURNS text LANGUAGE sql AS $$ SELECT 'forged' $$"
+        )
+        writer.execute("CREATE DOMAIN evil.text AS varchar CHECK (VALUE NOT LIKE '{%')")
+        writer.execute("GRANT USAGE ON SCHEMA evil TO PUBLIC")
+    frame = "SELECT public.pgevents_frame(e) FROM public.pgevents_event e WHERE \"row\"->>'name' = 'framed'"
+    with roles.connect("web") as web:
+        (expected,) = web.execute(frame).fetchone() or (None,)
+        web.execute("SET search_path = evil, pg_catalog, public")
+        # an unqualified name would now be redirected
+        assert web.execute("SELECT to_char(now()::timestamp, 'YYYY')").fetchone() == ("forged",)
+        with pytest.raises(errors.CheckViolation):
+            web.execute("SELECT '{}'::text")
+        assert web.execute(frame).fetchone() == (expected,)
+    assert json.loads(expected)["row"]["name"] == "framed"
+    assert json.loads(expected)["at"].endswith("Z")
 
 
 def test_a_table_owner_cannot_attach_the_trigger_function_to_its_table(roles: Roles) -> None:
