@@ -75,12 +75,7 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -
 
 
 def test_writers_skip_the_wake_up_only_while_a_live_listener_polls(isolated_db: str) -> None:
-    with (
-        psycopg.connect(isolated_db, autocommit=True) as spy,
-        psycopg.connect(isolated_db, autocommit=True) as writer,
-        psycopg.connect(isolated_db, autocommit=True) as owner,
-    ):
-        spy.execute("LISTEN pgevents")
+    with _connections(isolated_db) as (owner, spy, writer):
         writer_pid = writer.info.backend_pid
 
         writer.execute("INSERT INTO people (name) VALUES ('idle')")
@@ -124,6 +119,18 @@ def test_a_session_holding_the_polling_key_makes_the_listener_stay_awake(isolate
 
 
 @contextmanager
+def _connections(url: str) -> Iterator[tuple[psycopg.Connection, psycopg.Connection, psycopg.Connection]]:
+    """The table's owner, a spy that LISTENs on the wake-up channel, and a writer."""
+    with (
+        psycopg.connect(url, autocommit=True) as owner,
+        psycopg.connect(url, autocommit=True) as spy,
+        psycopg.connect(url, autocommit=True) as writer,
+    ):
+        spy.execute("LISTEN pgevents")
+        yield owner, spy, writer
+
+
+@contextmanager
 def running(listener: Listener) -> Iterator[None]:
     """``listener`` in a thread of its own (the writers here are blocking psycopg calls)."""
     loop = asyncio.new_event_loop()
@@ -161,13 +168,7 @@ def test_commits_far_apart_keep_waking_the_listener_and_a_stream_makes_it_poll(i
     it poll; every event arrives either way, in order."""
     layer = RecordingLayer()
     listener = _listener(isolated_db, layer, linger=0.05, stream=STREAM)
-    with (
-        running(listener),
-        psycopg.connect(isolated_db, autocommit=True) as owner,
-        psycopg.connect(isolated_db, autocommit=True) as spy,
-        psycopg.connect(isolated_db, autocommit=True) as writer,
-    ):
-        spy.execute("LISTEN pgevents")
+    with running(listener), _connections(isolated_db) as (owner, spy, writer):
         for n in range(5):
             writer.execute("INSERT INTO people (name) VALUES (%s)", (f"alone {n}",))
             _wait_for(lambda n=n: len(layer.events) == n + 1, f"event {n}")  # type: ignore[misc]
@@ -188,13 +189,7 @@ def test_a_writer_that_skipped_its_wake_up_is_delivered_when_it_commits_after_th
 ) -> None:
     layer = RecordingLayer()
     listener = _listener(isolated_db, layer, linger=0.2)
-    with (
-        running(listener),
-        psycopg.connect(isolated_db, autocommit=True) as owner,
-        psycopg.connect(isolated_db, autocommit=True) as spy,
-        psycopg.connect(isolated_db, autocommit=True) as writer,
-    ):
-        spy.execute("LISTEN pgevents")
+    with running(listener), _connections(isolated_db) as (owner, spy, writer):
         owner.execute("INSERT INTO people (name) VALUES ('wakes it')")
         _wait_for(lambda: layer.names() == ["wakes it"], "the first event")
         _wait_for(lambda: _flag(owner) != 0, "the listener to poll")  # commits came: it polls
@@ -380,12 +375,7 @@ def test_non_durable_writers_skip_the_wake_up_only_while_a_listener_that_takes_t
     they skip it like durable writers, holding the hand-over key; idle again, both wake it,
     and a flag left by a listener that died reads as "wake it"."""
     _fleeting(isolated_db)
-    with (
-        psycopg.connect(isolated_db, autocommit=True) as spy,
-        psycopg.connect(isolated_db, autocommit=True) as writer,
-        psycopg.connect(isolated_db, autocommit=True) as owner,
-    ):
-        spy.execute("LISTEN pgevents")
+    with _connections(isolated_db) as (owner, spy, writer):
         writer_pid = writer.info.backend_pid
 
         def wake_ups(*tables: str) -> list[str]:
@@ -432,13 +422,7 @@ def test_a_stream_of_non_durable_commits_makes_the_listener_poll_and_a_late_one_
     layer = RecordingLayer()
     listener = _listener(isolated_db, layer, linger=0.2, stream=STREAM)
     names = [f"fleeting {n}" for n in range(1000)]
-    with (
-        running(listener),
-        psycopg.connect(isolated_db, autocommit=True) as owner,
-        psycopg.connect(isolated_db, autocommit=True) as spy,
-        psycopg.connect(isolated_db, autocommit=True) as writer,
-    ):
-        spy.execute("LISTEN pgevents")
+    with running(listener), _connections(isolated_db) as (owner, spy, writer):
         for n in range(0, len(names), 50):
             writer.execute("INSERT INTO fleeting (name) SELECT unnest(%s::text[])", (names[n : n + 50],))
         _wait_for(lambda: len(layer.events) == len(names), "the stream (stranded?)")
@@ -485,13 +469,7 @@ def test_a_polling_listener_takes_the_transient_table_only_once_non_durable_even
     _fleeting(isolated_db)
     layer = RecordingLayer()
     listener = _listener(isolated_db, layer, linger=2.0)  # the steps below fit in it on a busy machine
-    with (
-        running(listener),
-        psycopg.connect(isolated_db, autocommit=True) as owner,
-        psycopg.connect(isolated_db, autocommit=True) as spy,
-        psycopg.connect(isolated_db, autocommit=True) as writer,
-    ):
-        spy.execute("LISTEN pgevents")
+    with running(listener), _connections(isolated_db) as (owner, spy, writer):
         writer.execute("INSERT INTO people (name) VALUES ('durable')")
         _wait_for(lambda: _flag(owner) != 0, "the listener to poll")
         assert _transient_flag(owner) == 0
