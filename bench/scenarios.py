@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pgevents.core.names import group_name
+from pgevents.store import log
 
 from . import servers, servertrace, stages
 from .clients import Result, Workers
@@ -722,11 +723,8 @@ def sequencer_parts(url: str, events: int = 20_000, singles: int = 1_000) -> lis
 
 #: A look at an empty log, without and with the transient table in the same statement.
 EMPTY_LOOKS = {
-    "the sequencer alone": "SELECT * FROM pgevents_assign(500, 0)",
-    "the sequencer + the transient take, one statement": (
-        "SELECT event_id, prev_event_id, event_channel, event_frame FROM pgevents_assign(500, 0)"
-        " UNION ALL SELECT NULL, NULL, event_channel, event_frame FROM pgevents_take_transient(500)"
-    ),
+    "the sequencer alone": (log.ASSIGN, (500, 0)),
+    "the sequencer + the transient take, one statement": (log.LOOK, (500, 0, 500)),
 }
 
 
@@ -742,12 +740,12 @@ def empty_look(ctx: Context, calls: int = 5_000, rounds: int = 3) -> list[Row]:
     try:
         with psycopg.connect(ctx.url, autocommit=True, prepare_threshold=0) as conn:
             for _ in range(rounds):
-                for label, statement in EMPTY_LOOKS.items():
+                for label, (statement, params) in EMPTY_LOOKS.items():
                     for _ in range(50):
-                        conn.execute(statement).fetchall()
+                        conn.execute(statement, params).fetchall()
                     t0 = time.perf_counter()
                     for _ in range(calls):
-                        conn.execute(statement).fetchall()
+                        conn.execute(statement, params).fetchall()
                     took.setdefault(label, []).append((time.perf_counter() - t0) / calls * 1e6)
     finally:
         ctx.listener = servers.start_listener(ctx.env, *ctx.listener_args)

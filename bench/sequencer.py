@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg
 
+from pgevents.store import log
+
 from . import database
 
 PAUSES = (0.0, 0.005, 0.02)
@@ -40,7 +42,7 @@ class Side:
             )
         time.sleep(pause)
         started = time.perf_counter()
-        found = self.listener.execute("SELECT * FROM pgevents_assign(500, %s)", (self.published,)).fetchall()
+        found = self.listener.execute(log.ASSIGN, (500, self.published)).fetchall()
         took = (time.perf_counter() - started) * 1000
         if len(found) != rows:
             raise RuntimeError(f"{self.url}: positioned {len(found)} events, expected {rows}")

@@ -40,9 +40,13 @@ class Replay:
     more: bool = False
 
 
+#: The sequencer call: position up to ``batch`` committed events, record ``published``.
+ASSIGN = "SELECT * FROM pgevents_assign(%s, %s)"
+
+
 async def assign(conn: psycopg.AsyncConnection[Any], batch: int, published: int) -> list[LoggedEvent]:
     """Position the next committed events in commit order and return them, oldest first."""
-    cur = await conn.execute("SELECT * FROM pgevents_assign(%s, %s)", (batch, published))
+    cur = await conn.execute(ASSIGN, (batch, published))
     return [LoggedEvent(*row) for row in await cur.fetchall()]
 
 
