@@ -13,14 +13,18 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+import psycopg
 
 from pgevents.core.names import group_name
 from pgevents.store import log
 
-from . import servers, servertrace, stages
+from . import cpu, servers, servertrace, stages
 from .clients import Result, Workers
 from .database import PEER_CHANNEL, PEER_TABLE
 from .report import Latency, Row, unpack, window_summary, windows
@@ -462,29 +466,30 @@ def _rows(url: str, table: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _pgbench(pgbench: str, script: str, clients: int, seconds: float, url: str) -> tuple[float, float]:
+def _pgbench(
+    pgbench: str, script: str, clients: int, seconds: float, url: str, window: cpu.Window | None = None
+) -> tuple[float, float, cpu.Usage | None]:
     """Run ``script`` with ``clients`` pgbench connections for ``seconds``: (TPS, average
-    latency in ms)."""
-    out = subprocess.run(
-        [
-            pgbench,
-            "-n",
-            "-f",
-            script,
-            "-c",
-            str(clients),
-            "-j",
-            str(min(clients, 2)),
-            "-T",
-            str(max(1, int(seconds))),
-            url,
-        ],
-        capture_output=True,
+    latency in ms, and with a ``window``, the CPU each group of processes used inside the run)."""
+    duration = max(1, int(seconds))
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [pgbench, "-n", "-f", script, "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(duration), url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=True,
-    ).stdout
+    )
+    used = None
+    try:
+        if window is not None:
+            used = window.during(proc.pid, clients, duration, started)
+    finally:
+        out, err = proc.communicate()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, out, err)
     found = re.search(r"latency average = ([\d.]+) ms", out)
-    return float(re.search(r"tps = ([\d.]+)", out).group(1)), float(found.group(1)) if found else float("nan")  # type: ignore[union-attr]
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return tps, float(found.group(1)) if found else float("nan"), used
 
 
 def writer_cost(
@@ -508,15 +513,18 @@ def writer_cost(
     lat: dict[tuple[str, int], list[float]] = {}
     delivery: dict[tuple[str, int], list[tuple[int, int, int]]] = {}  # (committed, received, disorder)
     backlog: dict[tuple[str, int], list[int]] = {}  # the largest number of unpositioned events
+    used: dict[tuple[str, int], list[cpu.Usage]] = {}  # CPU per group of processes, per run
     settle(ctx.url)
     daphne, port = ctx.daphne()
     clients: dict[str, Workers] = {}
     floor_counter = _NotifyCounter(ctx.url, DELIVERED_AT["bench_floor"])
+    accounting = psycopg.connect(ctx.url, autocommit=True)
     try:
         for table, path in DELIVERED_AT.items():
             if path.startswith("/"):
                 clients[table] = Workers(1, ctx.client_nice)
                 clients[table].connect("127.0.0.1", port, path, 1, record=False)
+        roots = _cpu_roots(ctx, daphne, clients.values())
         with tempfile.TemporaryDirectory() as tmp:
             for table, _ in modes:
                 with open(f"{tmp}/{table}.sql", "w") as f:
@@ -530,9 +538,17 @@ def writer_cost(
                         seen_before = floor_counter.count
                         before = _rows(ctx.url, table)
                         sampler = _PendingSampler(ctx.url) if table in DURABLE_TABLES else None
-                        rate, latency = _pgbench(pgbench, f"{tmp}/{table}.sql", n, seconds, ctx.url)
+                        window = cpu.Window(
+                            lambda q: accounting.execute(q).fetchall(),
+                            _commits_sql(accounting, table),
+                            roots,
+                            ctx.listener.proc.pid,
+                        )
+                        rate, latency, usage = _pgbench(pgbench, f"{tmp}/{table}.sql", n, seconds, ctx.url, window)
                         tps.setdefault((table, n), []).append(rate)
                         lat.setdefault((table, n), []).append(latency)
+                        if usage is not None:
+                            used.setdefault((table, n), []).append(usage)
                         if sampler is not None:
                             backlog.setdefault((table, n), []).append(sampler.close())
                         committed = _rows(ctx.url, table) - before
@@ -549,6 +565,7 @@ def writer_cost(
                             continue
                         delivery.setdefault((table, n), []).append(got)
     finally:
+        accounting.close()
         floor_counter.close()
         for workers in clients.values():
             workers.close()
@@ -564,6 +581,7 @@ def writer_cost(
                 f", {median / bare:.2f}x bare notify" if table != "bench_floor" else ""
             )
             checked = delivery.get((table, n), [])
+            spent = cpu.summary(used[(table, n)]) if (table, n) in used else None
             committed = sum(c for c, _, _ in checked)
             received = sum(r for _, r, _ in checked)
             disorder = sum(d for _, _, d in checked) if table not in ("bench_transient",) else 0
@@ -578,11 +596,35 @@ def writer_cost(
                     notes=f"inserts/s, median of {len(runs)} (range {runs[0]:,.0f}-{runs[-1]:,.0f}); {ratios}; "
                     f"commit latency {statistics.median(lat[(table, n)]):.2f} ms"
                     + ("; delivered to a subscribed client" if checked else "")
-                    + (f"; unpositioned backlog at most {max(backlog[(table, n)]):,}" if (table, n) in backlog else ""),
-                    extra={"runs": runs, "delivery": checked, "backlog": backlog.get((table, n))},
+                    + (f"; unpositioned backlog at most {max(backlog[(table, n)]):,}" if (table, n) in backlog else "")
+                    + (f"; {cpu.notes(spent)}" if spent else ""),
+                    extra={"runs": runs, "delivery": checked, "backlog": backlog.get((table, n)), "cpu": spent},
                 )
             )
     return rows
+
+
+def _cpu_roots(ctx: Context, daphne: servers.Server, clients: Iterable[Workers]) -> dict[str, list[int]]:
+    """The pids of the writer-cost run's groups of processes that are not PostgreSQL's (see
+    ``bench.cpu``): Redis's own, as it reports it."""
+    import redis
+
+    info: dict[str, Any] = redis.Redis.from_url(ctx.env["REDIS_URL"]).info("server")  # type: ignore[assignment]
+    return {
+        cpu.RUNLISTEN: [ctx.listener.proc.pid],
+        cpu.SERVER: [daphne.proc.pid],
+        cpu.CLIENTS: [pid for workers in clients for pid in workers.pids],
+        cpu.REDIS: [int(info["process_id"])],
+        cpu.BENCH: [os.getpid()],
+    }
+
+
+def _commits_sql(conn: psycopg.Connection[Any], table: str) -> str:
+    """A statement returning how many rows ``table`` has had inserted: its ``pk`` sequence
+    (each pgbench transaction inserts one row)."""
+    row = conn.execute("SELECT pg_get_serial_sequence(%s, 'pk')", (table,)).fetchone()
+    assert row is not None and row[0], table
+    return f"SELECT last_value FROM {row[0]}"
 
 
 def writer_parts(ctx: Context, writers: tuple[int, ...], seconds: float, rounds: int = 3) -> list[Row]:
@@ -612,7 +654,7 @@ def writer_parts(ctx: Context, writers: tuple[int, ...], seconds: float, rounds:
                 for n in writers:
                     for _, table in steps:
                         settle(ctx.url)
-                        rate, _ = _pgbench(pgbench, f"{tmp}/{table}.sql", n, seconds, ctx.url)
+                        rate, _, _ = _pgbench(pgbench, f"{tmp}/{table}.sql", n, seconds, ctx.url)
                         tps.setdefault((table, n), []).append(rate)
     finally:
         drop_parts(ctx.url)

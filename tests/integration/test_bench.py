@@ -245,3 +245,28 @@ def test_the_non_durable_and_empty_look_scenarios_run(isolated_db: str) -> None:
         assert (row.lost, row.duplicates, row.received) == (0, 0, row.expected), row
     looks = [r for r in rows if r.scenario == "a look at an empty log, per round trip"]
     assert len(looks) == 2 and all(len(r.extra["us"]) == 3 for r in looks), looks
+
+
+def test_the_writer_cost_says_where_the_cpu_went(isolated_db: str) -> None:
+    """``--only writers``: every insert is delivered once, and each run's CPU is accounted per
+    group of processes (``bench.cpu``): every group present, none negative, and the groups
+    together no more than the machine had."""
+    from bench import cpu
+
+    cfg = Config(database_url=isolated_db, scenarios=("writers",), writers=(2,), writer_seconds=3, writer_rounds=1)
+    log = io.StringIO()
+    rows = run(cfg, out=log)
+    assert len(rows) == 5, log.getvalue()
+    for row in rows:
+        if row.expected:
+            assert (row.lost, row.duplicates, row.received) == (0, 0, row.expected), row
+        spent = row.extra["cpu"]
+        assert spent is not None and spent["runs"] == 1, row.notes
+        assert set(spent["groups"]) == set(cpu.GROUPS), spent
+        for group, figures in spent["groups"].items():
+            assert figures["pct"] >= 0 and figures["us_per_commit"] >= 0, (group, spent)
+        assert sum(f["pct"] for f in spent["groups"].values()) <= 100 * spent["cores"], spent
+        assert spent["pipeline"]["pct"] >= 0 and spent["pipeline"]["us_per_commit"] >= 0, spent
+        assert 0 <= spent["idle_pct"] <= 100, spent
+        assert spent["groups"][cpu.WRITERS]["pct"] > 0 and spent["groups"][cpu.PGBENCH]["pct"] > 0, spent
+        assert "µs per commit: writers' backends" in row.notes and "machine idle" in row.notes, row.notes
