@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import database, scenarios, servers, stalled
 from .report import Row, table
+from .scenarios import Peer
 
 ALL = ("full", "isolated", "fanout", "burst", "idle", "quiet", "writers", "bulk")
 #: Run only when named with --only.
@@ -56,7 +57,7 @@ class Config:
     #: Niceness of the client processes: 0, as equals of the server (see --client-nice).
     client_nice: int = 0
     #: Another server driven in the same run (``--peer``).
-    peer: scenarios.Peer | None = None
+    peer: Peer | None = None
     #: daphne processes on one port (``--processes``).
     processes: int = 1
     listener_args: tuple[str, ...] = ()
@@ -189,7 +190,7 @@ def _clean_redis(url: str, prefix: str) -> None:
         if keys:
             client.delete(*keys)
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
 
 
 def machine() -> str:

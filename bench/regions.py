@@ -85,8 +85,8 @@ def token() -> str:
 class Seen:
     """What the clients of one round received: (row pk, read at) per frame."""
 
-    pks: array = field(default_factory=lambda: array("q"))
-    times: array = field(default_factory=lambda: array("d"))
+    pks: array[int] = field(default_factory=lambda: array("q"))
+    times: array[float] = field(default_factory=lambda: array("d"))
     html: int = 0
 
 
@@ -102,7 +102,8 @@ async def subscriber(url: str, region: str, ready: asyncio.Event, seen: Seen, n:
                 if n[0] == total:
                     ready.set()
             elif msg["type"] == "event" and msg.get("row"):
-                html = next(iter((msg.get("html") or {}).values()), {}).get("html") or ""
+                regions_html: dict[str, dict[str, str]] = msg.get("html") or {}
+                html = next(iter(regions_html.values()), {}).get("html") or ""
                 seen.pks.append(msg["row"]["pk"])
                 seen.times.append(time.time())
                 seen.html += "<tr" in html
@@ -187,7 +188,7 @@ class Trace:
             by_pk.setdefault(pk, {})["published"] = when
         collections = [tuple(c) for c in data.get("collections", [])]
         stalls = [tuple(c) for c in data.get("stalls", [])]
-        return cls(by_pk, collections, stalls)  # type: ignore[arg-type]
+        return cls(by_pk, collections, stalls)
 
 
 def main() -> None:

@@ -67,7 +67,7 @@ def _ms(v: float) -> str:
     return f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 
-def unpack(seqnos: bytes, times: bytes) -> tuple[array, array]:
+def unpack(seqnos: bytes, times: bytes) -> tuple[array[int], array[float]]:
     s, t = array("q"), array("d")
     s.frombytes(seqnos)
     t.frombytes(times)

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.sql import Composed
 
 from pgevents.core.names import group_name
 from pgevents.store import log
@@ -451,7 +452,7 @@ class _PendingSampler:
         return self.peak
 
 
-def pgsql_listen(channel: str) -> object:
+def pgsql_listen(channel: str) -> Composed:
     from psycopg import sql as pgsql
 
     return pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel))

@@ -37,7 +37,7 @@ class Tap:
     def __init__(self, redis_url: str, prefix: str, group: str, pattern: re.Pattern[bytes] = SEQNO) -> None:
         self._pattern = pattern
         self._client = redis.Redis.from_url(redis_url)
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         self._pubsub.subscribe(f"{prefix}__group__{group}")
         self.seen: dict[int, float] = {}
         self._stop = threading.Event()
@@ -57,7 +57,7 @@ class Tap:
         self._stop.set()
         self._thread.join(5)
         self._pubsub.close()
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
 
 
 def split(

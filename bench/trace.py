@@ -125,8 +125,9 @@ def install(path: Path) -> None:
             for event in unpack(message):
                 note(event.get("id"), "received", now)
                 match = PK.search(event.get("frame") or "")
-                if match and isinstance(event.get("id"), int):
-                    PKS[event["id"]] = int(match.group(1))
+                id_ = event.get("id")
+                if match and isinstance(id_, int):
+                    PKS[id_] = int(match.group(1))
         await dispatch_all(self, messages)
 
     fan_out = Hub._fan_out
@@ -165,7 +166,7 @@ def install(path: Path) -> None:
 
     written = Waves._written
 
-    def traced_written(self: Waves, future: Any) -> None:
+    def traced_written(self: Waves, future: asyncio.Future[list[tuple[str, bytes]]]) -> None:
         start = time.time()
         written(self, future)
         end = time.time()
@@ -178,7 +179,7 @@ def install(path: Path) -> None:
     RenderCache._render = traced_render  # type: ignore[method-assign]
     RenderCache._composing = traced_composing  # type: ignore[method-assign]
     SharedSink._composed = traced_composed  # type: ignore[method-assign]
-    Waves._written = traced_written  # type: ignore[method-assign]
+    Waves._written = traced_written  # type: ignore[method-assign, assignment]
     _collections()
     threading.Thread(target=_dump, args=(path,), daemon=True).start()
 

@@ -43,8 +43,8 @@ class Tally:
     #: Events whose id was not above the previous one (a duplicate or out of order).
     disorder: int = 0
     last_id: int = 0
-    seqnos: array = field(default_factory=lambda: array("q"))
-    times: array = field(default_factory=lambda: array("d"))
+    seqnos: array[int] = field(default_factory=lambda: array("q"))
+    times: array[float] = field(default_factory=lambda: array("d"))
 
 
 def _int_after(data: bytes, key: bytes, start: int = 0) -> int:

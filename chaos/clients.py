@@ -154,7 +154,7 @@ class Client:
                 and row.get("payload") == payload(k, rev, size)
                 and msg.get("op") == ("INSERT" if rev == 0 else "UPDATE")
             )
-            key = (k, rev) if intact else (str(k), -1 if not isinstance(rev, int) else rev)
+            key = (str(k), rev if isinstance(rev, int) else -1)  # (k, rev) itself when intact
             stream.got.append((id_, key[0], key[1], intact, now))
             stream.seen.add(key)
             stream.last_id = id_ if stream.last_id is None else max(stream.last_id, id_)

@@ -45,7 +45,7 @@ def build(o: Outcome) -> dict[str, Any]:
     overall = verdict.Tally()
     for t in tallies.values():
         overall += t
-    timeline = []
+    timeline: list[dict[str, Any]] = []
     ends = [*(item.began for item in o.timeline[1:]), verdict.INF][: len(o.timeline)]
     for item, until in zip(o.timeline, ends, strict=True):
         closed = verdict.closing(views, item.began, until)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from .env import database_from_url
 
@@ -85,7 +86,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-PGEVENTS = {
+PGEVENTS: dict[str, Any] = {
     "CHANNELS": ["people", "authors", "books", "demo", "chat"],
     # Channels relayed as plain NOTIFY (try `NOTIFY demo, 'hello'` on the console page). Any role that can connect
     # to the database can NOTIFY them: never list a channel a watch publishes on.
@@ -99,7 +100,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".static"
 STATICFILES_DIRS = [BASE_DIR / "demo_project" / "static"]
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
