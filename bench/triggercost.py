@@ -31,6 +31,8 @@ TABLES = (
     ("bench_transient", "non-durable"),
     ("bench_quiet", "durable, notify=False"),
 )
+#: Where each watched table's events go (each block is checked to have logged one per row).
+LOGGED_IN = {"bench_events": "pgevents_event", "bench_transient": "pgevents_transient", "bench_quiet": "pgevents_event"}
 #: The blocks of one-row statements ({n} of them into {table}).
 INSERTS = """
 DO $$
@@ -58,6 +60,15 @@ def _timed(conn: psycopg.Connection, statement: str) -> float:
     return time.perf_counter() - started
 
 
+def _check(conn: psycopg.Connection, table: str, expected: int) -> None:
+    """The blocks logged one event per statement (seen inside their own transaction)."""
+    if table not in LOGGED_IN:
+        return
+    row = conn.execute(f"SELECT count(*) FROM {LOGGED_IN[table]} WHERE table_name = %s", (table,)).fetchone()
+    if row is None or row[0] != expected:
+        raise RuntimeError(f"{table}: {row[0] if row else None} events logged, expected {expected}")
+
+
 def run(urls: list[str], statements: int, rounds: int) -> list[tuple[str, list[str]]]:
     """Rows of (what, median (range) µs per statement, per database)."""
     for url in urls:
@@ -73,6 +84,7 @@ def run(urls: list[str], statements: int, rounds: int) -> list[tuple[str, list[s
                     for what, template in (("INSERT", INSERTS), ("UPDATE", UPDATES)):
                         took = _timed(conns[i], template.format(n=statements, table=table))
                         times.setdefault((i, table, what), []).append(took / statements * 1e6)
+                    _check(conns[i], table, 2 * statements if table in LOGGED_IN else 0)
                     conns[i].rollback()
     finally:
         for conn in conns:
