@@ -129,3 +129,32 @@ def test_a_watched_table_may_name_its_columns_like_the_function_s_variables(isol
             ("DELETE", None, changed),
             ("DELETE", None, {"id": 2, **row}),
         ]
+
+
+def test_a_writer_s_search_path_does_not_reach_the_statement_path(isolated_db: str) -> None:
+    """The statement path and its helper resolve every function and operator in ``pg_catalog``
+    whatever the writer's ``search_path``: a schema placed before it with a ``jsonb - text[]``
+    operator and a ``jsonb_each`` that forge rows changes nothing in what is logged, on the
+    usual path nor on the slow one (a column added since the install)."""
+    with psycopg.connect(isolated_db, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {TABLE} (id int PRIMARY KEY, name text, password text)")
+        _watch(conn)
+        conn.execute("CREATE SCHEMA evil")
+        conn.execute(
+            "CREATE FUNCTION evil.forge(jsonb, text[]) RETURNS jsonb LANGUAGE sql"
+            ' AS $$ SELECT \'{"name": "forged"}\'::jsonb $$'
+        )
+        conn.execute("CREATE OPERATOR evil.- (LEFTARG = jsonb, RIGHTARG = text[], FUNCTION = evil.forge)")
+        conn.execute(
+            "CREATE FUNCTION evil.jsonb_each(jsonb, OUT key text, OUT value jsonb) RETURNS SETOF record"
+            " LANGUAGE sql AS $$ SELECT 'name', '\"forged\"'::jsonb $$"
+        )
+        conn.execute("SET search_path = evil, pg_catalog, public")
+        assert conn.execute("SELECT '{\"a\": 1}'::jsonb - '{a}'::text[]").fetchone() == ({"name": "forged"},)
+        conn.execute(f"INSERT INTO {TABLE} VALUES (1, 'one', 'PW')")
+        conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN api_token text")
+        conn.execute(f"INSERT INTO {TABLE} SELECT g, 'n' || g, 'PW', 'TOKEN' FROM generate_series(2, 3) g")
+        conn.execute("RESET search_path")
+        assert _logged(conn, True) == [
+            ("INSERT", {"id": i, "name": n}, None) for i, n in enumerate(["one", "n2", "n3"], 1)
+        ]
