@@ -32,6 +32,7 @@ FUNCTIONS = {
     "take_transient": ("pgevents_take_transient", ("integer",)),
     "wake": ("pgevents_wake", ("boolean",)),
     "wake_transient": ("pgevents_wake", ("boolean", "boolean")),
+    "only_keys": ("pgevents_only_keys", ("jsonb", "text[]")),  # the trigger function's, the owner's alone
 }
 
 READ = ("pgevents_event", "pgevents_cursor")

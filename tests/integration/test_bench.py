@@ -199,6 +199,21 @@ def test_the_sequencer_probe_times_every_kind_of_call_on_each_database(isolated_
     assert all(len(row.split(" | ")) == 3 for row in rows), rows
 
 
+def test_the_trigger_probe_times_each_kind_of_statement_on_each_database(isolated_db: str) -> None:
+    """``python -m bench.triggercost`` on the same database given twice: each block logs one
+    event per statement through each watch (it raises otherwise), and every figure is
+    reported for both."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.triggercost", isolated_db, isolated_db, "--statements", "5", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| one-row")]
+    assert len(rows) == 8 and all(len(row.split(" | ")) == 3 for row in rows), result.stdout
+
+
 def test_the_region_benchmark_cuts_each_change_into_stages(isolated_db: str) -> None:
     """``bench.regions --stages`` at a tiny size: every subscriber gets every change (with the
     row's HTML when subscribed to the region), one render per change, and each change is cut

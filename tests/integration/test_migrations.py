@@ -38,6 +38,8 @@ DIGESTS = {
     "0010_transient_handover.sql": "86063671661fd4f5",
     "0011_sequencer_lean_call.reverse.sql": "e01f547b76c01415",
     "0011_sequencer_lean_call.sql": "82b5defcc0b32366",
+    "0012_lean_trigger.reverse.sql": "ec4ba7699f3a1b4f",
+    "0012_lean_trigger.sql": "0efdd10dfe3b5f95",
 }
 
 
@@ -91,6 +93,25 @@ def test_the_non_durable_hand_over_keeps_the_trigger_interface_and_going_back_re
     assert "DROP FUNCTION IF EXISTS" in backwards and "DROP SEQUENCE IF EXISTS" in backwards
     assert "PERFORM pg_notify('pgevents', 't');" in backwards  # 0008's: every non-durable commit wakes
     assert "LANGUAGE sql SECURITY DEFINER" in backwards  # 0004's take_transient
+
+
+@pytest.mark.django_db
+def test_the_lean_trigger_keeps_the_interface_and_going_back_restores_0010() -> None:
+    forward, backwards = sqlmigrate("0012"), sqlmigrate("0012", backwards=True)
+    assert "pg_sequence_last_value" in forward and "SELECT last_value FROM" not in forward
+    assert "IS 'pgevents v" not in forward  # installed triggers stay current
+    assert "SECURITY DEFINER SET search_path = pg_catalog, pg_temp" in forward
+    assert "REVOKE ALL ON FUNCTION" in forward and "pgevents_only_keys(jsonb, text[]) FROM PUBLIC" in forward
+    assert "sample := (SELECT to_jsonb(r) FROM pgevents_new r LIMIT 1);" in backwards  # 0010's
+    assert "DROP FUNCTION IF EXISTS" in backwards and "pg_sequence_last_value" not in backwards
+
+
+def test_the_helper_of_the_trigger_function_is_the_owner_s_alone(pg: psycopg.Connection) -> None:
+    may = "SELECT has_function_privilege(%s, 'pgevents_only_keys(jsonb, text[])', 'EXECUTE')"
+    assert pg.execute(may, ("public",)).fetchone() == (False,)
+    keep = "SELECT pgevents_only_keys(%s::jsonb, %s::text[])"
+    assert pg.execute(keep, ('{"a": 1, "b": 2, "c": 3}', ["a", "c", "d"])).fetchone() == ({"a": 1, "c": 3},)
+    assert pg.execute(keep, ('{"b": 2}', ["a"])).fetchone() == ({},)
 
 
 def test_whoever_may_say_the_listener_polls_may_say_it_for_non_durable_rows_too(isolated_db: str) -> None:

@@ -42,7 +42,10 @@ FUNCTIONS = {
     "take_transient": "pgevents_take_transient(integer)",
     "wake": "pgevents_wake(boolean)",
     "wake_transient": "pgevents_wake(boolean, boolean)",
+    "only_keys": "pgevents_only_keys(jsonb, text[])",
 }
+#: The trigger function's helper: run by the owner (as the trigger function), by no other role.
+OWNER_ONLY = "SELECT pgevents_only_keys('{}', '{}')"
 CALLS = {
     "frame": "SELECT pgevents_frame(e) FROM pgevents_event e LIMIT 1",
     "assign": "SELECT * FROM pgevents_assign(10, 0)",
@@ -176,9 +179,9 @@ def test_owner_owns_functions_that_cannot_be_redirected(roles: Roles) -> None:
     assert len(rows) == len(FUNCTIONS)
     for name, owner_name, definer, config, acl in rows:
         assert owner_name == ROLE["owner"], name
-        if name == "pgevents_frame":
-            # It reads only its argument, and is inlined into the query that calls it, which a
-            # SET would prevent: it qualifies every name instead (the next test but two).
+        if name in ("pgevents_frame", "pgevents_only_keys"):
+            # They read only their arguments; the frame is inlined into the query that calls it,
+            # which a SET would prevent: they qualify every name instead (the next test but two).
             assert (definer, config) == (False, None)
         else:
             assert definer, name
@@ -195,7 +198,7 @@ def test_a_writer_logs_events_without_any_right_on_pgevents_objects(roles: Roles
         for table in TABLES:
             _refused(writer, f"SELECT * FROM {table}")
             _refused(writer, WRITES[table])
-        for call in CALLS.values():
+        for call in (*CALLS.values(), OWNER_ONLY):
             _refused(writer, call)
     assert [row[2]["name"] for row in _log(roles, "\"row\"->>'name' = 'written by a writer'")] == [  # type: ignore[index]
         "written by a writer"
@@ -289,7 +292,7 @@ def test_a_role_that_can_only_connect_reads_nothing(roles: Roles) -> None:
     with roles.connect("other") as other:
         for table in TABLES:
             _refused(other, f"SELECT * FROM {table}")
-        for call in CALLS.values():
+        for call in (*CALLS.values(), OWNER_ONLY):
             _refused(other, call)
         # nor can it tell writers the listener is polling (they would skip their wake-ups)
         _refused(other, "SELECT setval('pgevents_wake', pg_backend_pid())")
@@ -306,6 +309,7 @@ def test_the_listener_role_reads_the_log_and_writes_only_through_the_sequencer(r
         for table in TABLES:
             _refused(listener, WRITES[table])
         _refused(listener, FORGED_HUGE_ID)
+        _refused(listener, OWNER_ONLY)
         _refused(listener, "SELECT * FROM pgevents_transient")
 
 
@@ -317,6 +321,7 @@ def test_the_web_role_reads_the_log_and_writes_only_its_presence(roles: Roles) -
         web.execute("DELETE FROM pgevents_presence WHERE process = 'forged'")
         for name in ("assign", "prune", "take_transient", "wake", "wake_transient"):
             _refused(web, CALLS[name])
+        _refused(web, OWNER_ONLY)
         for table in ("pgevents_event", "pgevents_cursor", "pgevents_transient", "pgevents_watch"):
             _refused(web, WRITES[table])
 
