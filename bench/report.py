@@ -145,3 +145,13 @@ def table(rows: Sequence[Row]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def sides_table(heading: str, sides: int, rows: Sequence[tuple[str, list[str]]]) -> str:
+    """The probes' markdown table: one row per measurement, one column per database given
+    (A, B, …)."""
+    labels = [chr(ord("A") + i) for i in range(sides)]
+    lines = [f"| {heading} | " + " | ".join(labels) + " |"]
+    lines.append("|---|" + "---|" * sides)
+    lines += [f"| {what} | " + " | ".join(cells) + " |" for what, cells in rows]
+    return "\n".join(lines)

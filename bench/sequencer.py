@@ -23,6 +23,7 @@ import psycopg
 from pgevents.store import log
 
 from . import database
+from .report import sides_table
 
 PAUSES = (0.0, 0.005, 0.02)
 
@@ -93,12 +94,8 @@ def main(argv: Any = None) -> None:
     parser.add_argument("--vacuum", action="store_true", help="VACUUM ANALYZE the empty log first")
     args = parser.parse_args(argv)
     table = run(args.urls, args.calls, args.batches, args.vacuum)
-    labels = [chr(ord("A") + i) for i in range(len(args.urls))]
     print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-    print("| p50 (p90) ms | " + " | ".join(labels) + " |")
-    print("|---|" + "---|" * len(labels))
-    for what, cells in table:
-        print(f"| {what} | " + " | ".join(cells) + " |")
+    print(sides_table("p50 (p90) ms", len(args.urls), table))
 
 
 if __name__ == "__main__":

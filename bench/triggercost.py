@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from . import database
+from .report import sides_table
 
 TABLES = (
     ("bench_plain", "no trigger"),
@@ -108,11 +109,7 @@ def main(argv: Any = None) -> None:
     args = parser.parse_args(argv)
     print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     table = run(args.urls, args.statements, args.rounds)
-    labels = [chr(ord("A") + i) for i in range(len(args.urls))]
-    print("| µs per statement, median (range) | " + " | ".join(labels) + " |")
-    print("|---|" + "---|" * len(labels))
-    for what, cells in table:
-        print(f"| {what} | " + " | ".join(cells) + " |")
+    print(sides_table("µs per statement, median (range)", len(args.urls), table))
 
 
 if __name__ == "__main__":
