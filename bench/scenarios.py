@@ -3,17 +3,20 @@ the floor (a bare ``pg_notify`` trigger and one psycopg LISTEN client) in the sa
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -639,32 +642,35 @@ def writer_parts(ctx: Context, writers: tuple[int, ...], seconds: float, rounds:
     pgbench = shutil.which("pgbench")
     if pgbench is None:
         return [Row(scenario="writer parts", system="-", notes="pgbench not found (it ships with PostgreSQL)")]
-    steps = [(NO_TRIGGER, "bench_plain")]
-    steps += [(part.label, part.table) for part in prepare_parts(ctx.url)]
+    steps: list[tuple[str, str, str]] = [(NO_TRIGGER, "bench_plain", "")]
+    steps += [(part.label, part.table, "") for part in prepare_parts(ctx.url)]
     steps += [
-        ("the log as migrated, notify=False (log only)", "bench_quiet"),
-        ("+ the wake-up check (durable watch, listener running)", "bench_events"),
+        ("the real watch, notify=False: its log, nothing positions (listener paused)", "bench_quiet", _PAUSED),
+        ("+ positioned by a bare pgevents_assign loop every 5 ms, nothing forwarded", "bench_quiet", _BARE),
+        ("+ positioned and forwarded by the listener instead (polls every --quiet-poll)", "bench_quiet", ""),
+        ("+ the wake-up check (durable watch, listener running)", "bench_events", ""),
     ]
     tps: dict[tuple[str, int], list[float]] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for _, table in steps:
+            for _, table, _ in steps:
                 with open(f"{tmp}/{table}.sql", "w") as f:
                     f.write(PGBENCH_SCRIPT.format(table=table, payload=PAYLOAD))
             for _ in range(rounds):
                 for n in writers:
-                    for _, table in steps:
-                        settle(ctx.url)
-                        rate, _, _ = _pgbench(pgbench, f"{tmp}/{table}.sql", n, seconds, ctx.url)
-                        tps.setdefault((table, n), []).append(rate)
+                    for label, table, mode in steps:
+                        settle(ctx.url, timeout=120)
+                        with _positioning(ctx, mode):
+                            rate, _, _ = _pgbench(pgbench, f"{tmp}/{table}.sql", n, seconds, ctx.url)
+                        tps.setdefault((label, n), []).append(rate)
     finally:
         drop_parts(ctx.url)
     rows = []
     for n in writers:
-        base = statistics.median(tps[("bench_plain", n)])
+        base = statistics.median(tps[(NO_TRIGGER, n)])
         previous = base
-        for label, table in steps:
-            runs = sorted(tps[(table, n)])
+        for label, table, _ in steps:
+            runs = sorted(tps[(label, n)])
             median = statistics.median(runs)
             step_us = (1 / median - 1 / previous) * 1e6 * n if table != "bench_plain" else 0.0
             previous = median
@@ -686,6 +692,50 @@ def writer_parts(ctx: Context, writers: tuple[int, ...], seconds: float, rounds:
         if ctx.listener.proc.poll() is not None:
             ctx.listener = servers.start_listener(ctx.env, *ctx.listener_args)
     return rows
+
+
+#: How a ``writer-parts`` step positions the log while pgbench writes: the listener paused
+#: (nothing positions: the ceiling of a watch whose log write is all it costs), or paused
+#: with a bare loop of sequencer calls instead (positioning without forwarding).
+_PAUSED, _BARE = "paused", "bare"
+
+
+@contextlib.contextmanager
+def _positioning(ctx: Context, mode: str, every: float = 0.005) -> Iterator[None]:
+    """Run the body with the log positioned as ``mode`` says ("": by the listener, as
+    always). The listener is paused with SIGSTOP once the log is settled (it then sleeps on
+    LISTEN or runs an autocommit look, so it holds no lock the loop needs) and resumed after."""
+    if not mode:
+        yield
+        return
+    stop = threading.Event()
+
+    def bare_loop() -> None:
+        # Each call records the last id the previous one returned as published, so the
+        # cursor ends level with what was positioned (nothing waits to be forwarded).
+        with psycopg.connect(ctx.url, autocommit=True) as conn:
+            published = 0
+            while True:
+                row = conn.execute("SELECT max(event_id) FROM pgevents_assign(500, %s)", (published,)).fetchone()
+                last = row[0] if row is not None else None
+                if last is not None:
+                    published = last
+                elif stop.is_set():
+                    return
+                else:
+                    time.sleep(every)
+
+    os.killpg(ctx.listener.proc.pid, signal.SIGSTOP)
+    loop = threading.Thread(target=bare_loop, daemon=True) if mode == _BARE else None
+    try:
+        if loop is not None:
+            loop.start()
+        yield
+    finally:
+        stop.set()
+        if loop is not None:
+            loop.join()
+        os.killpg(ctx.listener.proc.pid, signal.SIGCONT)
 
 
 def _listener_drain(ctx: Context, events: int) -> Row:

@@ -113,6 +113,11 @@ _INSERT = """
     INSERT INTO bench_parts.{log} (channel, op, schema_name, table_name, "row", old)
     VALUES (cfg->>'channel', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, new_row, NULL);
 """
+#: The statement trigger's one query: the rows' JSON straight from the transition table.
+_STATEMENT_INSERT = """
+    INSERT INTO bench_parts.{log} (channel, op, schema_name, table_name, "row")
+    SELECT cfg->>'channel', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(n) FROM new_rows n;
+"""
 _FUNCTION = """
 CREATE OR REPLACE FUNCTION bench_parts.{name}() RETURNS trigger LANGUAGE plpgsql{options} AS $$
 DECLARE
@@ -153,6 +158,9 @@ class Part:
     log: tuple[str, ...] = ()
     definer: bool = True
     row_json: bool = True
+    #: A statement trigger logging the statement's rows in one ``INSERT … SELECT`` from its
+    #: transition table, as the real watch logs an INSERT.
+    statement: bool = False
 
 
 def writer_parts() -> list[Part]:
@@ -178,6 +186,15 @@ def writer_parts() -> list[Part]:
     steps.append(
         Part("bench_parts.w_lean", "the same, with the indexes of migration 0008", log=(*seq, *LOG_INDEXES_0008))
     )
+    steps.append(
+        Part(
+            "bench_parts.w_statement",
+            "the same log, written by a statement trigger (one INSERT … SELECT, nothing else)",
+            log=(*seq, *LOG_INDEXES_0008),
+            row_json=False,
+            statement=True,
+        )
+    )
     return steps
 
 
@@ -194,13 +211,14 @@ def prepare_parts(url: str) -> list[Part]:
                 log = f"log_{name}"
                 for ddl in step.log:
                     conn.execute(ddl.format(t=f"{PARTS_SCHEMA}.{log}"))
-                body += _INSERT.format(log=log)
+                body += (_STATEMENT_INSERT if step.statement else _INSERT).format(log=log)
             conn.execute(
                 _FUNCTION.format(name=f"t_{name}", options=_DEFINER if step.definer else "", body=body or "    NULL;")
             )
             conn.execute(f"CREATE TABLE {step.table} (pk bigserial PRIMARY KEY, seqno bigint NOT NULL, payload text)")
+            each = "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT" if step.statement else "FOR EACH ROW"
             conn.execute(
-                f"CREATE TRIGGER t AFTER INSERT ON {step.table} FOR EACH ROW EXECUTE FUNCTION "
+                f"CREATE TRIGGER t AFTER INSERT ON {step.table} {each} EXECUTE FUNCTION "
                 f"{PARTS_SCHEMA}.t_{name}('{{\"channel\": \"parts\"}}', '{{pk,seqno,payload}}', '{{}}')"
             )
     return steps
