@@ -14,7 +14,8 @@ code on the path, and times them under the same load, in the same run:
   ``NOTIFY``s a wake-up; a positioner (one asyncio psycopg connection, autocommit,
   ``synchronous_commit`` on) answers a wake-up, and keeps calling while calls find events,
   with one ``UPDATE … SET id = nextval(…) … RETURNING`` — a durable commit per call — and
-  hands the rows to a receiver task in its own process;
+  hands the rows to a receiver task in its own process (which reads them once the
+  positioner has sent its next call and waits: the cost of sending one statement);
 - **durable + Redis**: the same, the positioner ``PUBLISH``ing each call's rows as one
   message (redis-py asyncio), a receiver process ``SUBSCRIBE``d;
 - **durable + Redis, synchronous_commit off**: the same with the positioner's commits not
