@@ -8,8 +8,10 @@ the harness works and that every expected delivery was made exactly once.
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 from bench.__main__ import Config, run
 from bench.servers import free_port
@@ -197,6 +199,31 @@ def test_the_sequencer_probe_times_every_kind_of_call_on_each_database(isolated_
         "| a call that finds nothing",
     ]
     assert all(len(row.split(" | ")) == 3 for row in rows), rows
+
+
+def test_the_floor_probe_delivers_every_event_exactly_once_in_every_pipeline(isolated_db: str, tmp_path: Path) -> None:
+    """``python -m bench.floorprobe`` at a tiny size: in each pipeline (the bare NOTIFY, the
+    minimal durable positioner in-process, through Redis, and with its commits not waiting
+    for the flush), flat out and isolated, every committed event arrives exactly once, and
+    the positioner gave each of them one id in its calls."""
+    out = tmp_path / "floor.json"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.floorprobe", "--database-url", isolated_db),
+            *("--events", "60", "--isolated", "2", "--rounds", "2", "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert len(results) == 8, results
+    for r in results:
+        expected = 2 * (60 if r["scenario"] == "writer flat out" else 2)
+        assert (r["expected"], r["received"], r["lost"], r["duplicates"]) == (expected, expected, 0, 0), r
+        if not r["pipeline"].startswith("floor"):
+            assert r["calls"] >= 1 and round(r["events_per_call"] * r["calls"]) == expected, r
 
 
 def test_the_trigger_probe_times_each_kind_of_statement_on_each_database(isolated_db: str) -> None:
