@@ -138,6 +138,8 @@ def running(listener: Listener) -> Iterator[None]:
     thread.start()
     try:
         _wait_for(lambda: listener.active, "the listener to be active")
+        # and past its catch-up look, which positions without ever making it poll
+        _wait_for(lambda: listener._last_drain > 0, "the listener's catch-up")
         yield
     finally:
         loop.call_soon_threadsafe(listener.stop)

@@ -121,6 +121,10 @@ def test_an_abandoned_listener_closes_its_session_and_hand_over_connections(
         thread.start()
         try:
             _wait_for(lambda: listener.active, "the listener to be active")
+            # Active comes before the catch-up's look: a row committed during that look is
+            # positioned by it, and its wake-up then finds nothing, which never makes the
+            # listener poll. Write once the catch-up has looked (its last drain is noted).
+            _wait_for(lambda: listener._last_drain > 0, "the listener's catch-up")
             owner.execute("INSERT INTO people (name) VALUES ('wakes it')")
             _wait_for(lambda: _flag(owner) != 0, "the listener to poll")
             with writer.transaction():
